@@ -1,0 +1,57 @@
+# Everything starts from a bare `python3`: the first target that needs the environment makes it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 8000
+EXAMPLES := examples/titanic examples/car_evaluation
+ARTEFACTS := examples/titanic/model.joblib examples/car_evaluation/model.joblib
+PYTEST_ARGS ?=
+
+.PHONY: help venv models serve test lint format lock clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+$(STAMP): requirements/dev.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+venv: $(STAMP)  ## Create .venv with the locked dependencies
+
+examples/titanic/model.joblib: examples/titanic/train.py examples/titanic/titanic_features.py | $(STAMP)
+	$(BIN)/python examples/titanic/train.py
+
+examples/car_evaluation/model.joblib: examples/car_evaluation/train.py | $(STAMP)
+	$(BIN)/python examples/car_evaluation/train.py
+
+models: $(ARTEFACTS)  ## Build the example model artefacts (deterministic)
+
+serve: models  ## Serve both examples on http://127.0.0.1:8000
+	$(BIN)/fastinfer serve --host $(HOST) --port $(PORT) $(EXAMPLES)
+
+test: models  ## Run the whole test suite (slow integration tests included)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff and mypy
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
+	$(BIN)/mypy
+
+format: $(STAMP)  ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff format src tests examples
+	$(BIN)/ruff check --fix src tests examples
+
+lock: ## Re-resolve requirements/*.lock from pyproject.toml
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet pip-tools
+	.lock-venv/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras \
+		--generate-hashes -o requirements/runtime.lock pyproject.toml
+	.lock-venv/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras \
+		--generate-hashes --extra dev -o requirements/dev.lock pyproject.toml
+
+clean:  ## Remove the environment and built artefacts
+	rm -rf $(VENV) .lock-venv $(ARTEFACTS) examples/titanic/holdout.csv .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""`python -m fastinfer` is the `fastinfer` command."""
+
+from fastinfer.cli import main
+
+main()

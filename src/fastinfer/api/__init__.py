@@ -1,0 +1,1 @@
+"""HTTP transport: routes, middleware and error rendering. No model logic lives here."""

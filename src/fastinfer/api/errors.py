@@ -1,0 +1,124 @@
+"""One error shape for every failure: `{code, message, details, request_id}`.
+
+Client errors say exactly what to fix; server errors say only that it failed and which request
+it was. Tracebacks go to the log, never to the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from fastinfer.api.context import REQUEST_ID_HEADER, request_id_of
+from fastinfer.errors import ServiceError
+from fastinfer.observability.logging import get_logger
+
+log = get_logger("fastinfer.errors")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+class ErrorBody(BaseModel):
+    """What every error response holds."""
+
+    code: str = Field(
+        description="Stable, machine-readable error code.", examples=["invalid_input"]
+    )
+    message: str = Field(description="What went wrong, for a person.")
+    details: Any = Field(
+        default=None, description="Structured specifics, e.g. the row and field of each problem."
+    )
+    request_id: str = Field(description="Quote it when reporting a problem; it is in the logs.")
+
+
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    request_id = request_id_of(request.scope)
+    body = {"code": code, "message": message, "details": details, "request_id": request_id}
+    all_headers = {REQUEST_ID_HEADER: request_id, **(headers or {})}
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=all_headers
+    )
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    return error_response(
+        request, exc.status, exc.code, exc.message, details=exc.details, headers=exc.headers
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route for {request.method} {request.url.path}"
+    if exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    return error_response(request, exc.status_code, code, message, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {"location": [str(p) for p in err.get("loc", ())], "problem": err.get("msg", "")}
+        for err in exc.errors()
+    ]
+    return error_response(
+        request, 422, "invalid_request", "the request is not valid", details=details
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled_error", path=request.url.path, exc_info=exc)
+    return error_response(
+        request, 500, "internal_error", "the server failed to answer this request"
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "The body is not valid JSON.",
+        404: "No such model.",
+        413: "Too many rows, or too large a body.",
+        415: "The body is not JSON (send Content-Type: application/json).",
+        422: "A row does not match the model's input schema.",
+        500: "The model failed on this input.",
+        503: "The model is not ready yet.",
+    }.items()
+}

@@ -1,0 +1,129 @@
+"""OpenAPI with one typed predict operation per model.
+
+Models load after the app is built (and may change later), so the document is generated on
+demand and cached only once every model has settled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from fastinfer.registry import ModelRegistry, ModelState, ServedModel
+from fastinfer.schema import pascal_case
+
+_REF = "#/components/schemas/{model}"
+_ERROR_STATUSES = {
+    "400": "The body is not valid JSON.",
+    "404": "No such model.",
+    "413": "Too many rows, or too large a body.",
+    "415": "The body is not JSON (send Content-Type: application/json).",
+    "422": "A row does not match the model's input schema; details name row and field.",
+    "500": "The model failed on this input.",
+    "503": "The model is not ready yet.",
+}
+
+
+def install_openapi(app: FastAPI, registry: ModelRegistry) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build_openapi(app, registry)
+        if all(m.state is not ModelState.LOADING for m in registry):
+            app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def build_openapi(app: FastAPI, registry: ModelRegistry) -> dict[str, Any]:
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        tags=[{"name": m.name, "description": m.config.description or ""} for m in registry],
+    )
+    schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    for model in registry:
+        if model.schema is None:
+            continue
+        schemas.update(model.schema.json_schemas(_REF))
+        response_name = f"{pascal_case(model.name)}PredictResponse"
+        schemas[response_name] = _response_schema(model, response_name)
+        document["paths"][f"/v1/models/{model.name}/predict"] = {
+            "post": _predict_operation(model, response_name)
+        }
+    return document
+
+
+def _predict_operation(model: ServedModel, response_name: str) -> dict[str, Any]:
+    assert model.schema is not None
+    content: dict[str, Any] = {"schema": {"$ref": _REF.format(model=model.schema.request_name)}}
+    if model.config.example is not None:
+        content["example"] = {"inputs": [model.config.example]}
+    error = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "One prediction per input row, in order.",
+            "content": {"application/json": {"schema": {"$ref": _REF.format(model=response_name)}}},
+        }
+    }
+    responses.update(
+        {
+            status: {"description": text, "content": error}
+            for status, text in _ERROR_STATUSES.items()
+        }
+    )
+    return {
+        "tags": [model.name],
+        "summary": f"Predict with {model.name}",
+        "description": (model.config.description or "")
+        + f"\n\nSend up to {model.schema.max_rows} rows in `inputs`.",
+        "operationId": f"predict_{model.name.replace('-', '_').replace('.', '_')}",
+        "requestBody": {"required": True, "content": {"application/json": content}},
+        "responses": responses,
+    }
+
+
+def _prediction_schema(model: ServedModel) -> dict[str, Any]:
+    labels = model.runtime.output_labels() if model.runtime else None
+    if model.config.output.kind == "regressor":
+        return {
+            "type": "object",
+            "properties": {"value": {"type": "number"}},
+            "required": ["value"],
+        }
+    label: dict[str, Any] = {"type": "string", "description": "The most probable class."}
+    probabilities: dict[str, Any] = {
+        "type": "object",
+        "description": "Probability of each class.",
+        "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+    }
+    if labels:
+        label["enum"] = labels
+        probabilities["properties"] = {
+            name: {"type": "number", "minimum": 0, "maximum": 1} for name in labels
+        }
+        probabilities["required"] = labels
+    return {
+        "type": "object",
+        "properties": {"label": label, "probabilities": probabilities},
+        "required": ["label", "probabilities"],
+    }
+
+
+def _response_schema(model: ServedModel, title: str) -> dict[str, Any]:
+    return {
+        "title": title,
+        "type": "object",
+        "properties": {
+            "model": {"type": "string", "const": model.name},
+            "version": {"type": "string", "description": "The model version that answered."},
+            "request_id": {"type": "string"},
+            "predictions": {"type": "array", "items": _prediction_schema(model)},
+        },
+        "required": ["model", "version", "request_id", "predictions"],
+    }

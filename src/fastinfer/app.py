@@ -1,0 +1,115 @@
+"""Builds the ASGI app: settings + model directories in, a wired FastAPI app out."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from fastinfer import __version__
+from fastinfer.api import docs, probes, v1
+from fastinfer.api.context import RequestContextMiddleware
+from fastinfer.api.errors import install_error_handlers
+from fastinfer.api.openapi import install_openapi
+from fastinfer.config import Settings
+from fastinfer.dataplane import DataPlane
+from fastinfer.engine import ThreadEngine
+from fastinfer.modelspec import ModelDirectory, load_model_directory
+from fastinfer.observability.logging import get_logger
+from fastinfer.registry import ModelRegistry
+
+log = get_logger("fastinfer.app")
+
+DESCRIPTION = """Inference for the models below, served by fastinfer.
+
+* `POST /v1/models/{name}/predict` with `{"inputs": [row, ...]}`; each model's row type is below.
+* Probes: `/livez` (process alive), `/readyz` (every model loaded and self-tested), `/health`.
+* Errors always have the shape `{code, message, details, request_id}`.
+"""
+
+
+@cache
+def git_revision() -> str:
+    """The build's revision: from the environment (images), else from git (checkouts)."""
+    env = os.environ.get("FASTINFER_GIT_REVISION")
+    if env:
+        return env
+    with suppress(OSError, subprocess.SubprocessError):
+        result = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],  # noqa: S607 - git from PATH on purpose
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
+        )
+        if result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip()
+    return "unknown"
+
+
+def create_app(
+    settings: Settings | None = None, directories: list[ModelDirectory] | None = None
+) -> FastAPI:
+    """The service for `directories` (default: `settings.model_dirs`)."""
+    settings = settings or Settings()
+    if directories is None:
+        directories = [load_model_directory(p) for p in settings.model_dirs]
+    registry = ModelRegistry(
+        directories, max_rows=settings.max_rows, trust_unpinned=settings.trust_unpinned_artefacts
+    )
+    engine = ThreadEngine(settings.inference_threads)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Load in the background: /livez answers at once, /readyz says "loading" until done.
+        loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
+        log.info("starting", models=[m.name for m in registry], version=__version__)
+        try:
+            yield
+        finally:
+            if not loading.done():
+                loading.cancel()
+            await asyncio.to_thread(engine.shutdown)
+            log.info("stopped")
+
+    app = FastAPI(
+        title="fastinfer",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.dataplane = DataPlane(registry, engine)
+    app.state.booted_at = datetime.now(UTC)
+    app.state.booted_monotonic = time.monotonic()
+    app.state.git_revision = git_revision()
+
+    install_error_handlers(app)
+    app.include_router(probes.router)
+    app.include_router(v1.router)
+    docs.install_docs(app)
+    install_openapi(app, registry)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-Request-ID", "Authorization"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,41 @@
+"""The `fastinfer` command: serve models, score files locally, inspect model directories."""
+
+from __future__ import annotations
+
+import typer
+
+from fastinfer import __version__
+from fastinfer.cli.inspect import models_command
+from fastinfer.cli.score import predict_command
+from fastinfer.cli.serve import serve_command
+
+app = typer.Typer(
+    name="fastinfer",
+    help="Turn a trained model into a fast, hardened inference microservice.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.command("serve")(serve_command)
+app.command("predict")(predict_command)
+app.command("models")(models_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fastinfer {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """fastinfer."""
+
+
+def main() -> None:
+    app()

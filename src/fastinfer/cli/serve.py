@@ -1,0 +1,104 @@
+"""`fastinfer serve`: the HTTP service for one or more models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fastinfer.app import create_app
+from fastinfer.config import Settings
+from fastinfer.modelspec import ModelConfigError, ModelDirectory, load_model_directory
+from fastinfer.observability.logging import configure_logging, flush_logging, get_logger
+from fastinfer.registry import parse_model_option
+from fastinfer.server import run_server
+
+
+def _environment_help() -> str:
+    lines = ["Every option can also be set in the environment (or a .env file):\n\n"]
+    for name, info in Settings.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        lines.append(f"FASTINFER_{name.upper()}  {info.description or ''} [default: {default}]\n\n")
+    return "".join(lines)
+
+
+def serve_command(
+    model_dirs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Model directories (each holds a model.yaml).", show_default=False),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A bare artefact: NAME=PATH or NAME=PATH#sha256:HEX. Repeatable. Without a "
+            "pin it needs --trust-unpinned.",
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [default: 8000].")] = None,
+    trust_unpinned: Annotated[
+        bool | None,
+        typer.Option(
+            "--trust-unpinned/--no-trust-unpinned",
+            help="Load artefacts that have no sha256 pin. Pickles run code when loaded: only "
+            "for files you built yourself.",
+            show_default=False,
+        ),
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    log_format: Annotated[str | None, typer.Option(help="auto, json or console.")] = None,
+    max_rows: Annotated[int | None, typer.Option(help="Most rows in one request.")] = None,
+    max_body_bytes: Annotated[int | None, typer.Option(help="Largest request body.")] = None,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option(help="An origin allowed by CORS. Repeatable.")
+    ] = None,
+) -> None:
+    """Serve models over HTTP: typed REST API, probes, and offline docs at /docs."""
+    overrides: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "trust_unpinned_artefacts": trust_unpinned,
+        "log_level": log_level,
+        "log_format": log_format,
+        "max_rows": max_rows,
+        "max_body_bytes": max_body_bytes,
+        "cors_origins": cors_origin or None,
+        "model_dirs": model_dirs or None,
+    }
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    configure_logging(settings.log_level, settings.log_format)
+    log = get_logger("fastinfer.cli")
+    try:
+        directories: list[ModelDirectory] = [load_model_directory(p) for p in settings.model_dirs]
+        directories += [parse_model_option(option) for option in model or []]
+    except ModelConfigError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    if not directories:
+        typer.secho(
+            "error: no models given: pass model directories, --model NAME=PATH, or set "
+            "FASTINFER_MODEL_DIRS",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(2)
+    try:
+        app = create_app(settings, directories)
+    except ModelConfigError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    log.info("listening", url=f"http://{settings.host}:{settings.port}", docs="/docs")
+    try:
+        run_server(app, settings)
+    finally:
+        flush_logging()
+
+
+serve_command.__doc__ = (serve_command.__doc__ or "") + "\n\n" + _environment_help()

@@ -1,0 +1,62 @@
+"""Service settings, read from `FASTINFER_*` environment variables and an optional `.env` file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_list(value: object) -> object:
+    """Accept `a,b` as well as a JSON list for list-valued env vars."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            return json.loads(stripped)
+        return [item.strip() for item in stripped.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Each field is `FASTINFER_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FASTINFER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
+    model_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Model directories to serve (comma-separated)."
+    )
+    trust_unpinned_artefacts: bool = Field(
+        default=False,
+        description="Allow loading a bare artefact that has no sha256 pin. Loading a pickle runs "
+        "code: only enable this for files you built yourself.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins allowed by CORS (comma-separated); none by default.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: console on a terminal, JSON otherwise."
+    )
+    log_request_bodies: bool = Field(
+        default=False, description="Write request bodies to the debug log (off: they may hold PII)."
+    )
+    max_rows: int = Field(default=1024, ge=1, description="Most rows accepted in one request.")
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes."
+    )
+    inference_threads: int = Field(
+        default=1, ge=1, description="Threads that run predictions for each model."
+    )
+
+    @field_validator("model_dirs", "cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return _split_list(value)

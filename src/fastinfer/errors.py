@@ -1,0 +1,60 @@
+"""Errors the service answers with. Each carries its HTTP status and a stable code.
+
+The data plane raises these; each protocol's routes render them in its own wire shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+class MalformedRequest(ServiceError):  # noqa: N818 - named for what the client did
+    status = 400
+    code = "malformed_request"
+
+
+class ModelNotFound(ServiceError):  # noqa: N818
+    status = 404
+    code = "model_not_found"
+
+
+class PayloadTooLarge(ServiceError):  # noqa: N818
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):  # noqa: N818
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidInput(ServiceError):  # noqa: N818
+    status = 422
+    code = "invalid_input"
+
+
+class ModelNotReady(ServiceError):  # noqa: N818
+    status = 503
+    code = "model_not_ready"
+
+
+class InferenceFailed(ServiceError):  # noqa: N818
+    status = 500
+    code = "inference_failed"

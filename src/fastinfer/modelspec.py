@@ -1,0 +1,165 @@
+"""The model directory format: one `model.yaml` beside the artefact it describes.
+
+The config is data, not code: the same directory serves on a laptop, in a container and in
+Kubernetes. It pins the artefact's sha256 because loading a pickle executes code.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_FILENAME = "model.yaml"
+_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+
+FieldType = Literal["integer", "number", "string", "boolean", "any"]
+
+
+class ModelConfigError(ValueError):
+    """A model directory whose config cannot be read or is inconsistent."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputField(_Strict):
+    """One column of an input row."""
+
+    name: str = Field(min_length=1, max_length=128)
+    type: FieldType = "any"
+    description: str | None = None
+    allowed: list[str | int | float | bool] | None = Field(
+        default=None, description="The only values accepted (a categorical field)."
+    )
+    nullable: bool = Field(default=False, description="The value may be null or left out.")
+    minimum: float | None = None
+    maximum: float | None = None
+    max_length: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check_consistent(self) -> InputField:
+        if self.allowed is not None and len(self.allowed) == 0:
+            raise ValueError(f"field {self.name!r}: 'allowed' must not be empty")
+        if (self.minimum is not None or self.maximum is not None) and self.type not in (
+            "integer",
+            "number",
+        ):
+            raise ValueError(f"field {self.name!r}: minimum/maximum need a numeric type")
+        return self
+
+
+class ArtefactSpec(_Strict):
+    path: str = Field(min_length=1, description="Relative to the model directory.")
+    sha256: str | None = Field(default=None, description="Hex digest checked before loading.")
+
+    @field_validator("sha256")
+    @classmethod
+    def _check_sha(cls, value: str | None) -> str | None:
+        if value is not None and not _SHA256_PATTERN.match(value.lower()):
+            raise ValueError("sha256 must be 64 hexadecimal characters")
+        return value.lower() if value else value
+
+
+class OutputSpec(_Strict):
+    kind: Literal["classifier", "regressor"] = "classifier"
+    labels: dict[str, str] | None = Field(
+        default=None,
+        description="Maps the model's class values (as strings) to the labels clients see.",
+    )
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _stringify_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+
+class ModelConfig(_Strict):
+    """What `model.yaml` holds."""
+
+    name: Annotated[str, Field(pattern=_NAME_PATTERN)]
+    version: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.+-]+$")]
+    description: str | None = None
+    runtime: Literal["sklearn"] = "sklearn"
+    artefact: ArtefactSpec
+    code_paths: list[str] = Field(
+        default_factory=list,
+        description="Python files or folders in the model directory that the artefact imports "
+        "(custom transformers pickled by reference).",
+    )
+    inputs: list[InputField] | None = Field(
+        default=None, description="The row schema; derived from the artefact when left out."
+    )
+    allow_extra_fields: bool = False
+    example: dict[str, Any] | None = Field(
+        default=None, description="One valid row: the docs' example and the startup self-test."
+    )
+    expected_example_output: Any | None = Field(
+        default=None, description="If set, the self-test also checks the example's prediction."
+    )
+    output: OutputSpec = Field(default_factory=OutputSpec)
+
+    @model_validator(mode="after")
+    def _check_inputs(self) -> ModelConfig:
+        if self.inputs is not None:
+            names = [f.name for f in self.inputs]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate input fields: {', '.join(dupes)}")
+        for rel in [self.artefact.path, *self.code_paths]:
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise ValueError(f"path {rel!r} must stay inside the model directory")
+        return self
+
+
+class ModelDirectory(BaseModel):
+    """A parsed model directory: its config and where it lives."""
+
+    model_config = ConfigDict(frozen=True)
+
+    root: Path
+    config: ModelConfig
+
+    @property
+    def artefact_path(self) -> Path:
+        return self.root / self.config.artefact.path
+
+    @property
+    def code_paths(self) -> list[Path]:
+        return [self.root / rel for rel in self.config.code_paths]
+
+
+def load_model_directory(root: Path | str) -> ModelDirectory:
+    """Read and validate `root/model.yaml`; errors name the file and the problem."""
+    root = Path(root).resolve()
+    config_file = root / CONFIG_FILENAME
+    if not config_file.is_file():
+        raise ModelConfigError(f"{config_file}: no {CONFIG_FILENAME} in the model directory")
+    try:
+        raw = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ModelConfigError(f"{config_file}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ModelConfigError(f"{config_file}: expected a mapping at the top level")
+    try:
+        config = ModelConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ModelConfigError(f"{config_file}: {problems}") from exc
+    return ModelDirectory(root=root, config=config)
+
+
+def dump_config(config: ModelConfig) -> str:
+    """YAML for a config, as `fastinfer` and the example training scripts write it."""
+    data = config.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,1 @@
+"""Logs now; metrics, prediction logs and drift as they arrive."""

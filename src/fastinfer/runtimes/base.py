@@ -1,0 +1,40 @@
+"""The runtime contract: load an artefact once, then predict batches of rows.
+
+A runtime knows one framework and nothing about HTTP, queues or batching. Rows arrive validated,
+as dicts holding every schema column (missing values are None), and each row gets one prediction.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from fastinfer.modelspec import InputField, OutputSpec
+
+Row = dict[str, Any]
+Prediction = dict[str, Any]
+
+
+class Runtime(ABC):
+    """A loaded model. `predict` may be called from worker threads, one batch at a time."""
+
+    name: str = "base"
+
+    def __init__(self, output: OutputSpec) -> None:
+        self.output = output
+
+    @abstractmethod
+    def load(self, data: bytes) -> None:
+        """Deserialise the (already verified) artefact bytes."""
+
+    @abstractmethod
+    def predict(self, rows: list[Row], columns: list[str]) -> list[Prediction]:
+        """One prediction per row, in order."""
+
+    def derived_inputs(self) -> list[InputField] | None:
+        """The input schema the artefact itself declares, if it declares one."""
+        return None
+
+    def output_labels(self) -> list[str] | None:
+        """The labels a classifier can answer, once loaded (for typed responses)."""
+        return None

@@ -1,0 +1,40 @@
+"""Turning a framework's raw outputs into the predictions clients see."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fastinfer.modelspec import OutputSpec
+from fastinfer.runtimes.base import Prediction
+
+
+def class_labels(classes: Sequence[Any], output: OutputSpec) -> list[str]:
+    """The client-facing label of each class value, mapped through `output.labels`."""
+    mapping = output.labels or {}
+    return [mapping.get(_class_key(value), _class_key(value)) for value in classes]
+
+
+def _class_key(value: Any) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
+    return str(value)
+
+
+def classifier_predictions(
+    probabilities: npt.NDArray[np.floating[Any]], labels: list[str]
+) -> list[Prediction]:
+    """One `{"label", "probabilities"}` per row; the label is the most probable class."""
+    best = probabilities.argmax(axis=1)
+    rounded = probabilities.round(6).tolist()
+    return [
+        {"label": labels[int(index)], "probabilities": dict(zip(labels, row, strict=True))}
+        for index, row in zip(best, rounded, strict=True)
+    ]
+
+
+def regressor_predictions(values: npt.NDArray[Any]) -> list[Prediction]:
+    return [{"value": float(v)} for v in np.asarray(values, dtype=float).reshape(-1)]

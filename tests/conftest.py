@@ -1,0 +1,107 @@
+"""Shared fixtures: models built by the tests themselves, deterministically."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pandas as pd
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sklearn.linear_model import LogisticRegression
+
+from fastinfer.app import create_app
+from fastinfer.config import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+TITANIC = EXAMPLES / "titanic"
+CAR = EXAMPLES / "car_evaluation"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_config(directory: Path, config: dict[str, Any]) -> Path:
+    (directory / "model.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return directory
+
+
+def build_tiny_model(directory: Path, *, name: str = "tiny", version: str = "1") -> Path:
+    """A two-feature logistic regression: x large → 'high'."""
+    directory.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame({"x": [0.0, 1, 2, 3, 4, 5, 6, 7], "colour": [0.0, 1, 0, 1, 0, 1, 0, 1]})
+    target = ["low", "low", "low", "low", "high", "high", "high", "high"]
+    model = LogisticRegression(random_state=0).fit(frame, target)
+    artefact = directory / "model.joblib"
+    joblib.dump(model, artefact)
+    return write_config(
+        directory,
+        {
+            "name": name,
+            "version": version,
+            "runtime": "sklearn",
+            "artefact": {"path": "model.joblib", "sha256": sha256_of(artefact)},
+            "inputs": [
+                {"name": "x", "type": "number", "minimum": -100, "maximum": 100},
+                {"name": "colour", "type": "integer", "allowed": [0, 1]},
+            ],
+            "example": {"x": 6.5, "colour": 1},
+            "expected_example_output": "high",
+            "output": {"kind": "classifier"},
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def examples_built() -> None:
+    """The example artefacts, built by their training scripts if `make` has not yet."""
+    for folder in (TITANIC, CAR):
+        if not (folder / "model.joblib").is_file():
+            subprocess.run([sys.executable, str(folder / "train.py")], check=True, cwd=REPO)
+
+
+@pytest.fixture
+def tiny_dir(tmp_path: Path) -> Path:
+    return build_tiny_model(tmp_path / "tiny")
+
+
+def wait_ready(client: TestClient, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = client.get("/readyz")
+        if response.status_code == 200:
+            return
+        reasons = response.json()["details"]["models"].values()
+        if any(reason != "loading" for reason in reasons):
+            raise AssertionError(f"a model failed to load: {response.json()}")
+        time.sleep(0.02)
+    raise AssertionError(f"not ready after {timeout}s: {client.get('/readyz').json()}")
+
+
+def serve_in_process(*model_dirs: Path, ready: bool = True, **settings: Any) -> TestClient:
+    """An in-process client; use it as a context manager so the lifespan runs."""
+    app = create_app(Settings(model_dirs=list(model_dirs), **settings))
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.fixture
+def tiny_client(tiny_dir: Path) -> Iterator[TestClient]:
+    with serve_in_process(tiny_dir) as client:
+        wait_ready(client)
+        yield client
+
+
+@pytest.fixture(scope="module")
+def examples_client(examples_built: None) -> Iterator[TestClient]:
+    with serve_in_process(TITANIC, CAR, max_rows=64, max_body_bytes=64 * 1024) as client:
+        wait_ready(client)
+        yield client

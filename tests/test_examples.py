@@ -1,0 +1,311 @@
+"""The example models: reproducible builds, faithful synthetic data and rules the model learned.
+
+The training scripts run in temporary copies of their folders, so the real ones are never touched.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import io
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from fastinfer.modelspec import ModelConfig, load_model_directory
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+EXAMPLE_NAMES = ("titanic", "car_evaluation")
+BUILDS_PER_EXAMPLE = 2
+
+# Kaggle train.csv: survival rate by (class, sex); see examples/titanic/train.py.
+PUBLISHED_SURVIVAL = {
+    (1, "female"): 0.968,
+    (2, "female"): 0.921,
+    (3, "female"): 0.500,
+    (1, "male"): 0.369,
+    (2, "male"): 0.157,
+    (3, "male"): 0.135,
+}
+UCI_CLASS_SHARE = {"unacc": 0.700, "acc": 0.222, "good": 0.040, "vgood": 0.038}
+
+
+def _load_module(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def restore_sys_path() -> Iterator[None]:
+    """The Titanic script puts its folder on sys.path; undo that after this module's tests."""
+    saved = list(sys.path)
+    yield
+    sys.path[:] = saved
+
+
+@pytest.fixture(scope="module")
+def titanic_train(restore_sys_path: None) -> ModuleType:
+    return _load_module("titanic_train_under_test", EXAMPLES / "titanic" / "train.py")
+
+
+@pytest.fixture(scope="module")
+def car_train() -> ModuleType:
+    return _load_module("car_train_under_test", EXAMPLES / "car_evaluation" / "train.py")
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    """Each example built twice, all builds at once, from copies of the example folders.
+
+    The scripts run from an unrelated working directory to show that they write beside
+    themselves, not into the CWD.
+    """
+    root = tmp_path_factory.mktemp("example-builds")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+    ignore = shutil.ignore_patterns("*.joblib", "holdout.csv", "model.yaml", "__pycache__")
+    running: list[tuple[str, Path, subprocess.Popen[str]]] = []
+    for name in EXAMPLE_NAMES:
+        for i in range(BUILDS_PER_EXAMPLE):
+            folder = root / f"{name}-{i}"
+            shutil.copytree(EXAMPLES / name, folder, ignore=ignore)
+            process = subprocess.Popen(
+                [sys.executable, str(folder / "train.py")],
+                cwd=root,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            running.append((name, folder, process))
+    result: dict[str, list[Path]] = {name: [] for name in EXAMPLE_NAMES}
+    for name, folder, process in running:
+        output, _ = process.communicate(timeout=240)
+        assert process.returncode == 0, f"{folder / 'train.py'} failed:\n{output}"
+        result[name].append(folder)
+    return result
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _config_without_sha(config: ModelConfig) -> dict[str, Any]:
+    data = config.model_dump(mode="json")
+    data["artefact"].pop("sha256")
+    return data
+
+
+# --- both examples ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_builds_are_byte_identical_and_pinned(builds: dict[str, list[Path]], name: str) -> None:
+    first, second = builds[name]
+    digest = _sha256(first / "model.joblib")
+    assert _sha256(second / "model.joblib") == digest
+    assert (first / "model.yaml").read_bytes() == (second / "model.yaml").read_bytes()
+    directory = load_model_directory(first)
+    assert directory.config.artefact.sha256 == digest
+    assert directory.artefact_path == first / "model.joblib"
+    for rel in directory.config.code_paths:
+        assert (first / rel).is_file()
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_committed_config_matches_a_fresh_build(builds: dict[str, list[Path]], name: str) -> None:
+    """The committed model.yaml is what the script writes (the digest depends on library versions,
+    so only it may differ): edit the script, then rerun it and commit its model.yaml."""
+    committed = load_model_directory(EXAMPLES / name).config
+    built = load_model_directory(builds[name][0]).config
+    assert _config_without_sha(committed) == _config_without_sha(built)
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_config_is_plain_yaml_with_a_valid_example(name: str) -> None:
+    raw = yaml.safe_load((EXAMPLES / name / "model.yaml").read_text(encoding="utf-8"))
+    config = ModelConfig.model_validate(raw)
+    assert config.example is not None and config.inputs is not None
+    fields = {f.name: f for f in config.inputs}
+    assert set(config.example) == set(fields)
+    for key, value in config.example.items():
+        field = fields[key]
+        assert field.allowed is None or value in field.allowed, key
+        assert field.minimum is None or value >= field.minimum, key
+        assert field.maximum is None or value <= field.maximum, key
+
+
+# --- Titanic -----------------------------------------------------------------------------------
+
+
+def test_titanic_synthetic_data_follows_published_rates(titanic_train: ModuleType) -> None:
+    passengers = titanic_train.generate_passengers()
+    assert len(passengers) == 1309
+    assert list(passengers.columns) == [
+        "PassengerId", "Survived", "Pclass", "Name", "Sex", "Age", "SibSp", "Parch", "Ticket",
+        "Fare", "Cabin", "Embarked",
+    ]  # fmt: skip
+    rates = passengers.groupby(["Pclass", "Sex"])["Survived"].mean()
+    for key, published in PUBLISHED_SURVIVAL.items():
+        assert rates[key] == pytest.approx(published, abs=0.02), key
+    shares = passengers["Pclass"].value_counts(normalize=True)
+    for pclass, share in {1: 0.24, 2: 0.21, 3: 0.55}.items():
+        assert shares[pclass] == pytest.approx(share, abs=0.03)
+    assert (passengers["Sex"] == "female").mean() == pytest.approx(0.35, abs=0.03)
+    assert passengers["Age"].isna().mean() == pytest.approx(0.20, abs=0.03)
+    assert passengers["Embarked"].isna().sum() == 2
+    ports = passengers["Embarked"].value_counts(normalize=True)
+    assert ports["S"] == pytest.approx(0.72, abs=0.04)
+    assert ports["C"] == pytest.approx(0.19, abs=0.04)
+    assert ports["Q"] == pytest.approx(0.09, abs=0.04)
+    fares = passengers.groupby("Pclass")["Fare"].mean()
+    for pclass, mean in {1: 84.15, 2: 20.66, 3: 13.68}.items():
+        assert fares[pclass] == pytest.approx(mean, rel=0.15)
+    boys = passengers["Name"].str.contains(r", Master\.", regex=True)
+    men = (passengers["Sex"] == "male") & ~boys
+    assert passengers.loc[boys, "Survived"].mean() > passengers.loc[men, "Survived"].mean() + 0.15
+    assert passengers.equals(titanic_train.generate_passengers())
+
+
+def test_titanic_holdout_is_in_kaggle_format(builds: dict[str, list[Path]]) -> None:
+    text = (builds["titanic"][0] / "holdout.csv").read_text(encoding="utf-8")
+    header = text.splitlines()[0]
+    assert (
+        header == "PassengerId,Survived,Pclass,Name,Sex,Age,SibSp,Parch,Ticket,Fare,Cabin,Embarked"
+    )
+    cells = {cell for row in csv.reader(io.StringIO(text)) for cell in row}
+    assert "" in cells  # missing values are empty cells...
+    assert not cells & {"nan", "NaN", "None", "<NA>"}  # ...and nothing else
+    holdout = pd.read_csv(builds["titanic"][0] / "holdout.csv")
+    assert len(holdout) == 418
+    assert holdout["PassengerId"].is_unique
+
+
+def test_titanic_artefact_references_the_shared_module(builds: dict[str, list[Path]]) -> None:
+    data = (builds["titanic"][0] / "model.joblib").read_bytes()
+    assert b"titanic_features" in data
+    assert b"__main__" not in data
+
+
+def test_titanic_model_predicts_sensibly(
+    builds: dict[str, list[Path]], restore_sys_path: None
+) -> None:
+    folder = builds["titanic"][0]
+    sys.path.insert(0, str(folder))
+    directory = load_model_directory(folder)
+    model = joblib.load(directory.artefact_path)
+    # The pipeline names its input columns, so a server knows to hand it a DataFrame.
+    assert list(model.feature_names_in_) == [field.name for field in directory.config.inputs or []]
+    assert directory.config.example is not None
+    assert model.predict(pd.DataFrame([directory.config.example]))[0] == 1
+    assert directory.config.expected_example_output == "survived"
+
+    holdout = pd.read_csv(folder / "holdout.csv")
+    accuracy = (model.predict(holdout.drop(columns="Survived")) == holdout["Survived"]).mean()
+    assert accuracy >= 0.75
+
+    # A JSON-shaped row: ints as floats, object dtype, optional values missing or left out.
+    man = {
+        "PassengerId": 7.0, "Pclass": 3.0, "Name": "Kelly, Mr. James", "Sex": "male",
+        "Age": None, "SibSp": 0.0, "Parch": 0.0, "Ticket": "330911", "Fare": 7.8292,
+    }  # fmt: skip
+    assert model.predict(pd.DataFrame([man], dtype=object))[0] == 0
+
+
+def test_titanic_features_are_robust_to_input_types(titanic_train: ModuleType) -> None:
+    passengers = titanic_train.generate_passengers()
+    features = titanic_train.TitanicFeatures().fit(passengers.drop(columns="Survived"))
+    row = {
+        "PassengerId": 1, "Pclass": 1, "Name": "Rothes, the Countess. of (Lucy Noel Martha)",
+        "Sex": "female", "Age": np.nan, "SibSp": 0, "Parch": 0, "Ticket": "110152",
+        "Fare": 86.5, "Cabin": "B77", "Embarked": "S",
+    }  # fmt: skip
+    variants = {
+        "native": pd.DataFrame([row]),
+        "object": pd.DataFrame([row], dtype=object),
+        "str": pd.DataFrame([row]).astype({"Name": "str", "Sex": "str", "Cabin": "str"}),
+        "floats": pd.DataFrame([row]).astype({"Pclass": float, "SibSp": float, "Parch": float}),
+        "strings": pd.DataFrame([{k: str(v) for k, v in row.items()}]).replace("nan", ""),
+    }
+    expected = features.transform(variants["native"])
+    assert list(expected.columns) == [
+        *titanic_train.CATEGORICAL_FEATURES,
+        *titanic_train.NUMERIC_FEATURES,
+    ]
+    assert expected.loc[0, "Title"] == "Rare"
+    assert expected.loc[0, "Deck"] == "B"
+    assert expected.loc[0, "Age"] == features.age_by_title_["Rare"]
+    for name, frame in variants.items():
+        pd.testing.assert_frame_equal(features.transform(frame), expected, obj=name)
+
+    sparse = {"Pclass": 3, "Name": "Smith, Jane", "Sex": "female", "SibSp": 0, "Parch": 2,
+              "Fare": None, "Cabin": "", "Embarked": None}  # fmt: skip
+    out = features.transform(pd.DataFrame([sparse])).iloc[0]
+    assert out["Title"] == features.title_by_sex_["female"]  # no readable title: sex's commonest
+    assert out["Deck"] == "U" and out["HasCabin"] == 0.0
+    assert out["Embarked"] == features.embarked_mode_
+    assert out["FamilySize"] == 3.0 and out["IsAlone"] == 0.0
+    assert out["Fare"] == pytest.approx(np.log1p(features.fare_by_class_[3.0]))
+    with pytest.raises(ValueError, match="Sex"):
+        features.transform(pd.DataFrame([sparse]).drop(columns="Sex"))
+
+
+# --- car evaluation ----------------------------------------------------------------------------
+
+
+def test_car_grid_is_the_full_uci_grid(car_train: ModuleType) -> None:
+    grid = car_train.build_grid()
+    assert grid.shape == (1728, 6)
+    assert not grid.duplicated().any()
+    assert list(grid.columns) == ["buying", "maint", "doors", "persons", "lug_boot", "safety"]
+
+
+def test_car_rules_have_their_documented_properties(car_train: ModuleType) -> None:
+    grid = car_train.labelled_grid()
+    assert set(grid.loc[grid["persons"] == "2", "class"]) == {"unacc"}
+    assert set(grid.loc[grid["safety"] == "low", "class"]) == {"unacc"}
+    assert set(grid.loc[grid["safety"] == "med", "class"]) <= {"unacc", "acc", "good"}
+    shares = grid["class"].value_counts(normalize=True)
+    for label, share in UCI_CLASS_SHARE.items():
+        assert shares[label] == pytest.approx(share, abs=0.02), label
+
+    rank = {label: i for i, label in enumerate(car_train.CLASSES)}
+    for row in grid.to_dict(orient="records"):
+        for name, values in car_train.ATTRIBUTES.items():
+            position = values.index(row[name])
+            if position + 1 < len(values):
+                better = {**row, name: values[position + 1]}
+                assert rank[car_train.label_car(better)] >= rank[row["class"]], (row, name)
+    with pytest.raises(ValueError, match="doors"):
+        car_train.label_car({**car_train.EXAMPLE, "doors": "7"})
+
+
+def test_car_model_agrees_with_the_rules(
+    builds: dict[str, list[Path]], car_train: ModuleType
+) -> None:
+    directory = load_model_directory(builds["car_evaluation"][0])
+    assert directory.config.code_paths == []
+    model = joblib.load(directory.artefact_path)
+    grid = car_train.labelled_grid()
+    predicted = model.predict(grid[list(car_train.ATTRIBUTES)])
+    assert (predicted == grid["class"].to_numpy()).mean() >= 0.97
+    assert set(model.classes_) == set(car_train.CLASSES)
+    example = pd.DataFrame([directory.config.example])
+    assert model.predict(example)[0] == car_train.label_car(directory.config.example)
+    assert directory.config.expected_example_output == model.predict(example)[0]

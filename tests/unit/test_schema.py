@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+
+from fastinfer.modelspec import InputField
+from fastinfer.schema import (
+    InvalidRowsError,
+    MalformedBodyError,
+    RowSchema,
+    TooManyRowsError,
+    pascal_case,
+)
+
+FIELDS = [
+    InputField(name="age", type="number", nullable=True, minimum=0, maximum=120),
+    InputField(name="kind", type="string", allowed=["a", "b"]),
+    InputField(name="count", type="integer"),
+    InputField(name="flag", type="boolean", nullable=True),
+    InputField(name="odd name (cm)", type="number", nullable=True),
+    InputField(name="note", type="string", max_length=5, nullable=True),
+]
+
+
+@pytest.fixture
+def schema() -> RowSchema:
+    return RowSchema("my-model", FIELDS, allow_extra=False, max_rows=3, example=None)
+
+
+def test_rows_are_completed_in_column_order(schema: RowSchema) -> None:
+    rows = schema.parse_request(b'{"inputs": [{"kind": "a", "count": 2, "odd name (cm)": 1.5}]}')
+    assert rows == [
+        {"age": None, "kind": "a", "count": 2, "flag": None, "odd name (cm)": 1.5, "note": None}
+    ]
+    assert list(rows[0]) == schema.columns
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "problem"),
+    [
+        ({"kind": "c", "count": 1}, "kind", "must be one of 'a' or 'b'"),
+        ({"kind": "a", "count": 1.5}, "count", "must be a valid integer"),
+        ({"kind": "a", "count": "1"}, "count", "must be a valid integer"),
+        ({"kind": "a", "count": True}, "count", "must be a valid integer"),
+        ({"kind": "a"}, "count", "required field is missing"),
+        ({"kind": "a", "count": 1, "age": -1}, "age", "must be greater than or equal to 0"),
+        ({"kind": "a", "count": 1, "age": "old"}, "age", "must be a valid number"),
+        ({"kind": "a", "count": 1, "note": "toolong"}, "note", "must have at most 5 characters"),
+        (
+            {"kind": "a", "count": 1, "zzz": 1},
+            "zzz",
+            "unknown field (not in the model's input schema)",
+        ),
+        ({"kind": "a", "count": 1, "flag": "yes"}, "flag", "must be a valid boolean"),
+    ],
+)
+def test_each_problem_names_row_and_field(
+    schema: RowSchema, row: dict, field: str, problem: str
+) -> None:
+    with pytest.raises(InvalidRowsError) as caught:
+        schema.validate_rows([{"kind": "b", "count": 0}, row])
+    (found,) = caught.value.problems
+    assert (found.row, found.field, found.problem) == (1, field, problem)
+
+
+def test_row_offset_shifts_reported_rows(schema: RowSchema) -> None:
+    with pytest.raises(InvalidRowsError) as caught:
+        schema.validate_rows([{"kind": "x", "count": 0}], row_offset=100)
+    assert caught.value.problems[0].row == 100
+
+
+def test_malformed_and_too_many_rows(schema: RowSchema) -> None:
+    with pytest.raises(MalformedBodyError):
+        schema.parse_request(b'{"inputs": [}')
+    with pytest.raises(TooManyRowsError) as caught:
+        schema.parse_request(b'{"inputs": [1, 2, 3, 4]}')
+    assert (caught.value.actual, caught.value.limit) == (4, 3)
+
+
+def test_non_row_items_are_reported_by_row(schema: RowSchema) -> None:
+    with pytest.raises(InvalidRowsError) as caught:
+        schema.parse_request(b'{"inputs": [{"kind": "a", "count": 1}, 7]}')
+    (problem,) = caught.value.problems
+    assert problem.row == 1 and problem.field is None
+    assert problem.problem == "must be an object"
+
+
+def test_json_schema_uses_names_and_refs(schema: RowSchema) -> None:
+    schemas = schema.json_schemas("#/components/schemas/{model}")
+    assert set(schemas) == {"MyModelRow", "MyModelPredictRequest"}
+    row = schemas["MyModelRow"]
+    assert row["required"] == ["kind", "count"]
+    assert "odd name (cm)" in row["properties"]
+    assert schema.row_json_schema()["title"] == "MyModelRow"
+
+
+def test_pascal_case() -> None:
+    assert pascal_case("car_evaluation") == "CarEvaluation"
+    assert pascal_case("my-model.v2") == "MyModelV2"
