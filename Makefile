@@ -52,6 +52,15 @@ lock: ## Re-resolve requirements/*.lock from pyproject.toml
 		--generate-hashes -o requirements/runtime.lock pyproject.toml
 	.lock-venv/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras \
 		--generate-hashes --extra dev -o requirements/dev.lock pyproject.toml
+	.lock-venv/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras \
+		--generate-hashes --extra dev --extra bench -o requirements/bench.lock pyproject.toml
 
 clean:  ## Remove the environment and built artefacts
 	rm -rf $(VENV) .lock-venv $(ARTEFACTS) examples/titanic/holdout.csv .pytest_cache .mypy_cache .ruff_cache
+
+# By hand only, never in CI: several minutes of load on this machine (BENCH_DURATION=3 for a quick pass).
+.PHONY: bench
+bench: $(STAMP) models  ## Benchmark fastinfer vs a naive FastAPI app and the HTTP floor -> docs/benchmarks.md
+	@$(BIN)/python -c "import matplotlib" 2>/dev/null || \
+		$(BIN)/python -m pip install --quiet --require-hashes -r requirements/bench.lock
+	$(BIN)/python -m bench.run

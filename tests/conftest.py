@@ -81,7 +81,7 @@ def wait_ready(client: TestClient, timeout: float = 60.0) -> None:
         if response.status_code == 200:
             return
         reasons = response.json()["details"]["models"].values()
-        if any(reason != "loading" for reason in reasons):
+        if any(reason not in ("loading", "starting") for reason in reasons):
             raise AssertionError(f"a model failed to load: {response.json()}")
         time.sleep(0.02)
     raise AssertionError(f"not ready after {timeout}s: {client.get('/readyz').json()}")
@@ -105,3 +105,45 @@ def examples_client(examples_built: None) -> Iterator[TestClient]:
     with serve_in_process(TITANIC, CAR, max_rows=64, max_body_bytes=64 * 1024) as client:
         wait_ready(client)
         yield client
+
+
+SCRIPTED_SOURCE = Path(__file__).parent / "fixtures" / "scripted_model.py"
+
+
+def build_scripted_model(
+    directory: Path, *, name: str = "scripted", batching: dict[str, Any] | None = None
+) -> Path:
+    """A model directory for `tests/fixtures/scripted_model.py` (its module ships in code_paths)."""
+    import shutil
+
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SCRIPTED_SOURCE, directory / "scripted_model.py")
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))
+    import scripted_model  # type: ignore[import-not-found]
+
+    artefact = directory / "model.joblib"
+    joblib.dump(scripted_model.Scripted(), artefact)
+    config: dict[str, Any] = {
+        "name": name,
+        "version": "1",
+        "artefact": {"path": "model.joblib", "sha256": sha256_of(artefact)},
+        "code_paths": ["scripted_model.py"],
+        "inputs": [
+            {"name": "x", "type": "number"},
+            {"name": "sleep", "type": "number", "nullable": True, "minimum": 0},
+            {"name": "spin", "type": "number", "nullable": True, "minimum": 0},
+        ],
+        "example": {"x": 7},
+    }
+    if batching:
+        config["batching"] = batching
+    return write_config(directory, config)
+
+
+def scripted_calls() -> list[list[float]]:
+    """The in-process call log of the scripted model (import it after building one)."""
+    import scripted_model  # type: ignore[import-not-found]
+
+    calls: list[list[float]] = scripted_model.CALLS
+    return calls

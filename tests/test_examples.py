@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from fastinfer.modelspec import ModelConfig, load_model_directory
 
@@ -62,6 +63,12 @@ def restore_sys_path() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def titanic_train(restore_sys_path: None) -> ModuleType:
     return _load_module("titanic_train_under_test", EXAMPLES / "titanic" / "train.py")
+
+
+@pytest.fixture(scope="module")
+def titanic_features(titanic_train: ModuleType) -> ModuleType:
+    """The feature module, as the training script imported it (from its folder on sys.path)."""
+    return sys.modules[titanic_train.TitanicFeatures.__module__]
 
 
 @pytest.fixture(scope="module")
@@ -228,9 +235,23 @@ def test_titanic_model_predicts_sensibly(
     assert model.predict(pd.DataFrame([man], dtype=object))[0] == 0
 
 
-def test_titanic_features_are_robust_to_input_types(titanic_train: ModuleType) -> None:
+def _numeric_part(features: Any, matrix: np.ndarray) -> dict[str, float]:
+    """The numeric features of a one-row feature matrix, scaling undone."""
+    values = features.mean_ + matrix[0, features.n_one_hot_ :] * features.scale_
+    return dict(zip(features.get_feature_names_out()[features.n_one_hot_ :], values, strict=True))
+
+
+def _one_hot_part(features: Any, matrix: np.ndarray, feature: str) -> dict[str, float]:
+    """One categorical feature's 0/1 columns of a one-row feature matrix, by category."""
+    columns = features.category_columns_[feature]
+    return {category: matrix[0, column] for category, column in columns.items()}
+
+
+def test_titanic_features_are_robust_to_input_types(
+    titanic_train: ModuleType, titanic_features: ModuleType
+) -> None:
     passengers = titanic_train.generate_passengers()
-    features = titanic_train.TitanicFeatures().fit(passengers.drop(columns="Survived"))
+    features = titanic_features.TitanicFeatures().fit(passengers.drop(columns="Survived"))
     row = {
         "PassengerId": 1, "Pclass": 1, "Name": "Rothes, the Countess. of (Lucy Noel Martha)",
         "Sex": "female", "Age": np.nan, "SibSp": 0, "Parch": 0, "Ticket": "110152",
@@ -242,28 +263,61 @@ def test_titanic_features_are_robust_to_input_types(titanic_train: ModuleType) -
         "str": pd.DataFrame([row]).astype({"Name": "str", "Sex": "str", "Cabin": "str"}),
         "floats": pd.DataFrame([row]).astype({"Pclass": float, "SibSp": float, "Parch": float}),
         "strings": pd.DataFrame([{k: str(v) for k, v in row.items()}]).replace("nan", ""),
+        "pd.NA": pd.DataFrame([{**row, "Age": pd.NA}], dtype=object),
+        "array": pd.DataFrame([row]).to_numpy(dtype=object),
     }
     expected = features.transform(variants["native"])
-    assert list(expected.columns) == [
-        *titanic_train.CATEGORICAL_FEATURES,
-        *titanic_train.NUMERIC_FEATURES,
-    ]
-    assert expected.loc[0, "Title"] == "Rare"
-    assert expected.loc[0, "Deck"] == "B"
-    assert expected.loc[0, "Age"] == features.age_by_title_["Rare"]
+    names = list(features.get_feature_names_out())
+    assert expected.shape == (1, len(names)) and expected.dtype == np.float64
+    assert names[features.n_one_hot_ :] == list(titanic_features.NUMERIC_FEATURES)
+    assert _one_hot_part(features, expected, "Title") == {
+        "Master": 0.0, "Miss": 0.0, "Mr": 0.0, "Mrs": 0.0, "Rare": 1.0
+    }  # fmt: skip
+    assert _one_hot_part(features, expected, "Deck")["B"] == 1.0
+    numeric = _numeric_part(features, expected)
+    assert numeric["Age"] == pytest.approx(features.age_by_title_["Rare"])
     for name, frame in variants.items():
-        pd.testing.assert_frame_equal(features.transform(frame), expected, obj=name)
+        np.testing.assert_array_equal(features.transform(frame), expected, err_msg=name)
 
     sparse = {"Pclass": 3, "Name": "Smith, Jane", "Sex": "female", "SibSp": 0, "Parch": 2,
               "Fare": None, "Cabin": "", "Embarked": None}  # fmt: skip
-    out = features.transform(pd.DataFrame([sparse])).iloc[0]
-    assert out["Title"] == features.title_by_sex_["female"]  # no readable title: sex's commonest
-    assert out["Deck"] == "U" and out["HasCabin"] == 0.0
-    assert out["Embarked"] == features.embarked_mode_
-    assert out["FamilySize"] == 3.0 and out["IsAlone"] == 0.0
-    assert out["Fare"] == pytest.approx(np.log1p(features.fare_by_class_[3.0]))
+    out = features.transform(pd.DataFrame([sparse]))
+    title = features.title_by_sex_["female"]  # no readable title: the sex's commonest
+    assert _one_hot_part(features, out, "Title")[title] == 1.0
+    assert _one_hot_part(features, out, "Deck")["U"] == 1.0
+    assert _one_hot_part(features, out, "Embarked")[features.embarked_mode_] == 1.0
+    numeric = _numeric_part(features, out)
+    assert numeric["HasCabin"] == pytest.approx(0.0, abs=1e-12)
+    assert numeric["FamilySize"] == pytest.approx(3.0) and numeric["IsAlone"] == pytest.approx(0.0)
+    assert numeric["Fare"] == pytest.approx(np.log1p(features.fare_by_class_[3.0]))
     with pytest.raises(ValueError, match="Sex"):
         features.transform(pd.DataFrame([sparse]).drop(columns="Sex"))
+
+    # A category not seen in fit sets none of its feature's columns (OneHotEncoder's "ignore").
+    unseen = features.transform(pd.DataFrame([{**sparse, "Sex": "unknown"}]))
+    assert set(_one_hot_part(features, unseen, "Sex").values()) == {0.0}
+
+
+def test_titanic_features_encode_like_sklearn(
+    titanic_train: ModuleType, titanic_features: ModuleType
+) -> None:
+    """The one-hot encoding and scaling done by hand equal OneHotEncoder's and StandardScaler's,
+    and rows scored together equal rows scored one at a time."""
+    raw = titanic_train.generate_passengers().drop(columns="Survived")
+    features = titanic_features.TitanicFeatures().fit(raw)
+    categorical, numeric = features._engineer(titanic_features._Columns(raw))
+    encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    encoded = encoder.fit_transform(pd.DataFrame(categorical))
+    scaled = StandardScaler().fit_transform(numeric)
+    matrix = features.transform(raw)
+    np.testing.assert_allclose(matrix, np.hstack([encoded, scaled]), rtol=0, atol=1e-12)
+    assert list(features.get_feature_names_out()) == [
+        *encoder.get_feature_names_out(), *titanic_features.NUMERIC_FEATURES
+    ]  # fmt: skip
+
+    sample = raw.sample(40, random_state=0)
+    one_by_one = np.vstack([features.transform(sample.iloc[[i]]) for i in range(len(sample))])
+    np.testing.assert_array_equal(one_by_one, features.transform(sample))
 
 
 # --- car evaluation ----------------------------------------------------------------------------

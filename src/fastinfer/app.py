@@ -22,7 +22,7 @@ from fastinfer.api.errors import install_error_handlers
 from fastinfer.api.openapi import install_openapi
 from fastinfer.config import Settings
 from fastinfer.dataplane import DataPlane
-from fastinfer.engine import ThreadEngine
+from fastinfer.engine import Engine
 from fastinfer.modelspec import ModelDirectory, load_model_directory
 from fastinfer.observability.logging import get_logger
 from fastinfer.registry import ModelRegistry
@@ -57,29 +57,44 @@ def git_revision() -> str:
     return "unknown"
 
 
-def create_app(
-    settings: Settings | None = None, directories: list[ModelDirectory] | None = None
-) -> FastAPI:
-    """The service for `directories` (default: `settings.model_dirs`)."""
-    settings = settings or Settings()
-    if directories is None:
-        directories = [load_model_directory(p) for p in settings.model_dirs]
-    registry = ModelRegistry(
+def build_registry(settings: Settings, directories: list[ModelDirectory]) -> ModelRegistry:
+    return ModelRegistry(
         directories, max_rows=settings.max_rows, trust_unpinned=settings.trust_unpinned_artefacts
     )
-    engine = ThreadEngine(settings.inference_threads)
+
+
+def create_app(
+    settings: Settings | None = None,
+    directories: list[ModelDirectory] | None = None,
+    *,
+    registry: ModelRegistry | None = None,
+) -> FastAPI:
+    """The service for `directories` (default: `settings.model_dirs`), or for a registry whose
+    models were already prepared (by a supervisor, before it forked this process)."""
+    settings = settings or Settings()
+    if registry is None:
+        if directories is None:
+            directories = [load_model_directory(p) for p in settings.model_dirs]
+        registry = build_registry(settings, directories)
+    engine = Engine(workers_per_model=settings.inference_threads, watchdog_s=settings.watchdog_s)
+
+    async def load_models() -> None:
+        for model in registry:
+            await asyncio.to_thread(registry.load, model)
+            if model.ready:
+                engine.attach(model)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in the background: /livez answers at once, /readyz says "loading" until done.
-        loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
+        loading = asyncio.create_task(load_models())
         log.info("starting", models=[m.name for m in registry], version=__version__)
         try:
             yield
         finally:
             if not loading.done():
                 loading.cancel()
-            await asyncio.to_thread(engine.shutdown)
+            await engine.stop()
             log.info("stopped")
 
     app = FastAPI(
@@ -92,7 +107,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.registry = registry
-    app.state.dataplane = DataPlane(registry, engine)
+    app.state.engine = engine
+    app.state.dataplane = DataPlane(registry, engine, settings)
     app.state.booted_at = datetime.now(UTC)
     app.state.booted_monotonic = time.monotonic()
     app.state.git_revision = git_revision()

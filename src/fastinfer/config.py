@@ -41,7 +41,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Origins allowed by CORS (comma-separated); none by default.",
     )
-    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="debug, info, warning or error."
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a terminal, JSON otherwise."
     )
@@ -52,8 +54,38 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes."
     )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Server processes; each holds every model and its own queues. "
+        "Default: the CPUs this process may use (affinity and cgroup quota).",
+    )
     inference_threads: int = Field(
-        default=1, ge=1, description="Threads that run predictions for each model."
+        default=1, ge=1, description="Inference threads per model in each server process."
+    )
+    request_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Deadline of a prediction when the request sends no X-Request-Timeout.",
+    )
+    max_request_timeout_s: float = Field(
+        default=300.0, gt=0, description="Longest X-Request-Timeout honoured."
+    )
+    drain_timeout_s: float = Field(
+        default=25.0,
+        ge=0,
+        description="On SIGTERM, how long accepted requests may take to finish before exit.",
+    )
+    drain_delay_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="On SIGTERM, keep accepting new connections this long while /readyz says "
+        "503 (for load balancers without a preStop hook).",
+    )
+    watchdog_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="/livez fails when inference makes no progress this long with work waiting.",
     )
 
     @field_validator("model_dirs", "cors_origins", mode="before")

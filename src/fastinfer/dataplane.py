@@ -1,14 +1,17 @@
-"""The one path every protocol takes to a prediction: resolve, validate, infer, shape.
+"""The one path every protocol takes to a prediction: resolve, validate, admit, infer, shape.
 
 Routes hand it bytes and get back plain data; it knows nothing about HTTP framing, so the typed
-v1 API and later protocols share validation, limits and error semantics.
+v1 API and later protocols share validation, limits, deadlines and error semantics.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
-from fastinfer.engine import ThreadEngine
+from fastinfer.config import Settings
+from fastinfer.engine import Engine, WorkItem
 from fastinfer.errors import (
     InferenceFailed,
     InvalidInput,
@@ -16,19 +19,20 @@ from fastinfer.errors import (
     ModelNotFound,
     ModelNotReady,
     PayloadTooLarge,
+    ServiceError,
 )
-from fastinfer.observability.logging import get_logger
 from fastinfer.registry import ModelRegistry, ServedModel
-from fastinfer.runtimes import Row
+from fastinfer.runtimes import Prediction, Row
 from fastinfer.schema import InvalidRowsError, MalformedBodyError, TooManyRowsError
 
-log = get_logger("fastinfer.dataplane")
+TIMEOUT_HEADER = "X-Request-Timeout"
 
 
 class DataPlane:
-    def __init__(self, registry: ModelRegistry, engine: ThreadEngine) -> None:
+    def __init__(self, registry: ModelRegistry, engine: Engine, settings: Settings) -> None:
         self.registry = registry
         self.engine = engine
+        self.settings = settings
 
     def model(self, name: str) -> ServedModel:
         """The named model, ready to predict; 404 or 503 otherwise."""
@@ -36,13 +40,29 @@ class DataPlane:
         if model is None:
             known = sorted(m.name for m in self.registry)
             raise ModelNotFound(f"no model named {name!r}", details={"available": known})
-        if not model.ready:
+        if not model.ready or name not in self.engine.models:
             raise ModelNotReady(
-                f"model {name!r} is not ready: {model.reason}",
+                f"model {name!r} is not ready: {model.reason or 'starting'}",
                 details={"state": model.state.value},
                 headers={"Retry-After": "5"},
             )
         return model
+
+    def deadline(self, header: str | None) -> float:
+        """The request's deadline (monotonic) from `X-Request-Timeout` seconds or the default."""
+        timeout = self.settings.request_timeout_s
+        if header is not None:
+            try:
+                timeout = float(header)
+            except ValueError:
+                timeout = math.nan
+            if not math.isfinite(timeout) or timeout <= 0:
+                raise MalformedRequest(
+                    f"{TIMEOUT_HEADER} must be a positive number of seconds (got {header[:32]!r})",
+                    details={"header": TIMEOUT_HEADER},
+                )
+            timeout = min(timeout, self.settings.max_request_timeout_s)
+        return time.monotonic() + timeout
 
     def parse(self, model: ServedModel, body: bytes) -> list[Row]:
         """Request bytes → validated rows, or the 400/413/422 that says what is wrong."""
@@ -61,14 +81,23 @@ class DataPlane:
                 details=[p.as_dict() for p in exc.problems],
             ) from None
 
-    async def predict(self, model: ServedModel, rows: list[Row], request_id: str) -> dict[str, Any]:
+    async def infer(
+        self, model: ServedModel, rows: list[Row], deadline: float, request_id: str
+    ) -> tuple[list[Prediction], WorkItem]:
+        """Predictions for validated rows; 503/504 from the engine, 500 if the model raised."""
         try:
-            predictions = await self.engine.infer(model, rows)
-        except Exception:
-            log.exception("inference_failed", model=model.name, version=model.version)
+            return await self.engine.infer(model, rows, deadline, request_id)
+        except ServiceError:
+            raise
+        except Exception:  # logged with its traceback by the worker that ran it
             raise InferenceFailed(
                 f"model {model.name!r} failed on this input; quote the request id when reporting it"
             ) from None
+
+    async def predict(
+        self, model: ServedModel, rows: list[Row], deadline: float, request_id: str
+    ) -> dict[str, Any]:
+        predictions, _ = await self.infer(model, rows, deadline, request_id)
         return {
             "model": model.name,
             "version": model.version,

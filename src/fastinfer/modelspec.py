@@ -41,9 +41,16 @@ class InputField(_Strict):
     minimum: float | None = None
     maximum: float | None = None
     max_length: int | None = Field(default=None, ge=1)
+    shape: list[int] | None = Field(
+        default=None,
+        description="Per-row tensor shape, e.g. [256]: the value is a nested list of that shape "
+        "whose elements have `type`. Absent for a scalar column.",
+    )
 
     @model_validator(mode="after")
     def _check_consistent(self) -> InputField:
+        if self.shape is not None and (not self.shape or any(d < 1 for d in self.shape)):
+            raise ValueError(f"field {self.name!r}: shape dimensions must be positive")
         if self.allowed is not None and len(self.allowed) == 0:
             raise ValueError(f"field {self.name!r}: 'allowed' must not be empty")
         if (self.minimum is not None or self.maximum is not None) and self.type not in (
@@ -66,8 +73,27 @@ class ArtefactSpec(_Strict):
         return value.lower() if value else value
 
 
+class BatchingSpec(_Strict):
+    """How the engine groups and bounds this model's work."""
+
+    max_batch_size: int = Field(default=64, ge=1, description="Most rows in one call to the model.")
+    max_batch_delay_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="How long a free worker waits for more rows before running a partial batch.",
+    )
+    max_queue_size: int = Field(
+        default=256, ge=1, description="Most requests waiting; beyond it requests get 503."
+    )
+
+
 class OutputSpec(_Strict):
-    kind: Literal["classifier", "regressor"] = "classifier"
+    kind: Literal["classifier", "regressor", "tensor"] = Field(
+        default="classifier",
+        description="classifier: {label, probabilities}; regressor: {value}; tensor: the named "
+        "raw outputs.",
+    )
     labels: dict[str, str] | None = Field(
         default=None,
         description="Maps the model's class values (as strings) to the labels clients see.",
@@ -87,7 +113,11 @@ class ModelConfig(_Strict):
     name: Annotated[str, Field(pattern=_NAME_PATTERN)]
     version: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.+-]+$")]
     description: str | None = None
-    runtime: Literal["sklearn"] = "sklearn"
+    runtime: Literal["sklearn", "onnx"] = "sklearn"
+    runtime_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Options for the runtime, e.g. onnx: {intra_op_threads: 1}.",
+    )
     artefact: ArtefactSpec
     code_paths: list[str] = Field(
         default_factory=list,
@@ -105,6 +135,7 @@ class ModelConfig(_Strict):
         default=None, description="If set, the self-test also checks the example's prediction."
     )
     output: OutputSpec = Field(default_factory=OutputSpec)
+    batching: BatchingSpec = Field(default_factory=BatchingSpec)
 
     @model_validator(mode="after")
     def _check_inputs(self) -> ModelConfig:

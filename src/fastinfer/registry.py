@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -55,6 +55,8 @@ class ServedModel:
     loaded_at: datetime | None = None
     load_seconds: float | None = None
     self_test: str = "pending"
+    self_test_seconds: float | None = None
+    prepared: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -140,17 +142,15 @@ class ModelRegistry:
         for model in self:
             self.load(model)
 
+    def prepare_all(self) -> None:
+        """Read, verify and deserialise every model (before forking: one shared copy)."""
+        for model in self:
+            self._guarded(model, self._prepare)
+
     def load(self, model: ServedModel) -> None:
-        """Load one model; failures are recorded on the model, never raised."""
+        """Prepare (if not yet) and activate one model; failures are recorded, never raised."""
         started = time.perf_counter()
-        model.state, model.reason = ModelState.LOADING, "loading"
-        try:
-            self._load(model)
-        except Exception as exc:
-            model.state, model.reason = ModelState.FAILED, f"{type(exc).__name__}: {exc}"
-            log.error(
-                "model_load_failed", model=model.name, version=model.version, error=model.reason
-            )
+        if not self._guarded(model, self._prepare) or not self._guarded(model, self._activate):
             return
         model.load_seconds = round(time.perf_counter() - started, 4)
         model.loaded_at = datetime.now(UTC)
@@ -164,20 +164,44 @@ class ModelRegistry:
             self_test=model.self_test,
         )
 
-    def _load(self, model: ServedModel) -> None:
+    def _guarded(self, model: ServedModel, step: Callable[[ServedModel], None]) -> bool:
+        if model.state is ModelState.FAILED:
+            return False
+        try:
+            step(model)
+        except Exception as exc:
+            model.state, model.reason = ModelState.FAILED, f"{type(exc).__name__}: {exc}"
+            log.error(
+                "model_load_failed", model=model.name, version=model.version, error=model.reason
+            )
+            return False
+        return True
+
+    def _prepare(self, model: ServedModel) -> None:
+        """Everything that is safe to do before fork: no threads, no sessions."""
+        if model.prepared:
+            return
         directory, config = model.directory, model.config
         _add_code_paths(directory)
         data = read_pinned(
             directory.artefact_path, config.artefact.sha256, trust_unpinned=self._trust_unpinned
         )
         model.sha256 = sha256_bytes(data)
-        runtime = create_runtime(config.runtime, config.output)
+        runtime = create_runtime(config.runtime, config.output, config.runtime_options)
         with _import_lock:  # unpickling imports modules; keep that single-threaded
             runtime.load(data)
+        model.runtime = runtime
+        model.prepared = True
+
+    def _activate(self, model: ServedModel) -> None:
+        """In the process that will predict: start the runtime, build the schema, self-test."""
+        runtime, config = model.runtime, model.config
+        assert runtime is not None
+        runtime.start()
         inputs = config.inputs or runtime.derived_inputs()
         if not inputs:
             raise ModelConfigError(
-                f"{directory.root}: the config declares no inputs and the artefact names none"
+                f"{model.directory.root}: the config declares no inputs and the artefact names none"
             )
         schema = RowSchema(
             config.name,
@@ -186,8 +210,10 @@ class ModelRegistry:
             max_rows=self._max_rows,
             example=config.example,
         )
+        started = time.perf_counter()
         model.self_test = _self_test(runtime, schema, config)
-        model.runtime, model.schema = runtime, schema
+        model.self_test_seconds = time.perf_counter() - started
+        model.schema = schema
 
 
 def _self_test(runtime: Runtime, schema: RowSchema, config: ModelConfig) -> str:

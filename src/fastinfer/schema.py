@@ -77,6 +77,14 @@ def pascal_case(name: str) -> str:
 
 def _field_annotation(spec: InputField) -> Any:
     base: Any = Literal[tuple(spec.allowed)] if spec.allowed is not None else _BASE_TYPES[spec.type]
+    if spec.shape is not None:
+        element = Annotated[base, Field(allow_inf_nan=False)] if spec.type == "number" else base
+        for size in reversed(spec.shape):
+            element = Annotated[_list_of(element), Field(min_length=size, max_length=size)]
+        annotated_tensor: Any = Annotated[element, Field(description=spec.description)]
+        if spec.nullable:
+            return NotRequired[Optional[annotated_tensor]]  # noqa: UP045
+        return annotated_tensor
     info = FieldInfo.merge_field_infos(
         Field(
             description=spec.description,
@@ -190,7 +198,7 @@ def _translate(exc: ValidationError, *, row_offset: int) -> ValueError:
         row = path[0] if path and isinstance(path[0], int) else None
         rest = path[1:] if row is not None else path
         if rest:
-            field: str | None = str(rest[0])
+            field: str | None = str(rest[0]) + "".join(f"[{i}]" for i in rest[1:])
         else:
             field = None if row is not None else (".".join(map(str, loc)) or None)
         problems.append(

@@ -1,24 +1,57 @@
-"""Running the app under uvicorn, with the process semantics orchestrators expect."""
+"""Running one server process under uvicorn, with the stop semantics orchestrators expect.
+
+SIGTERM starts a drain: `/readyz` turns 503 at once, new connections are refused (after
+`drain_delay_s`, if set), accepted and queued requests are still answered for up to
+`drain_timeout_s`, then the process exits 0.
+"""
 
 from __future__ import annotations
 
 import socket
+import time
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
 from fastinfer.config import Settings
+from fastinfer.observability.logging import get_logger
+
+log = get_logger("fastinfer.server")
 
 
-class _Server(uvicorn.Server):
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_delay_s: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._drain_delay_s = drain_delay_s
+        self._exit_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        engine = getattr(self._app.state, "engine", None)
+        if engine is not None and not engine.draining:
+            engine.draining = True  # /readyz answers 503 from now on
+            log.info("draining", signal=sig, delay_s=self._drain_delay_s)
+            if self._drain_delay_s > 0:
+                self._exit_at = time.monotonic() + self._drain_delay_s
+                return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._exit_at is not None and time.monotonic() >= self._exit_at:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
     async def _serve(self, sockets: list[socket.socket] | None = None) -> None:
         await super()._serve(sockets)
         # uvicorn re-raises a captured SIGTERM/SIGINT after shutting down, so the process dies
-        # "by signal". A stop that completed its shutdown is a clean exit: status 0.
+        # "by signal". A stop that completed its drain is a clean exit: status 0.
         self._captured_signals.clear()
 
 
-def run_server(app: FastAPI, settings: Settings) -> None:
+def run_server(
+    app: FastAPI, settings: Settings, sockets: list[socket.socket] | None = None
+) -> None:
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -28,5 +61,6 @@ def run_server(app: FastAPI, settings: Settings) -> None:
         server_header=False,
         date_header=True,
         lifespan="on",
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
     )
-    _Server(config).run()
+    DrainingServer(config, app, settings.drain_delay_s).run(sockets=sockets)

@@ -90,6 +90,21 @@ def _predict_operation(model: ServedModel, response_name: str) -> dict[str, Any]
 
 def _prediction_schema(model: ServedModel) -> dict[str, Any]:
     labels = model.runtime.output_labels() if model.runtime else None
+    if model.config.output.kind == "tensor":
+        # Only runtimes that know their outputs' names and shapes (onnx) describe them.
+        outputs = (model.runtime.output_schemas() if model.runtime else None) or {}
+        if not outputs:
+            return {
+                "type": "object",
+                "description": "The model's named outputs for this row.",
+                "additionalProperties": True,
+            }
+        return {
+            "type": "object",
+            "description": "The model's named outputs for this row.",
+            "properties": outputs,
+            "required": list(outputs),
+        }
     if model.config.output.kind == "regressor":
         return {
             "type": "object",

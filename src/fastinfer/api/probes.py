@@ -1,12 +1,15 @@
-"""Kubernetes probes and the health summary. Answered on the event loop from recorded state:
-none of them waits for, or runs, a prediction."""
+"""Kubernetes probes and the health summary, answered on the event loop from recorded state
+(model states, worker heartbeats, the draining flag): none of them waits for, or runs, a
+prediction, so a saturated engine can not starve them."""
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from datetime import datetime
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
@@ -14,6 +17,7 @@ from starlette.responses import Response
 
 from fastinfer import __version__
 from fastinfer.api.errors import ErrorBody, error_response
+from fastinfer.engine import Engine
 from fastinfer.registry import ModelRegistry
 
 router = APIRouter(tags=["probes"])
@@ -42,11 +46,42 @@ class Health(BaseModel):
     version: str
     git_revision: str
     python: str
+    pid: int
+    rss_bytes: int | None
     models: list[ModelHealth]
+    engine: dict[str, Any]
 
 
-@router.get("/livez", response_model=Alive, summary="Liveness: the process and its loop run")
-async def livez() -> Alive:
+def readiness_problems(app: Any) -> dict[str, str]:
+    """Everything that should keep traffic away from this process, by model (or `_server`)."""
+    registry: ModelRegistry = app.state.registry
+    engine: Engine = app.state.engine
+    problems = registry.not_ready()
+    for model in registry:
+        if model.ready and model.name not in engine.models:
+            problems[model.name] = "starting"
+    problems.update(engine.not_ready())
+    return problems
+
+
+@router.get(
+    "/livez",
+    response_model=Alive,
+    summary="Liveness: the event loop answers and inference is not wedged",
+    responses={503: {"model": ErrorBody, "description": "Inference made no progress."}},
+)
+async def livez(request: Request) -> Alive | Response:
+    engine: Engine = request.app.state.engine
+    stalled = engine.stalled()
+    if stalled:
+        return error_response(
+            request,
+            503,
+            "stalled",
+            "inference made no progress with work waiting: "
+            + "; ".join(f"{name} for {seconds}s" for name, seconds in stalled.items()),
+            details={"stalled_seconds": stalled, "watchdog_s": engine.watchdog_s},
+        )
     return Alive()
 
 
@@ -58,7 +93,7 @@ async def livez() -> Alive:
 )
 async def readyz(request: Request) -> Ready | Response:
     registry: ModelRegistry = request.app.state.registry
-    waiting = registry.not_ready()
+    waiting = readiness_problems(request.app)
     if waiting:
         return error_response(
             request,
@@ -71,17 +106,29 @@ async def readyz(request: Request) -> Ready | Response:
     return Ready(models={m.name: m.version for m in registry})
 
 
+def _resident_bytes() -> int | None:
+    """This process's resident memory, from /proc (Linux); None elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text(encoding="ascii").split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @router.get("/health", response_model=Health, summary="Build, uptime and model summary")
 async def health(request: Request) -> Health:
     state = request.app.state
     registry: ModelRegistry = state.registry
     return Health(
-        status="ready" if not registry.not_ready() else "not_ready",
+        status="ready" if not readiness_problems(request.app) else "not_ready",
         booted_at=state.booted_at,
         uptime_seconds=round(time.monotonic() - state.booted_monotonic, 3),
         version=__version__,
         git_revision=state.git_revision,
         python=platform.python_version(),
+        pid=os.getpid(),
+        rss_bytes=_resident_bytes(),
+        engine=state.engine.status(),
         models=[
             ModelHealth(name=m.name, version=m.version, state=m.state.value, reason=m.reason)
             for m in registry

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from fastinfer.api.context import request_id_of
 from fastinfer.api.errors import ERROR_RESPONSES
-from fastinfer.dataplane import DataPlane
+from fastinfer.dataplane import TIMEOUT_HEADER, DataPlane
 from fastinfer.errors import ModelNotFound, PayloadTooLarge, UnsupportedMediaType
 from fastinfer.observability.logging import get_logger
 from fastinfer.registry import ServedModel
@@ -136,10 +136,11 @@ async def predict(name: str, request: Request) -> Response:
     plane: DataPlane = request.app.state.dataplane
     model = plane.model(name)
     request.state.model, request.state.version = model.name, model.version
+    deadline = plane.deadline(request.headers.get(TIMEOUT_HEADER))  # counts from arrival
     settings = request.app.state.settings
     body = await read_json_body(request, settings.max_body_bytes)
     if settings.log_request_bodies:  # off by default: bodies may hold personal data
         log.debug("request_body", body=body[:_LOGGED_BODY_BYTES].decode("utf-8", "replace"))
     rows = plane.parse(model, body)
-    result = await plane.predict(model, rows, request_id_of(request.scope))
+    result = await plane.predict(model, rows, deadline, request_id_of(request.scope))
     return Response(orjson.dumps(result), media_type="application/json")

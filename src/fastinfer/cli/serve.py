@@ -7,12 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from fastinfer.app import create_app
 from fastinfer.config import Settings
 from fastinfer.modelspec import ModelConfigError, ModelDirectory, load_model_directory
 from fastinfer.observability.logging import configure_logging, flush_logging, get_logger
 from fastinfer.registry import parse_model_option
-from fastinfer.server import run_server
+from fastinfer.supervisor import serve
 
 
 def _environment_help() -> str:
@@ -56,6 +55,10 @@ def serve_command(
     cors_origin: Annotated[
         list[str] | None, typer.Option(help="An origin allowed by CORS. Repeatable.")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Server processes [default: the CPUs available].", show_default=False),
+    ] = None,
 ) -> None:
     """Serve models over HTTP: typed REST API, probes, and offline docs at /docs."""
     overrides: dict[str, Any] = {
@@ -68,6 +71,7 @@ def serve_command(
         "max_body_bytes": max_body_bytes,
         "cors_origins": cors_origin or None,
         "model_dirs": model_dirs or None,
+        "workers": workers,
     }
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -89,16 +93,15 @@ def serve_command(
             fg=typer.colors.RED,
         )
         raise typer.Exit(2)
+    log.info("listening", url=f"http://{settings.host}:{settings.port}", docs="/docs")
     try:
-        app = create_app(settings, directories)
+        code = serve(settings, directories)
     except ModelConfigError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
-    log.info("listening", url=f"http://{settings.host}:{settings.port}", docs="/docs")
-    try:
-        run_server(app, settings)
     finally:
         flush_logging()
+    raise typer.Exit(code)
 
 
 serve_command.__doc__ = (serve_command.__doc__ or "") + "\n\n" + _environment_help()

@@ -1,5 +1,10 @@
-"""Where predictions run: off the event loop, on workers dedicated to inference."""
+"""Where predictions run: per-model bounded queues, pull-when-free batching, worker threads.
 
-from fastinfer.engine.threads import ThreadEngine
+The event loop only admits, queues and awaits; model code runs on inference workers.
+"""
 
-__all__ = ["ThreadEngine"]
+from fastinfer.engine.engine import Engine
+from fastinfer.engine.errors import DeadlineExceededError, OverloadedError
+from fastinfer.engine.work import WorkItem
+
+__all__ = ["DeadlineExceededError", "Engine", "OverloadedError", "WorkItem"]

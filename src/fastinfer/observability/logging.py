@@ -53,8 +53,11 @@ def _orjson_dumps(value: Any, **_: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
-    """Route structlog and the standard library (uvicorn included) through one pipeline."""
+def configure_logging(level: str = "info", fmt: str = "auto", *, background: bool = True) -> None:
+    """Route structlog and the standard library (uvicorn included) through one pipeline.
+
+    `background=False` writes synchronously and starts no thread: for a process about to fork.
+    """
     global _listener  # noqa: PLW0603 - one logging pipeline per process
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     shared: list[Processor] = [
@@ -85,12 +88,15 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     stream.setFormatter(formatter)
     if _listener is not None:
         _listener.stop()
-    records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=_QUEUE_SIZE)
-    _listener = logging.handlers.QueueListener(records, stream, respect_handler_level=False)
-    _listener.start()
-
+        _listener = None
     root = logging.getLogger()
-    root.handlers = [_DroppingQueueHandler(records)]
+    if background:
+        records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=_QUEUE_SIZE)
+        _listener = logging.handlers.QueueListener(records, stream, respect_handler_level=False)
+        _listener.start()
+        root.handlers = [_DroppingQueueHandler(records)]
+    else:
+        root.handlers = [stream]
     root.setLevel(numeric_level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)

@@ -27,12 +27,23 @@ class Runtime(ABC):
     def load(self, data: bytes) -> None:
         """Deserialise the (already verified) artefact bytes."""
 
+    def start(self) -> None:  # noqa: B027 - an optional hook
+        """Acquire what must not cross a fork (thread pools, sessions), in the serving process.
+
+        `load` runs before the server forks its workers, so that they share one copy of the
+        model; anything that owns threads belongs here instead.
+        """
+
     @abstractmethod
     def predict(self, rows: list[Row], columns: list[str]) -> list[Prediction]:
         """One prediction per row, in order."""
 
     def derived_inputs(self) -> list[InputField] | None:
         """The input schema the artefact itself declares, if it declares one."""
+        return None
+
+    def output_schemas(self) -> dict[str, dict[str, Any]] | None:
+        """JSON schema of each named output, for `kind: tensor` responses in OpenAPI."""
         return None
 
     def output_labels(self) -> list[str] | None:

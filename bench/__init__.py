@@ -1,0 +1,1 @@
+"""The benchmark harness behind `make bench`: run by hand, never in CI."""

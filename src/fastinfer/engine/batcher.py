@@ -1,0 +1,240 @@
+"""One model's queue, admission control and batcher.
+
+Requests wait in a bounded FIFO. A batch is formed only when a worker is free, from as many queued
+requests as fit in `max_batch_size` rows, so batches grow with load and a lone request is never
+held back (unless `max_batch_delay_ms` asks for it). Admission happens at the door: a full queue,
+or an estimated wait longer than the request's deadline, is a 503 with a Retry-After computed from
+the measured drain rate, instead of a timeout later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import queue
+import time
+from collections import deque
+from typing import Any
+
+from fastinfer.engine.errors import DeadlineExceededError, OverloadedError
+from fastinfer.engine.service_time import ServiceTimeModel
+from fastinfer.engine.work import BatchOutcome, WorkItem
+from fastinfer.engine.workers import InferenceWorker, Job
+from fastinfer.modelspec import BatchingSpec
+from fastinfer.runtimes import Prediction, Row, Runtime
+
+_MAX_RETRY_AFTER = 60
+
+
+class ModelEngine:
+    """The engine for one loaded model in this process. Create and use it on the event loop."""
+
+    def __init__(
+        self,
+        name: str,
+        runtime: Runtime,
+        columns: list[str],
+        batching: BatchingSpec,
+        *,
+        workers: int,
+        first_batch_seconds: float | None = None,
+    ) -> None:
+        self.name = name
+        self.batching = batching
+        self.service = ServiceTimeModel()
+        if first_batch_seconds is not None:
+            self.service.observe(1, first_batch_seconds)  # the self-test: a first estimate
+        self._loop = asyncio.get_running_loop()
+        self._queue: deque[WorkItem] = deque()
+        self.queued_items = 0
+        self.queued_rows = 0
+        self.running_items = 0
+        self.running_rows = 0
+        self.completed_batches = 0
+        self._wakeup = asyncio.Event()
+        self._filled = asyncio.Event()
+        self._free = asyncio.Semaphore(workers)
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.workers = [
+            InferenceWorker(f"infer-{name}-{i}", runtime, columns, self._jobs, self._loop)
+            for i in range(workers)
+        ]
+        for worker in self.workers:
+            worker.start()
+        self._task = self._loop.create_task(self._batch_loop(), name=f"batcher-{name}")
+
+    # -- admission -------------------------------------------------------------------------
+
+    def estimated_wait(self, extra_rows: int = 0) -> float:
+        """Seconds until `extra_rows` more rows would be answered, from the measured drain rate."""
+        rows = self.queued_rows + self.running_rows + extra_rows
+        return self.service.drain_seconds(rows, self.batching.max_batch_size, len(self.workers))
+
+    def retry_after(self) -> int:
+        return max(1, min(_MAX_RETRY_AFTER, math.ceil(self.estimated_wait())))
+
+    async def infer(
+        self, rows: list[Row], deadline: float, request_id: str
+    ) -> tuple[list[Prediction], WorkItem]:
+        """Queue `rows` and wait for their predictions; the item carries the timings."""
+        now = time.monotonic()
+        if self.queued_items >= self.batching.max_queue_size:
+            raise OverloadedError(
+                f"model {self.name!r} has {self.queued_items} requests queued (the limit)",
+                reason="queue_full",
+                retry_after=self.retry_after(),
+                queued=self.queued_items,
+            )
+        wait = self.estimated_wait(len(rows))
+        if wait > deadline - now:
+            raise OverloadedError(
+                f"model {self.name!r} would answer in about {wait:.3f}s, after this request's "
+                f"deadline ({deadline - now:.3f}s)",
+                reason="deadline",
+                retry_after=self.retry_after(),
+                queued=self.queued_items,
+            )
+        future: asyncio.Future[list[Prediction]] = self._loop.create_future()
+        item = WorkItem(rows, deadline, request_id, future, enqueued_at=now)
+        self._queue.append(item)
+        self.queued_items += 1
+        self.queued_rows += len(rows)
+        self._wakeup.set()
+        if self.queued_rows >= self.batching.max_batch_size:
+            self._filled.set()
+        timer = self._loop.call_at(deadline, self._expire, item)
+        try:
+            predictions = await future
+        finally:
+            timer.cancel()
+        return predictions, item
+
+    def _expire(self, item: WorkItem) -> None:
+        if item.future.done():
+            return
+        if item.started_at is None:
+            item.cancelled = True  # never computed: the batcher skips it
+            self.queued_items -= 1
+            self.queued_rows -= len(item.rows)
+            stage = "queued"
+        else:
+            stage = "inference"
+        item.future.set_exception(
+            DeadlineExceededError(
+                f"the deadline passed while the request was {stage}"
+                + ("; it was not computed" if stage == "queued" else ""),
+                stage=stage,
+            )
+        )
+        if len(self._queue) > 2 * self.batching.max_queue_size:
+            self._queue = deque(i for i in self._queue if not i.cancelled)
+
+    # -- batching --------------------------------------------------------------------------
+
+    async def _batch_loop(self) -> None:
+        delay = self.batching.max_batch_delay_ms / 1000
+        while True:
+            await self._free.acquire()
+            try:
+                while self.queued_items == 0:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                if delay and self.queued_rows < self.batching.max_batch_size:
+                    self._filled.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._filled.wait(), delay)
+                batch = self._take_batch()
+            except BaseException:
+                self._free.release()
+                raise
+            if batch:
+                self._jobs.put((batch, self._on_done))
+            else:
+                self._free.release()
+
+    def _take_batch(self) -> list[WorkItem]:
+        limit = self.batching.max_batch_size
+        batch: list[WorkItem] = []
+        rows = 0
+        now = time.monotonic()
+        while self._queue:
+            item = self._queue[0]
+            if item.cancelled:
+                self._queue.popleft()
+                continue
+            if batch and rows + len(item.rows) > limit:
+                break
+            self._queue.popleft()
+            item.started_at = now
+            batch.append(item)
+            rows += len(item.rows)
+        self.queued_items -= len(batch)
+        self.queued_rows -= rows
+        self.running_items += len(batch)
+        self.running_rows += rows
+        return batch
+
+    def _on_done(self, items: list[WorkItem], outcome: BatchOutcome) -> None:
+        self._free.release()
+        self.running_items -= len(items)
+        self.running_rows -= outcome.rows
+        self.completed_batches += 1
+        if outcome.calls == 1:
+            self.service.observe(outcome.rows, outcome.seconds)
+        for item, result in zip(items, outcome.results, strict=True):
+            item.batch_rows = outcome.rows
+            item.inference_seconds = outcome.seconds
+            if item.future.done():
+                continue  # its deadline passed while it ran
+            if isinstance(result, BaseException):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)
+
+    # -- state for probes --------------------------------------------------------------------
+
+    def dead_workers(self) -> list[str]:
+        return [w.name for w in self.workers if not w.is_alive()]
+
+    def stalled_for(self, now: float) -> float:
+        """Seconds the inference path has made no progress while work was waiting (0 if fine)."""
+        pending: list[float] = [
+            w.heartbeat.busy_since for w in self.workers if w.heartbeat.busy_since
+        ]
+        oldest_queued = next((i.enqueued_at for i in self._queue if not i.cancelled), None)
+        if oldest_queued is not None:
+            pending.append(oldest_queued)
+        if not pending:
+            return 0.0
+        last_progress = max(w.heartbeat.last_progress for w in self.workers)
+        return max(0.0, now - max(last_progress, min(pending)))
+
+    def status(self) -> dict[str, Any]:
+        fixed, per_row = self.service.coefficients()
+        return {
+            "queued_requests": self.queued_items,
+            "queued_rows": self.queued_rows,
+            "running_requests": self.running_items,
+            "workers": len(self.workers),
+            "busy_workers": sum(1 for w in self.workers if w.heartbeat.busy_since is not None),
+            "batches": self.completed_batches,
+            "batch_fixed_ms": round(fixed * 1000, 3),
+            "batch_per_row_ms": round(per_row * 1000, 4),
+            "estimated_wait_s": round(self.estimated_wait(), 4),
+        }
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        for _ in self.workers:
+            self._jobs.put(None)
+        deadline = time.monotonic() + timeout
+        for worker in self.workers:
+            await asyncio.to_thread(worker.join, max(0.0, deadline - time.monotonic()))
+        for item in self._queue:
+            if not item.future.done():
+                item.future.set_exception(
+                    OverloadedError("the server is shutting down", reason="shutdown", retry_after=1)
+                )

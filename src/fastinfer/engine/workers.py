@@ -1,0 +1,112 @@
+"""Inference workers: threads that own the model calls, so the event loop never runs model code.
+
+Each worker reports a heartbeat (when it started its current batch, when it last finished one);
+probes read those numbers instead of asking the worker anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from fastinfer.engine.work import BatchOutcome, WorkItem
+from fastinfer.observability.logging import get_logger
+from fastinfer.runtimes import Prediction, Runtime
+
+log = get_logger("fastinfer.engine")
+
+Job = tuple[list[WorkItem], Callable[[list[WorkItem], BatchOutcome], None]]
+
+
+@dataclass
+class Heartbeat:
+    started_at: float
+    busy_since: float | None = None
+    last_progress: float = 0.0
+    batches: int = 0
+
+
+def run_batch(runtime: Runtime, columns: list[str], items: Sequence[WorkItem]) -> BatchOutcome:
+    """Predict a batch; if the call raises, bisect so only the failing requests get the error."""
+    started = time.perf_counter()
+    calls = 0
+
+    def attempt(group: Sequence[WorkItem]) -> list[list[Prediction] | BaseException]:
+        nonlocal calls
+        calls += 1
+        rows = [row for item in group for row in item.rows]
+        try:
+            predictions = runtime.predict(rows, columns)
+            if len(predictions) != len(rows):
+                raise RuntimeError(
+                    f"the model returned {len(predictions)} predictions for {len(rows)} rows"
+                )
+        except Exception as exc:
+            if len(group) == 1:
+                log.error(
+                    "inference_failed",
+                    request_id=group[0].request_id,
+                    rows=len(rows),
+                    exc_info=exc,
+                )
+                return [exc]
+            middle = len(group) // 2
+            return attempt(group[:middle]) + attempt(group[middle:])
+        results: list[list[Prediction] | BaseException] = []
+        offset = 0
+        for item in group:
+            results.append(predictions[offset : offset + len(item.rows)])
+            offset += len(item.rows)
+        return results
+
+    results = attempt(items)
+    return BatchOutcome(
+        results=results,
+        seconds=time.perf_counter() - started,
+        rows=sum(len(item.rows) for item in items),
+        calls=calls,
+    )
+
+
+class InferenceWorker(threading.Thread):
+    """Runs batches from `jobs` one at a time and hands outcomes back to the event loop."""
+
+    def __init__(
+        self,
+        name: str,
+        runtime: Runtime,
+        columns: list[str],
+        jobs: queue.SimpleQueue[Job | None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        super().__init__(name=name, daemon=True)  # a wedged model must not block process exit
+        self._runtime = runtime
+        self._columns = columns
+        self._jobs = jobs
+        self._loop = loop
+        now = time.monotonic()
+        self.heartbeat = Heartbeat(started_at=now, last_progress=now)
+
+    def run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            items, on_done = job
+            self.heartbeat.busy_since = time.monotonic()
+            try:
+                outcome = run_batch(self._runtime, self._columns, items)
+            except BaseException as exc:  # SystemExit & co. from model code: this worker is gone
+                log.critical("inference_worker_died", worker=self.name, exc_info=exc)
+                return
+            self.heartbeat.last_progress = time.monotonic()
+            self.heartbeat.busy_since = None
+            self.heartbeat.batches += 1
+            try:
+                self._loop.call_soon_threadsafe(on_done, items, outcome)
+            except RuntimeError:  # the loop closed under us: shutting down
+                return

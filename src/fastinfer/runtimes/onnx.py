@@ -1,0 +1,387 @@
+"""ONNX graphs run by onnxruntime on the CPU.
+
+The graph's own signature is the schema: each graph input becomes one field, either a per-row
+tensor (`x` float32 [N,256] → a list of 256 numbers) or, for [N] and [N,1] inputs as skl2onnx
+writes them, a scalar column. Sessions default to one thread each way because fastinfer runs
+one server process per core; more threads per process would only fight over the same cores.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from fastinfer.modelspec import FieldType, InputField, OutputSpec
+from fastinfer.runtimes.base import Prediction, Row, Runtime
+from fastinfer.runtimes.outputs import class_labels, classifier_predictions
+
+Dim = int | str | None
+
+_TENSOR_TYPES: dict[str, tuple[type[np.generic], FieldType]] = {
+    "tensor(float)": (np.float32, "number"),
+    "tensor(double)": (np.float64, "number"),
+    "tensor(float16)": (np.float16, "number"),
+    "tensor(int8)": (np.int8, "integer"),
+    "tensor(int16)": (np.int16, "integer"),
+    "tensor(int32)": (np.int32, "integer"),
+    "tensor(int64)": (np.int64, "integer"),
+    "tensor(uint8)": (np.uint8, "integer"),
+    "tensor(uint16)": (np.uint16, "integer"),
+    "tensor(uint32)": (np.uint32, "integer"),
+    "tensor(uint64)": (np.uint64, "integer"),
+    "tensor(bool)": (np.bool_, "boolean"),
+    "tensor(string)": (np.object_, "string"),
+}
+_FLOAT_TENSORS = {"tensor(float)", "tensor(double)", "tensor(float16)"}
+_JSON_TYPES: dict[FieldType, str] = {
+    "number": "number",
+    "integer": "integer",
+    "boolean": "boolean",
+    "string": "string",
+    "any": "string",
+}
+_ZIPMAP = re.compile(r"^seq\(map\((?:string|int64),tensor\((?:float|double)\)\)\)$")
+_OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "layout": ort.GraphOptimizationLevel.ORT_ENABLE_LAYOUT,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+_EXECUTION_MODES = {
+    "sequential": ort.ExecutionMode.ORT_SEQUENTIAL,
+    "parallel": ort.ExecutionMode.ORT_PARALLEL,
+}
+# The widest bound the validator takes: the largest float below 2**63 (±2**63 itself, and so
+# uint64's full range, do not fit its int64 limits).
+_INT64_BOUND = float(np.nextafter(2.0**63, 0.0))
+_OPTION_KEYS = (
+    "intra_op_threads",
+    "inter_op_threads",
+    "graph_optimization_level",
+    "execution_mode",
+    "probabilities_output",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _GraphInput:
+    """How one graph input is fed from rows, and the field it derives (or why it cannot)."""
+
+    name: str
+    dtype: type[np.generic]
+    scalar_rank: int | None  # 1 or 2 for a scalar column ([N] / [N,1]); None for a tensor
+    field: InputField | None
+    problem: str | None
+
+
+class OnnxRuntime(Runtime):
+    name = "onnx"
+
+    def __init__(self, output: OutputSpec, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(output)
+        self.options = dict(options or {})
+        unknown = sorted(set(self.options) - set(_OPTION_KEYS))
+        if unknown:
+            raise ValueError(
+                f"unknown onnx runtime option(s): {', '.join(unknown)}; "
+                f"known: {', '.join(_OPTION_KEYS)}"
+            )
+        self._session_options = _session_options(self.options)
+        probabilities_output = self.options.get("probabilities_output")
+        if probabilities_output is not None and not isinstance(probabilities_output, str):
+            raise ValueError("runtime option probabilities_output must be an output name")
+        self._probabilities_output: str | None = probabilities_output
+        self._labels: list[str] | None = None
+        self._data = b""
+        self._session: ort.InferenceSession | None = None
+
+    def load(self, data: bytes) -> None:
+        """Keep the (sha256-verified) graph; the session and its threads wait for `start`."""
+        if not data:
+            raise ValueError("the ONNX artefact is empty")
+        self._data = data
+
+    def start(self) -> None:
+        """Create the session in the serving process: onnxruntime's thread pools do not fork."""
+        if self._session is not None:
+            return
+        session = ort.InferenceSession(
+            self._data, sess_options=self._session_options, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = [_plan_input(arg) for arg in session.get_inputs()]
+        self._input_names = [i.name for i in self._inputs]
+        self._row_by_row = _fixed_batch_of_one(session.get_inputs())
+        outputs = session.get_outputs()
+        self._output_names = [o.name for o in outputs]
+        self._outputs = {o.name: o for o in outputs}
+        self._fetch: list[str] = self._output_names
+        self._zipmap = False
+        if self.output.kind == "classifier":
+            chosen = self._choose_probabilities(outputs)
+            self._fetch = [chosen.name]
+            self._zipmap = bool(_ZIPMAP.match(chosen.type))
+            width = None if self._zipmap else chosen.shape[1]
+            if isinstance(width, int):
+                self._labels = _index_labels(width, self.output)
+        elif self.output.kind == "regressor":
+            first = outputs[0]
+            if first.type not in _TENSOR_TYPES or first.type == "tensor(string)":
+                raise TypeError(f"regressor output {first.name!r} is a {first.type}, not numbers")
+            shape = list(first.shape)
+            one_column = len(shape) == 2 and (shape[1] == 1 or not isinstance(shape[1], int))
+            if len(shape) != 1 and not one_column:
+                raise TypeError(
+                    f"regressor output {first.name!r} has shape {_show(shape)}; "
+                    "expected [N] or [N,1]"
+                )
+            self._fetch = [first.name]
+        else:
+            for out in outputs:
+                if out.type.startswith("tensor(") and len(out.shape) == 0:
+                    raise TypeError(
+                        f"output {out.name!r} has no batch dimension, so it cannot be split "
+                        "into one value per row"
+                    )
+        self._session = session
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The started session; `start` must have run (the registry calls it after `load`)."""
+        if self._session is None:
+            raise RuntimeError("the onnx runtime was not started: call start() after load()")
+        return self._session
+
+    def _choose_probabilities(self, outputs: Sequence[Any]) -> Any:
+        """The [N,K] float output (or a skl2onnx ZipMap) that holds class probabilities."""
+        if self._probabilities_output is not None:
+            for out in outputs:
+                if out.name == self._probabilities_output:
+                    if _is_probability_matrix(out) or _ZIPMAP.match(out.type):
+                        return out
+                    raise TypeError(
+                        f"output {out.name!r} is a {out.type} of shape {_show(out.shape)}; "
+                        "probabilities must be a float [N,K] tensor"
+                    )
+            raise ValueError(
+                f"probabilities_output {self._probabilities_output!r} is not an output of the "
+                f"graph (outputs: {', '.join(o.name for o in outputs)})"
+            )
+        for out in outputs:
+            if _is_probability_matrix(out):
+                return out
+        for out in outputs:
+            if _ZIPMAP.match(out.type):
+                return out
+        described = ", ".join(f"{o.name} {o.type} {_show(o.shape)}" for o in outputs)
+        raise TypeError(
+            f"output kind is classifier but no output is a float [N,K] tensor ({described})"
+        )
+
+    def predict(self, rows: list[Row], columns: list[str]) -> list[Prediction]:
+        if not rows:
+            return []
+        missing = [name for name in self._input_names if name not in columns]
+        if missing:
+            raise ValueError(
+                f"graph input(s) {', '.join(missing)} have no field in the row schema "
+                f"(fields: {', '.join(columns)})"
+            )
+        if self._row_by_row and len(rows) > 1:
+            parts = [self._run(rows[i : i + 1]) for i in range(len(rows))]
+            results = [_concatenate([p[k] for p in parts]) for k in range(len(self._fetch))]
+        else:
+            results = self._run(rows)
+        for name, result in zip(self._fetch, results, strict=True):
+            if len(result) != len(rows):
+                raise ValueError(
+                    f"output {name!r} has {len(result)} rows for a batch of {len(rows)}"
+                )
+        if self.output.kind == "classifier":
+            return self._classify(results[0])
+        if self.output.kind == "regressor":
+            values = np.asarray(results[0], dtype=float).reshape(len(rows), -1)
+            if values.shape[1] != 1:
+                raise ValueError(f"regressor output has {values.shape[1]} values per row, not 1")
+            return [{"value": v} for v in values[:, 0].tolist()]
+        return [
+            {name: _row_value(result, i) for name, result in zip(self._fetch, results, strict=True)}
+            for i in range(len(rows))
+        ]
+
+    def _run(self, rows: list[Row]) -> list[Any]:
+        feed: dict[str, Any] = {}
+        for spec in self._inputs:
+            array = np.asarray([row[spec.name] for row in rows], dtype=spec.dtype)
+            if spec.scalar_rank == 2:
+                array = array.reshape(-1, 1)
+            feed[spec.name] = array
+        return list(self.session.run(self._fetch, feed))
+
+    def _classify(self, result: Any) -> list[Prediction]:
+        if self._zipmap:
+            keys = list(result[0])
+            probabilities = np.array([[m[k] for k in keys] for m in result], dtype=float)
+            labels = class_labels(keys, self.output)
+        else:
+            probabilities = np.asarray(result, dtype=float)
+            labels = self._labels or _index_labels(probabilities.shape[1], self.output)
+        if len(labels) != probabilities.shape[1]:
+            raise ValueError(
+                f"the model gave {probabilities.shape[1]} probabilities for {len(labels)} labels"
+            )
+        if self._labels is None:
+            self._labels = labels  # known only once the graph has run (ZipMap, dynamic K)
+        return classifier_predictions(probabilities, labels)
+
+    def derived_inputs(self) -> list[InputField] | None:
+        if self._session is None:
+            raise RuntimeError("the onnx runtime was not started: call start() after load()")
+        problems = [i.problem for i in self._inputs if i.problem is not None]
+        if problems:
+            raise TypeError(
+                "cannot derive the input schema from the graph: "
+                + "; ".join(problems)
+                + " (declare `inputs` in model.yaml, or export with fixed dimensions)"
+            )
+        return [i.field for i in self._inputs if i.field is not None]
+
+    def output_labels(self) -> list[str] | None:
+        return self._labels
+
+    def output_schemas(self) -> dict[str, dict[str, Any]]:
+        """JSON schema of each output's per-row value, for `kind: tensor` in OpenAPI."""
+        return {name: _output_schema(self._outputs[name]) for name in self._fetch}
+
+
+def _session_options(options: Mapping[str, Any]) -> ort.SessionOptions:
+    """SessionOptions from `runtime_options`, each value checked so typos fail at load."""
+    session = ort.SessionOptions()
+    session.intra_op_num_threads = _thread_count(options, "intra_op_threads")
+    session.inter_op_num_threads = _thread_count(options, "inter_op_threads")
+    level = options.get("graph_optimization_level", "all")
+    if level not in _OPTIMIZATION_LEVELS:
+        raise ValueError(
+            f"runtime option graph_optimization_level must be one of "
+            f"{', '.join(_OPTIMIZATION_LEVELS)} (got {level!r})"
+        )
+    session.graph_optimization_level = _OPTIMIZATION_LEVELS[level]
+    mode = options.get("execution_mode", "sequential")
+    if mode not in _EXECUTION_MODES:
+        raise ValueError(
+            f"runtime option execution_mode must be one of {', '.join(_EXECUTION_MODES)} "
+            f"(got {mode!r})"
+        )
+    if mode == "parallel" and session.inter_op_num_threads == 1:
+        # onnxruntime would quietly fall back to sequential: say so instead.
+        raise ValueError(
+            "runtime option execution_mode parallel needs inter_op_threads >= 2 "
+            "(or 0: onnxruntime decides)"
+        )
+    session.execution_mode = _EXECUTION_MODES[mode]
+    return session
+
+
+def _thread_count(options: Mapping[str, Any], key: str) -> int:
+    value = options.get(key, 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"runtime option {key} must be a whole number >= 0 (0: onnxruntime decides); "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _plan_input(arg: Any) -> _GraphInput:
+    """Classify one graph input as a scalar column or a per-row tensor field."""
+    name, shape, kind = str(arg.name), list(arg.shape), str(arg.type)
+    if kind not in _TENSOR_TYPES:
+        raise TypeError(f"graph input {name!r} is a {kind}; only tensor inputs are supported")
+    dtype, field_type = _TENSOR_TYPES[kind]
+    if not shape:
+        raise TypeError(f"graph input {name!r} has no batch dimension (shape [])")
+    rest: list[Dim] = shape[1:]
+    if not rest or rest == [1]:
+        field = InputField(name=name, type=field_type, **_integer_bounds(dtype))
+        return _GraphInput(name, dtype, len(shape), field, None)
+    if all(isinstance(d, int) and d > 0 for d in rest):
+        dims = [int(d) for d in rest if d is not None]
+        field = InputField(name=name, type=field_type, shape=dims)
+        return _GraphInput(name, dtype, None, field, None)
+    problem = f"input {name!r} has shape {_show(shape)}, whose non-batch dimensions are not fixed"
+    return _GraphInput(name, dtype, None, None, problem)
+
+
+def _integer_bounds(dtype: type[np.generic]) -> dict[str, float]:
+    """The dtype's range for a scalar integer column: out of range is a 422, not an overflow."""
+    if not issubclass(dtype, np.integer):
+        return {}
+    info = np.iinfo(dtype)
+    return {
+        "minimum": max(float(info.min), -_INT64_BOUND),
+        "maximum": min(float(info.max), _INT64_BOUND),
+    }
+
+
+def _fixed_batch_of_one(inputs: Sequence[Any]) -> bool:
+    """True when the graph takes exactly one row per run (exported without a dynamic batch)."""
+    fixed = {d for d in (arg.shape[0] for arg in inputs if arg.shape) if isinstance(d, int)}
+    if fixed - {1}:
+        raise TypeError(
+            f"the graph has a fixed batch size of {', '.join(map(str, sorted(fixed)))}; export it "
+            "with a dynamic first dimension (or a batch of 1)"
+        )
+    return bool(fixed)
+
+
+def _index_labels(width: int, output: OutputSpec) -> list[str]:
+    """Labels of a [N,K] probability tensor: class index "0".."K-1" through `output.labels`."""
+    stray = sorted(set(output.labels or {}) - {str(i) for i in range(width)})
+    if stray:
+        raise ValueError(
+            f"output.labels key(s) {', '.join(stray)} are not class indices of the model's "
+            f"{width} probabilities (0..{width - 1})"
+        )
+    return class_labels(list(range(width)), output)
+
+
+def _is_probability_matrix(out: Any) -> bool:
+    return out.type in _FLOAT_TENSORS and len(out.shape) == 2
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts, axis=0)
+    return [item for part in parts for item in part]
+
+
+def _row_value(result: Any, index: int) -> Any:
+    """One row of an output as JSON-ready data (maps get string keys)."""
+    value = result[index]
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k.item() if isinstance(k, np.generic) else k): v for k, v in value.items()}
+    return value
+
+
+def _output_schema(out: Any) -> dict[str, Any]:
+    if _ZIPMAP.match(out.type):
+        return {"type": "object", "additionalProperties": {"type": "number"}}
+    if out.type not in _TENSOR_TYPES:
+        return {}
+    schema: dict[str, Any] = {"type": _JSON_TYPES[_TENSOR_TYPES[out.type][1]]}
+    for dim in reversed(list(out.shape)[1:]):
+        schema = {"type": "array", "items": schema}
+        if isinstance(dim, int):
+            schema["minItems"] = schema["maxItems"] = dim
+    return schema
+
+
+def _show(shape: Sequence[Dim]) -> str:
+    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"

@@ -1,0 +1,164 @@
+"""Every core: a supervisor that loads the models once, then forks one server per CPU.
+
+The children share the listening socket and, through copy-on-write, the deserialised models
+(one copy in memory, not one per worker). Each child has its own queues, batcher and inference
+threads, so HTTP parsing and validation scale with the cores as well as inference does. The
+supervisor only forks, forwards signals, reaps, and replaces a child that dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from types import FrameType
+
+from fastinfer.app import build_registry, create_app
+from fastinfer.config import Settings
+from fastinfer.modelspec import ModelDirectory
+from fastinfer.observability.logging import configure_logging, flush_logging, get_logger
+from fastinfer.registry import ModelRegistry
+from fastinfer.server import run_server
+
+log = get_logger("fastinfer.supervisor")
+_RESTART_WINDOW_S = 60.0
+_MAX_RESTARTS_IN_WINDOW = 10
+_KILL_GRACE_S = 5.0
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, directories: list[ModelDirectory], workers: int) -> None:
+        self.settings = settings
+        self.directories = directories
+        self.workers = workers
+        self.children: dict[int, int] = {}  # pid → worker index
+        self.stopping = False
+        self.failed_exits = 0
+        self._restarts: list[float] = []
+        self._sock: socket.socket | None = None
+
+    def run(self) -> int:
+        registry = build_registry(self.settings, self.directories)
+        started = time.perf_counter()
+        registry.prepare_all()  # deserialise once, before fork: the children share the pages
+        log.info(
+            "models_prepared",
+            models=[m.name for m in registry],
+            seconds=round(time.perf_counter() - started, 3),
+            workers=self.workers,
+        )
+        self._sock = bind_socket(self.settings.host, self.settings.port)
+        gc.freeze()  # keep the collector from touching (and so copying) the shared objects
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGALRM, self._on_drain_timeout)
+        for index in range(self.workers):
+            self._spawn(index, registry)
+        while self.children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            if pid not in self.children:
+                continue
+            index = self.children.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if self.stopping:
+                if code != 0:
+                    self.failed_exits += 1
+                log.info("worker_exited", pid=pid, worker=index, code=code)
+                continue
+            log.error("worker_died", pid=pid, worker=index, code=code)
+            self._throttle_restarts()
+            if not self.stopping:
+                self._spawn(index, registry)
+        signal.alarm(0)
+        log.info("stopped", failed_exits=self.failed_exits)
+        return 0 if self.failed_exits == 0 else 1
+
+    def _spawn(self, index: int, registry: ModelRegistry) -> None:
+        assert self._sock is not None
+        flush_logging()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)
+                configure_logging(self.settings.log_level, self.settings.log_format)
+                log.info("worker_started", worker=index, pid=os.getpid())
+                app = create_app(self.settings, registry=registry)
+                run_server(app, self.settings, sockets=[self._sock])
+                code = 0
+            except BaseException:
+                log.exception("worker_crashed", worker=index)
+            finally:
+                flush_logging()
+                os._exit(code)
+        self.children[pid] = index
+        configure_logging(self.settings.log_level, self.settings.log_format, background=False)
+
+    def _throttle_restarts(self) -> None:
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < _RESTART_WINDOW_S]
+        self._restarts.append(now)
+        if len(self._restarts) > _MAX_RESTARTS_IN_WINDOW:
+            log.error("worker_restarts_throttled", restarts=len(self._restarts))
+            time.sleep(5)
+
+    def _on_stop_signal(self, sig: int, _frame: FrameType | None) -> None:
+        if not self.stopping:
+            self.stopping = True
+            if self._sock is not None:
+                self._sock.close()  # the children keep their copies until they stop accepting
+            signal.alarm(int(self.settings.drain_delay_s + self.settings.drain_timeout_s) + 5)
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def _on_drain_timeout(self, _sig: int, _frame: FrameType | None) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            self.failed_exits += 1
+
+
+def serve(settings: Settings, directories: list[ModelDirectory]) -> int:
+    """Serve in one process, or in one per CPU under a supervisor; the exit status."""
+    workers = settings.workers or available_cpus()
+    if workers == 1:
+        run_server(create_app(settings, directories), settings)
+        return 0
+    configure_logging(settings.log_level, settings.log_format, background=False)
+    return Supervisor(settings, directories, workers).run()
