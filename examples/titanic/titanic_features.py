@@ -9,6 +9,15 @@ they cannot drift apart (no train/serve skew). Keep the module name unique (its 
 Requests arrive with the raw Kaggle columns, one row or many, with values that may be missing (None,
 NaN, pd.NA or an empty string), object or pandas `str` dtype, and integers that came through JSON as
 floats; everything here copes with those instead of relying on the caller to clean up.
+
+Why one transformer does all the preprocessing: a server answers most requests with one to a few
+hundred rows, so what a call costs is dominated by fixed overhead, not by the rows. sklearn's
+`ColumnTransformer`, `OneHotEncoder` and `StandardScaler` each validate, convert and reassemble
+their input on every call, which cost about 3 ms per request here, more than everything else
+together. The same arithmetic (a learned category list per categorical feature, learned means and
+standard deviations for the numeric ones) takes about 20 microseconds as plain numpy, so
+`TitanicFeatures` learns those statistics in `fit` and hands the classifier its final matrix; all
+of `transform` costs about 0.15 ms for one row and 0.4 ms for 128.
 """
 
 from __future__ import annotations
@@ -17,8 +26,9 @@ import math
 import re
 import statistics
 from collections import Counter
-from collections.abc import Iterable
-from typing import Any, Self
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
+from typing import Any, Self, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -73,6 +83,7 @@ _DEFAULT_EMBARKED = "S"
 _DEFAULT_TITLE = {"male": "Mr", "female": "Miss"}
 
 _title_regex = re.compile(_TITLE_PATTERN)
+_T = TypeVar("_T")
 
 
 def _is_missing(value: object) -> bool:
@@ -89,25 +100,55 @@ def _string(value: object) -> str | None:
     return text or None
 
 
-def _number(value: object) -> float | None:
-    """A float from a number or a numeric string; missing, unparsable or infinite reads as None."""
+def _number(value: object) -> float:
+    """A float from a number or a numeric string; missing, unparsable or infinite reads as NaN."""
     if _is_missing(value):
-        return None
+        return math.nan
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+        return math.nan
+    return number if math.isfinite(number) else math.nan
 
 
-def _title(name: str | None) -> str | None:
+def _numbers(values: NDArray[Any]) -> NDArray[np.float64]:
+    """A column as float64, NaN where missing, unparsable or infinite.
+
+    numpy converts a whole column at once (None reads as NaN, numeric strings parse); only a
+    column it rejects ("", pd.NA, text) is converted value by value.
+    """
+    try:
+        numbers = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        numbers = np.fromiter((_number(v) for v in values), dtype=np.float64, count=len(values))
+    return np.where(np.isfinite(numbers), numbers, np.nan)
+
+
+def _per_distinct(values: Iterable[Any], function: Callable[[Any], _T]) -> list[_T]:
+    """`function(value)` for each value, computed once per distinct value.
+
+    A column such as Sex, Cabin or Embarked holds a handful of distinct values however many rows
+    arrive, so this costs a dictionary lookup per row.
+    """
+    values = list(values)
+    table = {v: function(v) for v in set(values)}
+    return list(map(table.__getitem__, values))
+
+
+def _title(name: object) -> str | None:
     """Title from Name: None when there is none to read, "Rare" for an unusual one (Dr, Rev...)."""
-    match = _title_regex.search(name) if name else None
+    match = _title_regex.search(name) if isinstance(name, str) else None
     return _TITLE_ALIASES.get(match.group(1), "Rare") if match else None
 
 
-def _median(values: Iterable[float | None], default: float) -> float:
-    present = [v for v in values if v is not None]
+def _deck(cabin: str | None) -> str:
+    """Deck from Cabin: its first letter, or "U" (unknown) for no cabin or an unknown letter."""
+    letter = cabin[0].upper() if cabin else None
+    return letter if letter in _DECKS else UNKNOWN_DECK
+
+
+def _median(values: Iterable[float], default: float) -> float:
+    present = [v for v in values if not math.isnan(v)]
     return float(statistics.median(present)) if present else default
 
 
@@ -133,125 +174,147 @@ def _as_frame(data: Any, names: NDArray[np.object_] | None) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-class _Rows:
-    """The raw columns parsed value by value.
+class _Columns:
+    """The raw columns, parsed: numbers as float64 arrays (NaN if missing), text as str or None.
 
-    Plain Python over column lists: a request holds one to a few hundred rows, where per-column
-    pandas operations cost milliseconds in overhead and this costs microseconds.
+    Works column by column on one object array of the whole frame (converting the frame once
+    costs less than looking up its columns one by one): a numeric column converts in one numpy
+    call, Name is read with a regular expression per row, and the other text columns hold few
+    distinct values, each parsed once.
     """
 
     def __init__(self, data: Any, names: NDArray[np.object_] | None = None) -> None:
         frame = _as_frame(data, names)
         self.columns = [str(c) for c in frame.columns]
-        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+        missing = [c for c in REQUIRED_COLUMNS if c not in self.columns]
         if missing:
             raise ValueError(f"TitanicFeatures: missing input column(s): {', '.join(missing)}")
-        self.index = frame.index
+        self.size = len(frame)
+        values = frame.to_numpy(dtype=object)
+        position = {name: i for i, name in enumerate(self.columns)}
 
-        def column(name: str) -> list[Any]:
-            return frame[name].tolist() if name in frame.columns else [None] * len(frame)
+        def column(name: str) -> NDArray[Any]:
+            if name in position:
+                return values[:, position[name]]
+            return np.full(self.size, None, dtype=object)
 
-        self.pclass = [None if (n := _number(v)) is None else float(round(n))
-                       for v in column("Pclass")]  # fmt: skip
-        self.sex = [None if (s := _string(v)) is None else s.lower() for v in column("Sex")]
-        self.title = [_title(_string(v)) for v in column("Name")]
-        self.age = [_number(v) for v in column("Age")]
-        self.sibsp = [max(_number(v) or 0.0, 0.0) for v in column("SibSp")]
-        self.parch = [max(_number(v) or 0.0, 0.0) for v in column("Parch")]
-        self.fare = [_number(v) for v in column("Fare")]
-        self.cabin = [_string(v) for v in column("Cabin")]
-        self.embarked = [None if (s := _string(v)) is None else s.upper()
-                         for v in column("Embarked")]  # fmt: skip
+        self.pclass = np.round(_numbers(column("Pclass")))
+        self.sex = _per_distinct(column("Sex"), lambda v: (s := _string(v)) and s.lower())
+        self.title = [_title(v) for v in column("Name").tolist()]
+        self.age = _numbers(column("Age"))
+        self.sibsp = np.fmax(_numbers(column("SibSp")), 0.0)  # fmax: missing counts as 0
+        self.parch = np.fmax(_numbers(column("Parch")), 0.0)
+        self.fare = _numbers(column("Fare"))
+        self.cabin = _per_distinct(column("Cabin"), _string)
+        self.embarked = _per_distinct(column("Embarked"), lambda v: (s := _string(v)) and s.upper())
 
 
 class TitanicFeatures(BaseEstimator, TransformerMixin):  # type: ignore[misc]
-    """Raw Kaggle passenger columns -> the engineered features the classifier sees.
+    """Raw Kaggle passenger columns -> the float64 matrix the classifier sees.
 
-    Output columns: Title (Mr/Mrs/Miss/Master/Rare; a name without a readable title gets the
-    commonest title of its sex seen in fit), Deck (first letter of Cabin, "U" if none), Sex,
+    The engineered features: Title (Mr/Mrs/Miss/Master/Rare; a name without a readable title gets
+    the commonest title of its sex seen in fit), Deck (first letter of Cabin, "U" if none), Sex,
     Embarked (missing -> the most frequent port seen in fit), Pclass, Age (missing -> the median
     age of the passenger's title seen in fit, because Master and Miss carry age), Fare (log1p;
     missing -> the class median seen in fit), FamilySize (SibSp + Parch + 1), IsAlone and HasCabin.
-    Categorical columns come out as object dtype and numeric ones as float64, whatever dtypes came
-    in, so the encoder downstream sees the same types in training and serving.
+
+    The output is what `OneHotEncoder(handle_unknown="ignore")` and `StandardScaler` would make of
+    them: one 0/1 column per category seen in fit (sorted; a category not seen in fit sets none of
+    them), then the numeric features standardised with the mean and standard deviation seen in
+    fit. `get_feature_names_out` names the columns ("Title_Mr", ..., "Pclass", ...). Doing this
+    here rather than in sklearn's encoders saves about 3 ms per call (see the module docstring),
+    and whatever dtypes come in, the same code makes the same numbers in training and serving.
     """
 
     def fit(self, X: Any, y: ArrayLike | None = None) -> Self:  # noqa: N803
-        """Learn the imputation values from the training rows."""
-        rows = _Rows(X)
-        self.sex_mode_: str = str(_mode(rows.sex, _DEFAULT_SEX))
-        sexes = [s or self.sex_mode_ for s in rows.sex]
+        """Learn the imputation values, the categories and the scaling from the training rows."""
+        raw = _Columns(X)
+        self.sex_mode_: str = str(_mode(raw.sex, _DEFAULT_SEX))
+        sexes = [s or self.sex_mode_ for s in raw.sex]
         self.title_by_sex_: dict[str, str] = {
-            sex: str(
-                _mode((t for t, s in zip(rows.title, sexes, strict=True) if s == sex), default)
-            )
+            sex: str(_mode((t for t, s in zip(raw.title, sexes, strict=True) if s == sex), default))
             for sex, default in _DEFAULT_TITLE.items()
         }
-        titles = self._fill_titles(rows.title, sexes)
-        self.age_median_: float = _median(rows.age, _DEFAULT_AGE)
+        titles = self._fill_titles(raw.title, sexes)
+        self.age_median_: float = _median(raw.age.tolist(), _DEFAULT_AGE)
         self.age_by_title_: dict[str, float] = {
-            title: _median(
-                (a for a, t in zip(rows.age, titles, strict=True) if t == title), self.age_median_
-            )
+            title: _median(raw.age[np.asarray(titles) == title].tolist(), self.age_median_)
             for title in TITLES
         }
-        self.pclass_mode_: float = float(_mode(rows.pclass, _DEFAULT_PCLASS))
-        self.fare_median_: float = _median(rows.fare, _DEFAULT_FARE)
+        classes = raw.pclass[~np.isnan(raw.pclass)].tolist()
+        self.pclass_mode_: float = float(_mode(classes, _DEFAULT_PCLASS))
+        self.fare_median_: float = _median(raw.fare.tolist(), _DEFAULT_FARE)
         self.fare_by_class_: dict[float, float] = {
-            cls: _median(
-                (f for f, c in zip(rows.fare, rows.pclass, strict=True) if c == cls),
-                self.fare_median_,
-            )
+            cls: _median(raw.fare[raw.pclass == cls].tolist(), self.fare_median_)
             for cls in (1.0, 2.0, 3.0)
         }
-        self.embarked_mode_: str = str(_mode(rows.embarked, _DEFAULT_EMBARKED))
+        self.embarked_mode_: str = str(_mode(raw.embarked, _DEFAULT_EMBARKED))
+
+        categorical, numeric = self._engineer(raw)
+        self.categories_: dict[str, list[str]] = {
+            name: sorted(set(values)) for name, values in categorical.items()
+        }
+        self.mean_: NDArray[np.float64] = numeric.mean(axis=0)
+        scale = numeric.std(axis=0)
+        self.scale_: NDArray[np.float64] = np.where(scale > 0.0, scale, 1.0)  # constant: as is
+        # Output column of each (feature, category): the one-hot columns come first, in order.
+        self.category_columns_: dict[str, dict[str, int]] = {}
+        start = 0
+        for name, categories in self.categories_.items():
+            self.category_columns_[name] = {c: start + i for i, c in enumerate(categories)}
+            start += len(categories)
+        self.n_one_hot_: int = start
         # sklearn's contract for frame input; a Pipeline reports its first step's names, which is
         # how a server can tell that this artefact wants a DataFrame with these columns.
-        self.feature_names_in_: NDArray[np.object_] = np.asarray(rows.columns, dtype=object)
-        self.n_features_in_: int = len(rows.columns)
+        self.feature_names_in_: NDArray[np.object_] = np.asarray(raw.columns, dtype=object)
+        self.n_features_in_: int = len(raw.columns)
         return self
 
-    def transform(self, X: Any) -> pd.DataFrame:  # noqa: N803
-        """Engineer the features for any number of rows (a single one is fine)."""
-        check_is_fitted(self, "age_by_title_")
-        rows = _Rows(X, self.feature_names_in_)
-        sexes = [s or self.sex_mode_ for s in rows.sex]
-        titles = self._fill_titles(rows.title, sexes)
-        pclass = [self.pclass_mode_ if c is None else c for c in rows.pclass]
-        ages = [
-            self.age_by_title_.get(t, self.age_median_) if a is None else a
-            for a, t in zip(rows.age, titles, strict=True)
-        ]
-        fares = [
-            math.log1p(max(self.fare_by_class_.get(c, self.fare_median_) if f is None else f, 0.0))
-            for f, c in zip(rows.fare, pclass, strict=True)
-        ]
-        family = [s + p + 1.0 for s, p in zip(rows.sibsp, rows.parch, strict=True)]
-        decks = [c[0].upper() if c and c[0].upper() in _DECKS else UNKNOWN_DECK for c in rows.cabin]
-        columns: dict[str, list[Any]] = {
-            "Title": titles,
-            "Deck": decks,
-            "Sex": sexes,
-            "Embarked": [e or self.embarked_mode_ for e in rows.embarked],
-            "Pclass": pclass,
-            "Age": ages,
-            "Fare": fares,
-            "FamilySize": family,
-            "IsAlone": [float(f == 1.0) for f in family],
-            "HasCabin": [float(c is not None) for c in rows.cabin],
-        }
-        out = pd.DataFrame(
-            {
-                name: pd.Series(values, dtype=object if name in CATEGORICAL_FEATURES else "float64")
-                for name, values in columns.items()
-            }
-        )
-        out.index = rows.index
+    def transform(self, X: Any) -> NDArray[np.float64]:  # noqa: N803
+        """The feature matrix for any number of rows (a single one is fine)."""
+        check_is_fitted(self, "scale_")
+        categorical, numeric = self._engineer(_Columns(X, self.feature_names_in_))
+        n_rows = numeric.shape[0]
+        out = np.zeros((n_rows, self.n_one_hot_ + len(NUMERIC_FEATURES)), dtype=np.float64)
+        rows = np.arange(n_rows)
+        for name, values in categorical.items():
+            index = self.category_columns_[name]
+            columns = np.fromiter(map(index.get, values, repeat(-1)), np.intp, n_rows)
+            seen = columns >= 0  # a category not seen in fit sets no column
+            out[rows[seen], columns[seen]] = 1.0
+        out[:, self.n_one_hot_ :] = (numeric - self.mean_) / self.scale_
         return out
 
     def get_feature_names_out(self, input_features: ArrayLike | None = None) -> NDArray[np.object_]:
-        """The output column names, for `ColumnTransformer` and model inspection."""
-        return np.asarray(FEATURES, dtype=object)
+        """The output column names: "<feature>_<category>" for the one-hot columns, then the
+        numeric features; for model inspection (e.g. the classifier's coefficients)."""
+        check_is_fitted(self, "categories_")
+        one_hot = [
+            f"{name}_{c}" for name, categories in self.categories_.items() for c in categories
+        ]
+        return np.asarray([*one_hot, *NUMERIC_FEATURES], dtype=object)
 
-    def _fill_titles(self, parsed: list[str | None], sexes: list[str]) -> list[str]:
+    def _engineer(self, raw: _Columns) -> tuple[dict[str, list[str]], NDArray[np.float64]]:
+        """The imputed features: categorical ones as lists of strings, numeric ones as a matrix
+        with a column per NUMERIC_FEATURES entry. Used by fit and transform alike."""
+        sexes = [s or self.sex_mode_ for s in raw.sex]
+        titles = self._fill_titles(raw.title, sexes)
+        pclass = np.where(np.isnan(raw.pclass), self.pclass_mode_, raw.pclass)
+        age_by_title = [self.age_by_title_.get(t, self.age_median_) for t in titles]
+        age = np.where(np.isnan(raw.age), age_by_title, raw.age)
+        fare_by_class = [self.fare_by_class_.get(c, self.fare_median_) for c in pclass.tolist()]
+        fare = np.log1p(np.maximum(np.where(np.isnan(raw.fare), fare_by_class, raw.fare), 0.0))
+        family = raw.sibsp + raw.parch + 1.0
+        is_alone = (family == 1.0).astype(np.float64)
+        has_cabin = np.asarray([c is not None for c in raw.cabin], dtype=np.float64)
+        categorical = {
+            "Title": titles,
+            "Deck": _per_distinct(raw.cabin, _deck),
+            "Sex": sexes,
+            "Embarked": [e or self.embarked_mode_ for e in raw.embarked],
+        }
+        numeric = np.column_stack([pclass, age, fare, family, is_alone, has_cabin])
+        return categorical, numeric
+
+    def _fill_titles(self, parsed: Sequence[str | None], sexes: list[str]) -> list[str]:
         return [t or self.title_by_sex_.get(s, "Rare") for t, s in zip(parsed, sexes, strict=True)]
