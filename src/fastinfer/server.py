@@ -26,18 +26,24 @@ class DrainingServer(uvicorn.Server):
         self._app = app
         self._drain_delay_s = drain_delay_s
         self._exit_at: float | None = None
+        self._drain_signal: int | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler: it may interrupt the main thread anywhere, even inside a logging
+        # call holding the log queue's lock, so it only sets flags. on_tick does the rest.
         engine = getattr(self._app.state, "engine", None)
         if engine is not None and not engine.draining:
             engine.draining = True  # /readyz answers 503 from now on
-            log.info("draining", signal=sig, delay_s=self._drain_delay_s)
+            self._drain_signal = sig
             if self._drain_delay_s > 0:
                 self._exit_at = time.monotonic() + self._drain_delay_s
                 return
         super().handle_exit(sig, frame)
 
     async def on_tick(self, counter: int) -> bool:
+        if self._drain_signal is not None:
+            log.info("draining", signal=self._drain_signal, delay_s=self._drain_delay_s)
+            self._drain_signal = None
         if self._exit_at is not None and time.monotonic() >= self._exit_at:
             self.should_exit = True
         return await super().on_tick(counter)
