@@ -37,13 +37,13 @@ test: models  ## Run the whole test suite (slow integration tests included)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff and mypy
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
 
 format: $(STAMP)  ## Apply ruff's formatting and safe fixes
-	$(BIN)/ruff format src tests examples
-	$(BIN)/ruff check --fix src tests examples
+	$(BIN)/ruff format src tests examples bench
+	$(BIN)/ruff check --fix src tests examples bench
 
 lock: ## Re-resolve requirements/*.lock from pyproject.toml
 	$(PYTHON) -m venv .lock-venv

@@ -17,9 +17,9 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from fastinfer import __version__
 from fastinfer.api import docs, probes, v1
-from fastinfer.api.context import RequestContextMiddleware
 from fastinfer.api.errors import install_error_handlers
 from fastinfer.api.openapi import install_openapi
+from fastinfer.api.service import ServiceApp
 from fastinfer.config import Settings
 from fastinfer.dataplane import DataPlane
 from fastinfer.engine import Engine
@@ -68,7 +68,7 @@ def create_app(
     directories: list[ModelDirectory] | None = None,
     *,
     registry: ModelRegistry | None = None,
-) -> FastAPI:
+) -> ServiceApp:
     """The service for `directories` (default: `settings.model_dirs`), or for a registry whose
     models were already prepared (by a supervisor, before it forked this process)."""
     settings = settings or Settings()
@@ -127,5 +127,4 @@ def create_app(
             allow_headers=["Content-Type", "X-Request-ID", "Authorization"],
             expose_headers=["X-Request-ID"],
         )
-    app.add_middleware(RequestContextMiddleware)
-    return app
+    return ServiceApp(app, app.state.dataplane, cors=bool(settings.cors_origins))

@@ -12,8 +12,8 @@ import time
 from types import FrameType
 
 import uvicorn
-from fastapi import FastAPI
 
+from fastinfer.api.service import ServiceApp
 from fastinfer.config import Settings
 from fastinfer.observability.logging import get_logger
 
@@ -21,7 +21,7 @@ log = get_logger("fastinfer.server")
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_delay_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, app: ServiceApp, drain_delay_s: float) -> None:
         super().__init__(config)
         self._app = app
         self._drain_delay_s = drain_delay_s
@@ -56,7 +56,7 @@ class DrainingServer(uvicorn.Server):
 
 
 def run_server(
-    app: FastAPI, settings: Settings, sockets: list[socket.socket] | None = None
+    app: ServiceApp, settings: Settings, sockets: list[socket.socket] | None = None
 ) -> None:
     config = uvicorn.Config(
         app,

@@ -184,3 +184,25 @@ def test_bare_artefact_without_pin_is_refused_unless_trusted(tiny_dir: Path) -> 
     with TestClient(pinned) as client:
         wait_ready(client)
         assert client.get("/v1/models/bare").json()["version"] == "unversioned"
+
+
+def test_cross_origin_predictions_get_cors_headers(tiny_dir: Path) -> None:
+    with serve_in_process(tiny_dir, cors_origins=["http://app.example"]) as client:
+        wait_ready(client)
+        response = client.post(
+            "/v1/models/tiny/predict",
+            json={"inputs": [{"x": 7, "colour": 1}]},
+            headers={"origin": "http://app.example", "x-request-id": "cors-1"},
+        )
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == "http://app.example"
+        assert response.headers["x-request-id"] == "cors-1"
+        assert response.json()["predictions"][0]["label"] == "high"
+        bad = client.post(
+            "/v1/models/tiny/predict",
+            json={"inputs": [{"x": "no"}]},
+            headers={"origin": "http://app.example"},
+        )
+        assert bad.status_code == 422
+        assert bad.json()["request_id"] == bad.headers["x-request-id"]
+        assert bad.json()["details"][0]["field"] == "x"

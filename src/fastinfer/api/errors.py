@@ -50,6 +50,12 @@ class ErrorBody(BaseModel):
     request_id: str = Field(description="Quote it when reporting a problem; it is in the logs.")
 
 
+def error_json(code: str, message: str, details: Any, request_id: str) -> bytes:
+    return orjson.dumps(
+        {"code": code, "message": message, "details": details, "request_id": request_id}
+    )
+
+
 def error_response(
     request: Request,
     status: int,
@@ -60,10 +66,12 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     request_id = request_id_of(request.scope)
-    body = {"code": code, "message": message, "details": details, "request_id": request_id}
     all_headers = {REQUEST_ID_HEADER: request_id, **(headers or {})}
     return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=all_headers
+        error_json(code, message, details, request_id),
+        status_code=status,
+        media_type="application/json",
+        headers=all_headers,
     )
 
 

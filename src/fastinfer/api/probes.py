@@ -11,12 +11,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
 from fastinfer import __version__
-from fastinfer.api.errors import ErrorBody, error_response
+from fastinfer.api.context import request_id_of
+from fastinfer.api.errors import ErrorBody
 from fastinfer.engine import Engine
 from fastinfer.registry import ModelRegistry
 
@@ -52,10 +54,10 @@ class Health(BaseModel):
     engine: dict[str, Any]
 
 
-def readiness_problems(app: Any) -> dict[str, str]:
+def readiness_problems(state: Any) -> dict[str, str]:
     """Everything that should keep traffic away from this process, by model (or `_server`)."""
-    registry: ModelRegistry = app.state.registry
-    engine: Engine = app.state.engine
+    registry: ModelRegistry = state.registry
+    engine: Engine = state.engine
     problems = registry.not_ready()
     for model in registry:
         if model.ready and model.name not in engine.models:
@@ -64,25 +66,47 @@ def readiness_problems(app: Any) -> dict[str, str]:
     return problems
 
 
+ProbeAnswer = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, extra headers
+
+
+def liveness(state: Any, request_id: str) -> ProbeAnswer:
+    engine: Engine = state.engine
+    stalled = engine.stalled()
+    if not stalled:
+        return 200, {"status": "alive"}, {}
+    message = "inference made no progress with work waiting: " + "; ".join(
+        f"{name} for {seconds}s" for name, seconds in stalled.items()
+    )
+    details = {"stalled_seconds": stalled, "watchdog_s": engine.watchdog_s}
+    return 503, _error("stalled", message, details, request_id), {}
+
+
+def readiness(state: Any, request_id: str) -> ProbeAnswer:
+    waiting = readiness_problems(state)
+    if not waiting:
+        return 200, {"status": "ready", "models": {m.name: m.version for m in state.registry}}, {}
+    message = "not ready: " + "; ".join(f"{name}: {why}" for name, why in waiting.items())
+    body = _error("not_ready", message, {"models": waiting}, request_id)
+    return 503, body, {"Retry-After": "5"}
+
+
+def _error(code: str, message: str, details: Any, request_id: str) -> dict[str, Any]:
+    return {"code": code, "message": message, "details": details, "request_id": request_id}
+
+
+def _respond(answer: ProbeAnswer) -> Response:
+    status, body, headers = answer
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
 @router.get(
     "/livez",
     response_model=Alive,
     summary="Liveness: the event loop answers and inference is not wedged",
     responses={503: {"model": ErrorBody, "description": "Inference made no progress."}},
 )
-async def livez(request: Request) -> Alive | Response:
-    engine: Engine = request.app.state.engine
-    stalled = engine.stalled()
-    if stalled:
-        return error_response(
-            request,
-            503,
-            "stalled",
-            "inference made no progress with work waiting: "
-            + "; ".join(f"{name} for {seconds}s" for name, seconds in stalled.items()),
-            details={"stalled_seconds": stalled, "watchdog_s": engine.watchdog_s},
-        )
-    return Alive()
+async def livez(request: Request) -> Response:
+    return _respond(liveness(request.app.state, request_id_of(request.scope)))
 
 
 @router.get(
@@ -91,19 +115,8 @@ async def livez(request: Request) -> Alive | Response:
     summary="Readiness: every model loaded and passed its self-test",
     responses={503: {"model": ErrorBody, "description": "Not ready; details say why."}},
 )
-async def readyz(request: Request) -> Ready | Response:
-    registry: ModelRegistry = request.app.state.registry
-    waiting = readiness_problems(request.app)
-    if waiting:
-        return error_response(
-            request,
-            503,
-            "not_ready",
-            "not ready: " + "; ".join(f"{name}: {why}" for name, why in waiting.items()),
-            details={"models": waiting},
-            headers={"Retry-After": "5"},
-        )
-    return Ready(models={m.name: m.version for m in registry})
+async def readyz(request: Request) -> Response:
+    return _respond(readiness(request.app.state, request_id_of(request.scope)))
 
 
 def _resident_bytes() -> int | None:
@@ -120,7 +133,7 @@ async def health(request: Request) -> Health:
     state = request.app.state
     registry: ModelRegistry = state.registry
     return Health(
-        status="ready" if not readiness_problems(request.app) else "not_ready",
+        status="ready" if not readiness_problems(state) else "not_ready",
         booted_at=state.booted_at,
         uptime_seconds=round(time.monotonic() - state.booted_monotonic, 3),
         version=__version__,

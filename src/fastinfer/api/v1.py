@@ -9,22 +9,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from fastinfer.api.context import request_id_of
 from fastinfer.api.errors import ERROR_RESPONSES
-from fastinfer.dataplane import TIMEOUT_HEADER, DataPlane
-from fastinfer.errors import ModelNotFound, PayloadTooLarge, UnsupportedMediaType
-from fastinfer.observability.logging import get_logger
+from fastinfer.api.predict import predict_exchange
+from fastinfer.dataplane import DataPlane
+from fastinfer.errors import ModelNotFound
 from fastinfer.registry import ServedModel
 
 router = APIRouter(prefix="/v1", tags=["models"])
-log = get_logger("fastinfer.v1")
-_LOGGED_BODY_BYTES = 8192
-_JSON_TYPES = ("application/json",)
 
 
 class ModelSummary(BaseModel):
@@ -100,47 +95,12 @@ async def model_metadata(name: str, request: Request) -> ModelMetadata:
     )
 
 
-async def read_json_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 415 unless it is JSON and 413 as soon as it passes `limit`."""
-    content_type = request.headers.get("content-type", "")
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type not in _JSON_TYPES and not media_type.endswith("+json"):
-        shown = media_type or "none"
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json (got {shown})",
-            details={"content_type": shown},
-        )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"the body is {declared} bytes; at most {limit} are accepted",
-            details={"max_body_bytes": limit},
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"the body is larger than {limit} bytes", details={"max_body_bytes": limit}
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post(
     "/models/{name}/predict",
     include_in_schema=False,  # published per model, with its own types, by api.openapi
 )
 async def predict(name: str, request: Request) -> Response:
+    """Cross-origin requests come here (for the CORS headers); the rest take the hot path."""
     plane: DataPlane = request.app.state.dataplane
-    model = plane.model(name)
-    request.state.model, request.state.version = model.name, model.version
-    deadline = plane.deadline(request.headers.get(TIMEOUT_HEADER))  # counts from arrival
-    settings = request.app.state.settings
-    body = await read_json_body(request, settings.max_body_bytes)
-    if settings.log_request_bodies:  # off by default: bodies may hold personal data
-        log.debug("request_body", body=body[:_LOGGED_BODY_BYTES].decode("utf-8", "replace"))
-    rows = plane.parse(model, body)
-    result = await plane.predict(model, rows, deadline, request_id_of(request.scope))
-    return Response(orjson.dumps(result), media_type="application/json")
+    body = await predict_exchange(plane, name, request.scope, request.receive)
+    return Response(body, media_type="application/json")

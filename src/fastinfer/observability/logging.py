@@ -12,11 +12,13 @@ import logging
 import logging.handlers
 import queue
 import sys
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor
 
 _QUEUE_SIZE = 10_000
 _listener: logging.handlers.QueueListener | None = None
@@ -37,6 +39,42 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
             type(self).dropped += 1
 
 
+class _BatchingListener(logging.handlers.QueueListener):
+    """The writer thread: drains whatever is queued, formats it, and writes it in one call.
+
+    One write and one wake-up per burst rather than per line keeps the writer's share of the
+    GIL small when every request logs a line.
+    """
+
+    _BURST = 512
+
+    def _monitor(self) -> None:
+        (handler,) = self.handlers
+        records: queue.Queue[Any] = self.queue  # type: ignore[assignment]
+        sentinel = self._sentinel  # type: ignore[attr-defined]
+        done = False
+        while not done:
+            burst = [records.get()]
+            while len(burst) < self._BURST:
+                try:
+                    burst.append(records.get_nowait())
+                except queue.Empty:
+                    break
+            lines: list[str] = []
+            for record in burst:
+                if record is sentinel:
+                    done = True
+                    continue
+                try:
+                    lines.append(handler.format(record))
+                except Exception:
+                    handler.handleError(record)
+            if lines:
+                stream = sys.stderr
+                stream.write("\n".join(lines) + "\n")
+                stream.flush()
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever `sys.stderr` is at the time (test runners and daemons swap it)."""
 
@@ -47,6 +85,49 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, _value: Any) -> None:
         pass
+
+
+def _timestamp(_logger: Any, _method: str, event: EventDict) -> EventDict:
+    """ISO-8601 UTC time of the record, added in the writer thread rather than by the caller."""
+    if "timestamp" not in event:
+        record = event.get("_record")
+        created = record.created if record is not None else time.time()
+        event["timestamp"] = _iso_utc(created)
+    return event
+
+
+class _JsonFastFormatter(structlog.stdlib.ProcessorFormatter):
+    """JSON lines; hot-path records (plain dicts of JSON values) skip the processor chain."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "_hot", False):
+            fields: dict[str, Any] = dict(record.msg)  # type: ignore[arg-type]
+            fields["timestamp"] = _iso_utc(record.created)
+            return orjson.dumps(fields, default=str).decode()
+        return super().format(record)
+
+
+def _iso_utc(created: float) -> str:
+    return datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z")
+
+
+def emit_record(logger_name: str, level: int, event: str, fields: dict[str, Any]) -> None:
+    """Log a line for the hot path: a few microseconds, against ~45 for a structlog call.
+
+    The caller's dict is handed over as the event (no processor chain runs in the caller);
+    the writer thread stamps and renders it like any other line.
+    """
+    logger = logging.getLogger(logger_name)
+    if not logger.isEnabledFor(level):
+        return
+    fields["event"] = event
+    fields["level"] = logging.getLevelName(level).lower()
+    fields["logger"] = logger_name
+    record = logger.makeRecord(logger_name, level, "", 0, fields, (), None)
+    record._logger = logger  # marks the record as already structured for ProcessorFormatter
+    record._name = fields["level"]
+    record._hot = True
+    logger.handle(record)
 
 
 def _orjson_dumps(value: Any, **_: Any) -> str:
@@ -64,18 +145,25 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, background: boo
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Processor = (
         structlog.processors.JSONRenderer(serializer=_orjson_dumps)
         if use_json
         else structlog.dev.ConsoleRenderer()
     )
-    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    # The writer thread stamps the time (from the record) and renders: the caller pays little.
+    final: list[Processor] = [
+        _timestamp,
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+    ]
     if use_json:
         final.append(structlog.processors.format_exc_info)
     final.append(renderer)
-    formatter = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=final)
+    formatter_type = _JsonFastFormatter if use_json else structlog.stdlib.ProcessorFormatter
+    formatter = formatter_type(
+        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name],
+        processors=final,
+    )
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -84,6 +172,10 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, background: boo
         cache_logger_on_first_use=False,
     )
 
+    # Records carry no thread or process names here; skipping them makes each record cheaper.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     stream = _StderrHandler()
     stream.setFormatter(formatter)
     if _listener is not None:
@@ -92,7 +184,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, background: boo
     root = logging.getLogger()
     if background:
         records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=_QUEUE_SIZE)
-        _listener = logging.handlers.QueueListener(records, stream, respect_handler_level=False)
+        _listener = _BatchingListener(records, stream, respect_handler_level=False)
         _listener.start()
         root.handlers = [_DroppingQueueHandler(records)]
     else:

@@ -1,0 +1,75 @@
+"""The predict exchange on raw ASGI: shared by the hot path and the FastAPI route.
+
+Reading the body ourselves lets the limit be enforced while streaming, and the model's own
+validator parses the bytes in one pass.
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.types import Receive, Scope
+
+from fastinfer.api.context import request_id_of
+from fastinfer.dataplane import DataPlane
+from fastinfer.errors import MalformedRequest, PayloadTooLarge, UnsupportedMediaType
+from fastinfer.observability.logging import get_logger
+
+log = get_logger("fastinfer.v1")
+_LOGGED_BODY_BYTES = 8192
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def check_json_content_type(scope: Scope) -> None:
+    media_type = (header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        shown = media_type or "none"
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json (got {shown})",
+            details={"content_type": shown},
+        )
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole body, refused with 413 as soon as it passes `limit` (declared or streamed)."""
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(
+            f"the body is {declared} bytes; at most {limit} are accepted",
+            details={"max_body_bytes": limit},
+        )
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise MalformedRequest("the client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"the body is larger than {limit} bytes", details={"max_body_bytes": limit}
+            )
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def predict_exchange(plane: DataPlane, name: str, scope: Scope, receive: Receive) -> bytes:
+    """The JSON answer to `POST /v1/models/{name}/predict`; raises ServiceError for 4xx/5xx."""
+    model = plane.model(name)
+    state = scope.setdefault("state", {})
+    state["model"], state["version"] = model.name, model.version
+    deadline = plane.deadline(header(scope, b"x-request-timeout"))  # counts from arrival
+    check_json_content_type(scope)
+    body = await read_body(scope, receive, plane.settings.max_body_bytes)
+    if plane.settings.log_request_bodies:  # off by default: bodies may hold personal data
+        log.debug("request_body", body=body[:_LOGGED_BODY_BYTES].decode("utf-8", "replace"))
+    rows = plane.parse(model, body)
+    result = await plane.predict(model, rows, deadline, request_id_of(scope))
+    return orjson.dumps(result)

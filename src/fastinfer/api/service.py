@@ -1,0 +1,143 @@
+"""The ASGI entry point of a server process.
+
+The routes that carry the load — predict and the probes — are served here in plain ASGI,
+without FastAPI's routing, dependency and middleware layers (several times the cost of the
+work itself for a one-row request). Everything else goes through FastAPI, which also
+documents every route. Every response gets an `X-Request-ID` and an access log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI
+from starlette.datastructures import MutableHeaders
+from starlette.types import Message, Receive, Scope, Send
+
+from fastinfer.api.context import incoming_request_id
+from fastinfer.api.errors import error_json
+from fastinfer.api.predict import predict_exchange
+from fastinfer.api.probes import ProbeAnswer, liveness, readiness
+from fastinfer.dataplane import DataPlane
+from fastinfer.errors import ServiceError
+from fastinfer.observability.logging import emit_record, get_logger
+
+log = get_logger("fastinfer.errors")
+_PREDICT_PREFIX = "/v1/models/"
+_PREDICT_SUFFIX = "/predict"
+_PROBES = {"/livez": liveness, "/readyz": readiness}
+_QUIET_PATHS = frozenset({"/livez", "/readyz", "/health", "/favicon.ico"})
+
+
+class ServiceApp:
+    def __init__(self, api: FastAPI, plane: DataPlane, *, cors: bool) -> None:
+        self.api = api
+        self.state = api.state
+        self._plane = plane
+        self._cors = cors  # browsers' cross-origin requests take the FastAPI path (CORS headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.api(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = incoming_request_id(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = 500
+        try:
+            status = await self._dispatch(scope, receive, send, request_id)
+        finally:
+            self._access_log(scope, state, status, started, request_id)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if method == "POST" and path.startswith(_PREDICT_PREFIX) and path.endswith(_PREDICT_SUFFIX):
+            name = path[len(_PREDICT_PREFIX) : -len(_PREDICT_SUFFIX)]
+            if name and "/" not in name and not (self._cors and _has_origin(scope)):
+                return await self._predict(name, scope, receive, send, request_id)
+        elif method == "GET" and path in _PROBES:
+            answer: ProbeAnswer = _PROBES[path](self.state, request_id)
+            status, body, headers = answer
+            await _send_json(send, status, orjson.dumps(body), request_id, headers)
+            return status
+        return await self._through_fastapi(scope, receive, send, request_id)
+
+    async def _predict(
+        self, name: str, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> int:
+        headers: dict[str, str] = {}
+        try:
+            body = await predict_exchange(self._plane, name, scope, receive)
+            status = 200
+        except ServiceError as exc:
+            status, headers = exc.status, exc.headers
+            body = error_json(exc.code, exc.message, exc.details, request_id)
+        except Exception as exc:
+            log.error("unhandled_error", request_id=request_id, path=scope["path"], exc_info=exc)
+            status = 500
+            body = error_json(
+                "internal_error", "the server failed to answer this request", None, request_id
+            )
+        await _send_json(send, status, body, request_id, headers)
+        return status
+
+    async def _through_fastapi(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> int:
+        status = 500
+        encoded_id = request_id.encode("latin-1")
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["x-request-id"] = encoded_id.decode("latin-1")
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.api(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+        return status
+
+    @staticmethod
+    def _access_log(
+        scope: Scope, state: dict[str, Any], status: int, started: float, request_id: str
+    ) -> None:
+        path = scope["path"]
+        fields: dict[str, Any] = {
+            "method": scope["method"],
+            "path": path,
+            "status": status,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            "request_id": request_id,
+        }
+        if "model" in state:
+            fields["model"] = state["model"]
+            fields["version"] = state.get("version")
+        quiet = path in _QUIET_PATHS and status < 400
+        emit_record("fastinfer.access", logging.DEBUG if quiet else logging.INFO, "request", fields)
+
+
+def _has_origin(scope: Scope) -> bool:
+    return any(key == b"origin" for key, _ in scope["headers"])
+
+
+async def _send_json(
+    send: Send, status: int, body: bytes, request_id: str, headers: dict[str, str]
+) -> None:
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode("latin-1")),
+    ]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
