@@ -76,7 +76,9 @@ class ArtefactSpec(_Strict):
 class BatchingSpec(_Strict):
     """How the engine groups and bounds this model's work."""
 
-    max_batch_size: int = Field(default=64, ge=1, description="Most rows in one call to the model.")
+    max_batch_size: int = Field(
+        default=256, ge=1, description="Most rows in one call to the model."
+    )
     max_batch_delay_ms: float = Field(
         default=0.0,
         ge=0,

@@ -210,6 +210,7 @@ class ModelRegistry:
             max_rows=self._max_rows,
             example=config.example,
         )
+        runtime.bind_schema(inputs)
         started = time.perf_counter()
         model.self_test = _self_test(runtime, schema, config)
         model.self_test_seconds = time.perf_counter() - started

@@ -169,8 +169,12 @@ class RowSchema:
         return self._complete(validated)
 
     def _complete(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Every column present (None when left out); complete rows are passed through."""
         columns = self.columns
-        return [{name: row.get(name) for name in columns} for row in rows]
+        width = len(columns)
+        return [
+            row if len(row) == width else {name: row.get(name) for name in columns} for row in rows
+        ]
 
     def row_json_schema(self) -> dict[str, Any]:
         """JSON schema of one row, self-contained (for model metadata)."""

@@ -16,3 +16,33 @@ def test_csv_cells_become_schema_types() -> None:
     assert coerce_text("007", InputField(name="a", type="string")) == "007"
     assert coerce_text("1", InputField(name="a", type="integer", allowed=[1, 2, 3])) == 1
     assert coerce_text("4", None) == 4 and coerce_text("4.5", None) == 4.5
+
+
+def test_sklearn_frames_are_typed_like_pandas_would_read_them() -> None:
+    import pandas as pd
+
+    from fastinfer.runtimes.sklearn import SklearnRuntime
+
+    fields = [
+        InputField(name="n", type="number", nullable=True),
+        InputField(name="i", type="integer"),
+        InputField(name="j", type="integer", nullable=True),
+        InputField(name="k", type="integer", allowed=[1, 2, 3]),
+        InputField(name="s", type="string", nullable=True),
+        InputField(name="a", type="any", nullable=True),
+    ]
+    runtime = SklearnRuntime.__new__(SklearnRuntime)
+    runtime.bind_schema(fields)
+    columns = [f.name for f in fields]
+    rows = [
+        {"n": 1.5, "i": 1, "j": None, "k": 2, "s": "x", "a": 3},
+        {"n": None, "i": 2, "j": 4, "k": 3, "s": None, "a": "b"},
+    ]
+    expected = pd.DataFrame.from_records(rows, columns=columns)
+    pd.testing.assert_frame_equal(runtime._frame(rows, columns), expected)
+    # A batch whose values are all missing keeps the numeric dtype (from_records would make it
+    # object), so a row's features do not depend on which rows it was batched with.
+    alone = runtime._frame(rows[1:], columns)
+    assert str(alone["n"].dtype) == "float64" and str(alone["j"].dtype) == "float64"
+    lone_missing = runtime._frame([{**rows[0], "n": None}], columns)
+    assert str(lone_missing["n"].dtype) == "float64"

@@ -34,6 +34,9 @@ class Runtime(ABC):
         model; anything that owns threads belongs here instead.
         """
 
+    def bind_schema(self, fields: list[InputField]) -> None:  # noqa: B027 - an optional hook
+        """Learn the row schema (once, before any predict), e.g. to convert columns by type."""
+
     @abstractmethod
     def predict(self, rows: list[Row], columns: list[str]) -> list[Prediction]:
         """One prediction per row, in order."""

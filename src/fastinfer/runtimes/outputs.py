@@ -28,11 +28,11 @@ def classifier_predictions(
     probabilities: npt.NDArray[np.floating[Any]], labels: list[str]
 ) -> list[Prediction]:
     """One `{"label", "probabilities"}` per row; the label is the most probable class."""
-    best = probabilities.argmax(axis=1)
+    best = probabilities.argmax(axis=1).tolist()  # Python ints: indexing with numpy ints is slow
     rounded = probabilities.round(6).tolist()
     return [
-        {"label": labels[int(index)], "probabilities": dict(zip(labels, row, strict=True))}
-        for index, row in zip(best, rounded, strict=True)
+        {"label": labels[index], "probabilities": dict(zip(labels, row))}  # noqa: B905 - hot
+        for index, row in zip(best, rounded)  # noqa: B905 - same length by construction
     ]
 
 
