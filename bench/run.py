@@ -227,7 +227,7 @@ def bench_server(
             for conns in connections:
                 quiet = wait_for_quiet(args.quiet_wait, BUSY_PCT) if args.quiet_wait else None
                 before = CpuSnapshot.take(servers.process_tree(server.pid))
-                with Prober(server.port) as prober:
+                with Prober(server.probe_port) as prober, Prober(server.port) as main_prober:
                     result = load.run_wrk(
                         wrk, server.port, w.path, w.body_path, conns, args.duration
                     )
@@ -246,6 +246,7 @@ def bench_server(
                     "requests": result["requests"],
                     "seconds": result["seconds"],
                     "probe": probe,
+                    "probe_main_port": main_prober.summary(),
                     "cpu": cpu,
                     "busy_before_pct": quiet,
                     "wrk_command": result["command"],

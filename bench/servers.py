@@ -42,6 +42,12 @@ class RunningServer:
     log_path: Path
     spawned_at: float
     ready_seconds: float | None = None
+    health_port: int | None = None
+
+    @property
+    def probe_port(self) -> int:
+        """Where a kubelet would probe: the health port when the server has one."""
+        return self.health_port or self.port
 
     @property
     def pid(self) -> int:
@@ -79,7 +85,7 @@ def fastinfer_spec(model_dirs: list[Path], workers: int, with_workers_option: bo
         "{port}",
     ]
     if with_workers_option:
-        argv += ["--workers", str(workers)]
+        argv += ["--workers", str(workers), "--health-port", "{health_port}"]
     return ServerSpec("fastinfer", argv, workers=workers if with_workers_option else 1)
 
 
@@ -120,7 +126,10 @@ def start(spec: ServerSpec) -> RunningServer:
     port = free_port()
     LOGS.mkdir(parents=True, exist_ok=True)
     log_path = LOGS / f"{spec.name}.log"
-    argv = [a.replace("{port}", str(port)) for a in spec.argv]
+    health_port = free_port() if "{health_port}" in spec.argv else None
+    argv = [
+        a.replace("{port}", str(port)).replace("{health_port}", str(health_port)) for a in spec.argv
+    ]
     env = {**os.environ, **spec.env}
     with log_path.open("wb") as log:
         spawned_at = time.perf_counter()
@@ -133,7 +142,7 @@ def start(spec: ServerSpec) -> RunningServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return RunningServer(spec, port, proc, log_path, spawned_at)
+    return RunningServer(spec, port, proc, log_path, spawned_at, health_port=health_port)
 
 
 def log_tail(server: RunningServer, lines: int = 30) -> str:

@@ -23,6 +23,7 @@ from fastinfer.api.service import ServiceApp
 from fastinfer.config import Settings
 from fastinfer.dataplane import DataPlane
 from fastinfer.engine import Engine
+from fastinfer.health import Board, Heartbeat
 from fastinfer.modelspec import ModelDirectory, load_model_directory
 from fastinfer.observability.logging import get_logger
 from fastinfer.registry import ModelRegistry
@@ -68,6 +69,7 @@ def create_app(
     directories: list[ModelDirectory] | None = None,
     *,
     registry: ModelRegistry | None = None,
+    heartbeat: tuple[Board, int] | None = None,
 ) -> ServiceApp:
     """The service for `directories` (default: `settings.model_dirs`), or for a registry whose
     models were already prepared (by a supervisor, before it forked this process)."""
@@ -88,12 +90,18 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in the background: /livez answers at once, /readyz says "loading" until done.
         loading = asyncio.create_task(load_models())
+        beating = (
+            asyncio.create_task(Heartbeat(heartbeat[0], heartbeat[1], app.state).run())
+            if heartbeat is not None
+            else None
+        )
         log.info("starting", models=[m.name for m in registry], version=__version__)
         try:
             yield
         finally:
-            if not loading.done():
-                loading.cancel()
+            for task in (loading, beating):
+                if task is not None and not task.done():
+                    task.cancel()
             await engine.stop()
             log.info("stopped")
 

@@ -82,6 +82,19 @@ class Settings(BaseSettings):
         description="On SIGTERM, keep accepting new connections this long while /readyz says "
         "503 (for load balancers without a preStop hook).",
     )
+    health_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve /livez and /readyz on this port from a separate health process that "
+        "reads every server process's heartbeat (probes then never queue behind requests).",
+    )
+    loop_block_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="With a health port: /livez fails when a server process's event loop has "
+        "not run for this long.",
+    )
     watchdog_s: float = Field(
         default=60.0,
         gt=0,

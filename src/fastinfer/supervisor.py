@@ -20,6 +20,7 @@ from types import FrameType
 
 from fastinfer.app import build_registry, create_app
 from fastinfer.config import Settings
+from fastinfer.health import PHASE_LOADING, PHASE_SERVING, PHASE_STOPPING, Board, serve_health
 from fastinfer.modelspec import ModelDirectory
 from fastinfer.observability.logging import configure_logging, flush_logging, get_logger
 from fastinfer.registry import ModelRegistry
@@ -66,8 +67,19 @@ class Supervisor:
         self.failed_exits = 0
         self._restarts: list[float] = []
         self._sock: socket.socket | None = None
+        self.board = Board(workers)
+        self._health_sock: socket.socket | None = None
+        self._health_pid: int | None = None
 
     def run(self) -> int:
+        self.board.set_phase(PHASE_LOADING, self.workers)
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGALRM, self._on_drain_timeout)
+        if self.settings.health_port is not None:
+            # First, before the models load: probes answer (readyz: loading) from the start.
+            self._health_sock = bind_socket(self.settings.host, self.settings.health_port)
+            self._spawn_health()
         registry = build_registry(self.settings, self.directories)
         started = time.perf_counter()
         registry.prepare_all()  # deserialise once, before fork: the children share the pages
@@ -77,18 +89,25 @@ class Supervisor:
             seconds=round(time.perf_counter() - started, 3),
             workers=self.workers,
         )
+        if self.stopping:
+            return self._finish()
         self._sock = bind_socket(self.settings.host, self.settings.port)
         gc.freeze()  # keep the collector from touching (and so copying) the shared objects
-        signal.signal(signal.SIGTERM, self._on_stop_signal)
-        signal.signal(signal.SIGINT, self._on_stop_signal)
-        signal.signal(signal.SIGALRM, self._on_drain_timeout)
         for index in range(self.workers):
             self._spawn(index, registry)
+        if not self.stopping:
+            self.board.set_phase(PHASE_SERVING, self.workers)
         while self.children:
             try:
                 pid, status = os.wait()
             except ChildProcessError:
                 break
+            if pid == self._health_pid:
+                self._health_pid = None
+                if not self.stopping:
+                    log.error("health_process_died", code=os.waitstatus_to_exitcode(status))
+                    self._spawn_health()
+                continue
             if pid not in self.children:
                 continue
             index = self.children.pop(pid)
@@ -102,23 +121,49 @@ class Supervisor:
             self._throttle_restarts()
             if not self.stopping:
                 self._spawn(index, registry)
+        return self._finish()
+
+    def _finish(self) -> int:
         signal.alarm(0)
+        if self._health_pid is not None:  # last: probes answer until every worker is gone
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._health_pid, signal.SIGTERM)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self._health_pid, 0)
         log.info("stopped", failed_exits=self.failed_exits)
         return 0 if self.failed_exits == 0 else 1
+
+    def _spawn_health(self) -> None:
+        assert self._health_sock is not None
+        flush_logging()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)
+                serve_health(self.board, self._health_sock, self.settings.loop_block_s)
+                code = 0
+            finally:
+                os._exit(code)
+        self._health_pid = pid
+        configure_logging(self.settings.log_level, self.settings.log_format, background=False)
 
     def _spawn(self, index: int, registry: ModelRegistry) -> None:
         assert self._sock is not None
         flush_logging()
+        self.board.write(index, 0, 0, "starting")
         pid = os.fork()
         if pid == 0:  # the child: never returns
             code = 1
             try:
+                if self._health_sock is not None:
+                    self._health_sock.close()
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGALRM, signal.SIG_DFL)
                 configure_logging(self.settings.log_level, self.settings.log_format)
                 log.info("worker_started", worker=index, pid=os.getpid())
-                app = create_app(self.settings, registry=registry)
+                app = create_app(self.settings, registry=registry, heartbeat=(self.board, index))
                 run_server(app, self.settings, sockets=[self._sock])
                 code = 0
             except BaseException:
@@ -140,6 +185,7 @@ class Supervisor:
     def _on_stop_signal(self, sig: int, _frame: FrameType | None) -> None:
         if not self.stopping:
             self.stopping = True
+            self.board.set_phase(PHASE_STOPPING, self.workers)
             if self._sock is not None:
                 self._sock.close()  # the children keep their copies until they stop accepting
             signal.alarm(int(self.settings.drain_delay_s + self.settings.drain_timeout_s) + 5)
@@ -157,7 +203,7 @@ class Supervisor:
 def serve(settings: Settings, directories: list[ModelDirectory]) -> int:
     """Serve in one process, or in one per CPU under a supervisor; the exit status."""
     workers = settings.workers or available_cpus()
-    if workers == 1:
+    if workers == 1 and settings.health_port is None:
         run_server(create_app(settings, directories), settings)
         return 0
     configure_logging(settings.log_level, settings.log_format, background=False)

@@ -55,6 +55,13 @@ def serve_command(
     cors_origin: Annotated[
         list[str] | None, typer.Option(help="An origin allowed by CORS. Repeatable.")
     ] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve /livez and /readyz on this port from a separate health process.",
+            show_default=False,
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(help="Server processes [default: the CPUs available].", show_default=False),
@@ -72,6 +79,7 @@ def serve_command(
         "cors_origins": cors_origin or None,
         "model_dirs": model_dirs or None,
         "workers": workers,
+        "health_port": health_port,
     }
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,83 @@
+"""The health port: probes answered by a separate process from every worker's heartbeat."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+
+from tests.conftest import build_tiny_model
+from tests.integration.server import free_port, running_server
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_health_port_sees_every_worker(tmp_path: Path) -> None:
+    model = build_tiny_model(tmp_path / "tiny")
+    port = free_port()
+    health = f"http://127.0.0.1:{port}"
+    args = [str(model), "--workers", "2", "--health-port", str(port)]
+    env = {"FASTINFER_LOOP_BLOCK_S": "1"}
+    with running_server(args, tmp_path / "server.log", env=env) as server:
+        wait_for(lambda: httpx.get(f"{health}/readyz", timeout=1).status_code == 200)
+        assert httpx.get(f"{health}/livez", timeout=1).json() == {"status": "alive"}
+        workers = httpx.get(f"{health}/health", timeout=1).json()["alive"]["workers"]
+        pids = sorted(w["pid"] for w in workers.values())
+        assert len(pids) == 2
+
+        # A worker whose event loop stops running is caught, whichever process a probe reaches.
+        os.kill(pids[0], signal.SIGSTOP)
+        try:
+            wait_for(lambda: httpx.get(f"{health}/livez", timeout=1).status_code == 503, 10)
+            body = httpx.get(f"{health}/livez", timeout=1).json()
+            assert body["code"] == "stalled" and "event loop blocked" in body["message"]
+        finally:
+            os.kill(pids[0], signal.SIGCONT)
+        wait_for(lambda: httpx.get(f"{health}/livez", timeout=1).status_code == 200, 10)
+
+        # A worker that dies is replaced; readiness comes back with the new one.
+        os.kill(pids[1], signal.SIGKILL)
+        wait_for(
+            lambda: (
+                sorted(
+                    w["pid"]
+                    for w in httpx.get(f"{health}/health", timeout=1)
+                    .json()["alive"]["workers"]
+                    .values()
+                )
+                not in (pids, [pids[0]])
+            ),
+            20,
+        )
+        wait_for(lambda: httpx.get(f"{health}/readyz", timeout=1).status_code == 200)
+        response = httpx.post(
+            f"{server.url}/v1/models/tiny/predict", json={"inputs": [{"x": 7, "colour": 1}]}
+        )
+        assert response.status_code == 200
+        assert server.stop() == 0
+    assert "worker_died" in server.logs()
+
+
+def test_health_port_with_one_worker_stops_cleanly(tmp_path: Path) -> None:
+    model = build_tiny_model(tmp_path / "tiny")
+    port = free_port()
+    health = f"http://127.0.0.1:{port}"
+    args = [str(model), "--workers", "1", "--health-port", str(port)]
+    with running_server(args, tmp_path / "server.log") as server:
+        wait_for(lambda: httpx.get(f"{health}/readyz", timeout=1).status_code == 200)
+        assert httpx.get(f"{health}/nope", timeout=1).status_code == 404
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{health}/readyz", timeout=1)
