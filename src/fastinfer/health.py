@@ -19,7 +19,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import orjson
@@ -135,6 +135,8 @@ def serve_health(board: Board, sock: socket.socket, loop_block_s: float) -> None
     """The health process's main: answer probes until SIGTERM."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 1.0  # a client that sends nothing can hold the port for a second at most
+
         def do_GET(self) -> None:
             alive, ready = evaluate(board, loop_block_s)
             path = self.path.split("?", 1)[0]
@@ -169,8 +171,9 @@ def serve_health(board: Board, sock: socket.socket, loop_block_s: float) -> None
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
+    # One thread, one connection at a time: a probe then costs a single wake-up of this
+    # process, which matters when the CPUs are saturated by the workers. Probes are few.
+    class Server(HTTPServer):
         timeout = 2
 
         def server_bind(self) -> None:  # the socket is already bound by the supervisor
@@ -179,9 +182,9 @@ def serve_health(board: Board, sock: socket.socket, loop_block_s: float) -> None
     server = Server(sock.getsockname(), Handler, bind_and_activate=False)
     server.socket.close()
     server.socket = sock
-    signal.signal(signal.SIGTERM, lambda *_: _shutdown(server))
+    signal.signal(signal.SIGTERM, _exit_now)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(SystemExit):
         server.serve_forever(poll_interval=0.5)
 
 
@@ -197,7 +200,5 @@ def _error(code: str, message: str, details: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _shutdown(server: ThreadingHTTPServer) -> None:
-    import threading
-
-    threading.Thread(target=server.shutdown, daemon=True).start()
+def _exit_now(_sig: int, _frame: object) -> None:
+    raise SystemExit(0)
