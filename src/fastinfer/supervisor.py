@@ -47,14 +47,23 @@ def available_cpus() -> int:
     return max(1, count)
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(
+    host: str, port: int, *, reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def _reuse_port_available() -> bool:
+    return hasattr(socket, "SO_REUSEPORT")
 
 
 class Supervisor:
@@ -70,6 +79,7 @@ class Supervisor:
         self.board = Board(workers)
         self._health_sock: socket.socket | None = None
         self._health_pid: int | None = None
+        self._reuse_port = False
 
     def run(self) -> int:
         self.board.set_phase(PHASE_LOADING, self.workers)
@@ -91,7 +101,16 @@ class Supervisor:
         )
         if self.stopping:
             return self._finish()
-        self._sock = bind_socket(self.settings.host, self.settings.port)
+        # Each worker listens on its own SO_REUSEPORT socket so the kernel spreads connections
+        # evenly (with one shared socket, one busy worker tends to accept nearly all of them).
+        # The supervisor's socket only holds the port: bound, never listening.
+        self._reuse_port = _reuse_port_available()
+        self._sock = bind_socket(
+            self.settings.host,
+            self.settings.port,
+            reuse_port=self._reuse_port,
+            listen=not self._reuse_port,
+        )
         gc.freeze()  # keep the collector from touching (and so copying) the shared objects
         for index in range(self.workers):
             self._spawn(index, registry)
@@ -164,7 +183,12 @@ class Supervisor:
                 configure_logging(self.settings.log_level, self.settings.log_format)
                 log.info("worker_started", worker=index, pid=os.getpid())
                 app = create_app(self.settings, registry=registry, heartbeat=(self.board, index))
-                run_server(app, self.settings, sockets=[self._sock])
+                listening = self._sock
+                if self._reuse_port:
+                    port = int(self._sock.getsockname()[1])  # the one the supervisor holds
+                    listening = bind_socket(self.settings.host, port, reuse_port=True)
+                    self._sock.close()
+                run_server(app, self.settings, sockets=[listening])
                 code = 0
             except BaseException:
                 log.exception("worker_crashed", worker=index)
