@@ -15,6 +15,8 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
+from fastinfer import fastvalidate
+from fastinfer.fastvalidate import NumericRows
 from fastinfer.modelspec import InputField
 
 _SHOULD = re.compile(r"^(?:Input|String|Value|List|Dictionary|Object) should ")
@@ -151,9 +153,14 @@ class RowSchema:
         self._request: TypeAdapter[dict[str, list[dict[str, Any]]]] = TypeAdapter(request_type)
         self._rows: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(_list_of(row_type))
         self._row_schema: dict[str, Any] = TypeAdapter(row_type).json_schema()
+        self._numeric = NumericRows(fields, max_rows) if fastvalidate.eligible(fields) else None
 
     def parse_request(self, body: bytes) -> list[dict[str, Any]]:
         """Bytes of `{"inputs": [...]}` → validated rows with every column present."""
+        if self._numeric is not None:
+            rows = self._numeric.parse(body)
+            if rows is not None:
+                return rows
         try:
             parsed = self._request.validate_json(body)
         except ValidationError as exc:

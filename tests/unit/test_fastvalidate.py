@@ -1,0 +1,91 @@
+"""The numeric fast path accepts exactly what the strict validator accepts, and no more."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from fastinfer.fastvalidate import eligible
+from fastinfer.modelspec import InputField
+from fastinfer.schema import InvalidRowsError, MalformedBodyError, RowSchema, TooManyRowsError
+
+FIELDS = [
+    InputField(name="x", type="number", shape=[3]),
+    InputField(name="s", type="number"),
+]
+
+
+def schema() -> RowSchema:
+    return RowSchema("m", FIELDS, allow_extra=False, max_rows=4, example=None)
+
+
+def strict(body: bytes) -> object:
+    fast = schema()
+    fast._numeric = None  # the pydantic path alone
+    try:
+        return fast.parse_request(body)
+    except (InvalidRowsError, MalformedBodyError, TooManyRowsError) as exc:
+        return (type(exc).__name__, str(exc))
+
+
+def fast(body: bytes) -> object:
+    try:
+        rows = schema().parse_request(body)
+    except (InvalidRowsError, MalformedBodyError, TooManyRowsError) as exc:
+        return (type(exc).__name__, str(exc))
+    return [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in r.items()} for r in rows]
+
+
+def test_eligibility() -> None:
+    assert eligible(FIELDS)
+    assert not eligible([InputField(name="a", type="number", nullable=True)])
+    assert not eligible([InputField(name="a", type="integer")])
+    assert not eligible([InputField(name="a", type="number", minimum=0)])
+    assert not eligible([InputField(name="a", type="string")])
+
+
+def test_valid_rows_are_the_same_values() -> None:
+    body = orjson.dumps({"inputs": [{"x": [1, 2.5, -3e-3], "s": 4}, {"s": 0.5, "x": [0, 0, 1]}]})
+    assert fast(body) == strict(body)
+    rows = schema().parse_request(body)
+    assert rows[0]["x"].dtype.name == "float64" and rows[0]["s"] == 4.0
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"inputs": [{"x": [1, 2, True], "s": 1}]},
+        {"inputs": [{"x": [1, 2, "3"], "s": 1}]},
+        {"inputs": [{"x": [1, 2], "s": 1}]},
+        {"inputs": [{"x": [1, 2, 3, 4], "s": 1}]},
+        {"inputs": [{"x": [1, 2, 3]}]},
+        {"inputs": [{"x": [1, 2, 3], "s": 1, "extra": 1}]},
+        {"inputs": [{"x": [1, 2, 3], "s": None}]},
+        {"inputs": [{"x": [[1], 2, 3], "s": 1}]},
+        {"inputs": [{"x": [1, 2, 3], "s": 1}] * 5},
+        {"inputs": []},
+        {"inputs": [{"x": [1, 2, 3], "s": 1}], "more": 1},
+        {"inputs": [7]},
+        [1, 2],
+    ],
+)
+def test_invalid_rows_get_the_strict_answer(payload: object) -> None:
+    body = (
+        orjson.dumps(payload)
+        if not isinstance(payload, dict) or "1e400" not in str(payload)
+        else b'{"inputs": [{"x": [1, 2, 1e400], "s": 1}]}'
+    )
+    assert fast(body) == strict(body)
+    assert isinstance(fast(body), tuple)
+
+
+def test_overflowing_numbers_take_the_strict_path() -> None:
+    body = b'{"inputs": [{"x": [1, 2, 1e400], "s": 1}]}'
+    assert fast(body) == strict(body)
+
+
+def test_malformed_json_takes_the_strict_path() -> None:
+    assert fast(b'{"inputs": [') == strict(b'{"inputs": [')
+    assert fast(b'{"inputs": [{"x": [1, 2, NaN], "s": 1}]}') == strict(
+        b'{"inputs": [{"x": [1, 2, NaN], "s": 1}]}'
+    )
