@@ -10,11 +10,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from fastinfer.integrity import read_pinned, sha256_bytes
 from fastinfer.modelspec import (
@@ -57,7 +56,6 @@ class ServedModel:
     self_test: str = "pending"
     self_test_seconds: float | None = None
     prepared: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def config(self) -> ModelConfig:

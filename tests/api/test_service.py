@@ -139,7 +139,7 @@ def test_openapi_types_each_model_with_a_working_example(tiny_client: TestClient
     response_schema = schemas["TinyPredictResponse"]
     prediction = response_schema["properties"]["predictions"]["items"]
     assert prediction["properties"]["label"]["enum"] == ["high", "low"]
-    for status in ("400", "404", "413", "415", "422", "500", "503"):
+    for status in ("400", "404", "413", "415", "422", "500", "503", "504"):
         assert operation["responses"][status]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/ErrorBody"
         }

@@ -118,15 +118,18 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
+# What each error status of a predict call means, for the OpenAPI documents.
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "The body is not valid JSON.",
+    404: "No such model.",
+    413: "Too many rows, or too large a body.",
+    415: "The body is not JSON (send Content-Type: application/json).",
+    422: "A row does not match the model's input schema; details name row and field.",
+    500: "The model failed on this input.",
+    503: "The model is not ready yet, or shed the request (see Retry-After).",
+    504: "The request's deadline passed.",
+}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
-    for status, description in {
-        400: "The body is not valid JSON.",
-        404: "No such model.",
-        413: "Too many rows, or too large a body.",
-        415: "The body is not JSON (send Content-Type: application/json).",
-        422: "A row does not match the model's input schema.",
-        500: "The model failed on this input.",
-        503: "The model is not ready yet.",
-    }.items()
+    for status, description in ERROR_DESCRIPTIONS.items()
 }

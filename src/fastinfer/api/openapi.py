@@ -11,19 +11,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from fastinfer.api.errors import ERROR_DESCRIPTIONS
 from fastinfer.registry import ModelRegistry, ModelState, ServedModel
 from fastinfer.schema import pascal_case
 
 _REF = "#/components/schemas/{model}"
-_ERROR_STATUSES = {
-    "400": "The body is not valid JSON.",
-    "404": "No such model.",
-    "413": "Too many rows, or too large a body.",
-    "415": "The body is not JSON (send Content-Type: application/json).",
-    "422": "A row does not match the model's input schema; details name row and field.",
-    "500": "The model failed on this input.",
-    "503": "The model is not ready yet.",
-}
 
 
 def install_openapi(app: FastAPI, registry: ModelRegistry) -> None:
@@ -73,8 +65,8 @@ def _predict_operation(model: ServedModel, response_name: str) -> dict[str, Any]
     }
     responses.update(
         {
-            status: {"description": text, "content": error}
-            for status, text in _ERROR_STATUSES.items()
+            str(status): {"description": text, "content": error}
+            for status, text in ERROR_DESCRIPTIONS.items()
         }
     )
     return {

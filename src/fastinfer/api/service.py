@@ -20,7 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from fastinfer.api.context import incoming_request_id
 from fastinfer.api.errors import error_json
-from fastinfer.api.predict import predict_exchange
+from fastinfer.api.predict import header, predict_exchange
 from fastinfer.api.probes import ProbeAnswer, liveness, readiness
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import ServiceError
@@ -59,7 +59,7 @@ class ServiceApp:
         method: str = scope["method"]
         if method == "POST" and path.startswith(_PREDICT_PREFIX) and path.endswith(_PREDICT_SUFFIX):
             name = path[len(_PREDICT_PREFIX) : -len(_PREDICT_SUFFIX)]
-            if name and "/" not in name and not (self._cors and _has_origin(scope)):
+            if name and "/" not in name and not (self._cors and header(scope, b"origin")):
                 return await self._predict(name, scope, receive, send, request_id)
         elif method == "GET" and path in _PROBES:
             answer: ProbeAnswer = _PROBES[path](self.state, request_id)
@@ -91,13 +91,12 @@ class ServiceApp:
         self, scope: Scope, receive: Receive, send: Send, request_id: str
     ) -> int:
         status = 500
-        encoded_id = request_id.encode("latin-1")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["x-request-id"] = encoded_id.decode("latin-1")
+                MutableHeaders(scope=message)["x-request-id"] = request_id
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -124,10 +123,6 @@ class ServiceApp:
             fields["version"] = state.get("version")
         quiet = path in _QUIET_PATHS and status < 400
         emit_record("fastinfer.access", logging.DEBUG if quiet else logging.INFO, "request", fields)
-
-
-def _has_origin(scope: Scope) -> bool:
-    return any(key == b"origin" for key, _ in scope["headers"])
 
 
 async def _send_json(

@@ -77,7 +77,7 @@ class ModelEngine:
     async def infer(
         self, rows: list[Row], deadline: float, request_id: str
     ) -> tuple[list[Prediction], WorkItem]:
-        """Queue `rows` and wait for their predictions; the item carries the timings."""
+        """Queue `rows` and wait for their predictions; the item records when it queued and ran."""
         now = time.monotonic()
         if self.queued_items >= self.batching.max_queue_size:
             raise OverloadedError(
@@ -183,8 +183,6 @@ class ModelEngine:
         if outcome.calls == 1:
             self.service.observe(outcome.rows, outcome.seconds)
         for item, result in zip(items, outcome.results, strict=True):
-            item.batch_rows = outcome.rows
-            item.inference_seconds = outcome.seconds
             if item.future.done():
                 continue  # its deadline passed while it ran
             if isinstance(result, BaseException):

@@ -7,8 +7,6 @@ point), so this fits the two coefficients with exponentially forgotten least squ
 
 from __future__ import annotations
 
-import math
-
 
 class ServiceTimeModel:
     def __init__(self, forgetting: float = 0.05) -> None:
@@ -57,7 +55,3 @@ class ServiceTimeModel:
             self.batch_seconds(rest) if rest else 0
         )
         return total / max(workers, 1)
-
-    def rows_per_second(self, max_batch_rows: int, workers: int) -> float:
-        seconds = self.batch_seconds(max_batch_rows)
-        return math.inf if seconds <= 0 else max_batch_rows * workers / seconds

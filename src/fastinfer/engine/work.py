@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastinfer.runtimes import Prediction, Row
 
@@ -19,9 +19,6 @@ class WorkItem:
     enqueued_at: float
     started_at: float | None = None  # taken into a batch
     cancelled: bool = False  # gave up while queued: skipped, never computed
-    batch_rows: int = 0  # size of the batch it ran in
-    inference_seconds: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -205,10 +205,6 @@ def flush_logging() -> None:
         _listener = None
 
 
-def dropped_log_records() -> int:
-    return _DroppingQueueHandler.dropped
-
-
 atexit.register(flush_logging)
 
 
