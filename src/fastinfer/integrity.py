@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -35,15 +36,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_pinned(path: Path, expected_sha256: str | None, *, trust_unpinned: bool) -> bytes:
+def read_pinned(
+    path: Path,
+    expected_sha256: str | None,
+    *,
+    trust_unpinned: bool,
+    needs_trust: Callable[[bytes], bool] = lambda _data: True,
+) -> bytes:
     """The artefact's bytes, verified against the pin.
 
     Reading once and loading from memory closes the gap between checking a file and opening it.
+    An unpinned artefact loads only if trusted, or if `needs_trust` says loading it runs no code.
     """
     data = path.read_bytes()
     actual = sha256_bytes(data)
     if expected_sha256 is None:
-        if not trust_unpinned:
+        if not trust_unpinned and needs_trust(data):
             raise UnpinnedArtefactError(
                 f"{path}: no sha256 pin (sha256 of the file is {actual}). Loading it would run any "
                 "code it contains. Pin it in model.yaml, pass NAME=PATH#sha256:HEX, or opt in with "

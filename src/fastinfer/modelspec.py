@@ -6,9 +6,11 @@ Kubernetes. It pins the artefact's sha256 because loading a pickle executes code
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,6 +20,8 @@ _NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 _SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 FieldType = Literal["integer", "number", "string", "boolean", "any"]
+RuntimeName = Literal["sklearn", "onnx", "xgboost", "lightgbm", "python", "torchscript"]
+RUNTIME_NAMES: tuple[str, ...] = get_args(RuntimeName)
 
 
 class ModelConfigError(ValueError):
@@ -115,12 +119,15 @@ class ModelConfig(_Strict):
     name: Annotated[str, Field(pattern=_NAME_PATTERN)]
     version: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.+-]+$")]
     description: str | None = None
-    runtime: Literal["sklearn", "onnx"] = "sklearn"
+    runtime: RuntimeName = "sklearn"
     runtime_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Options for the runtime, e.g. onnx: {intra_op_threads: 1}.",
+        description="Options for the runtime, e.g. onnx: {intra_op_threads: 1}; "
+        "python: {entrypoint: 'package.module:Model'}.",
     )
-    artefact: ArtefactSpec
+    artefact: ArtefactSpec | None = Field(
+        default=None, description="The model file; only the python runtime may go without one."
+    )
     code_paths: list[str] = Field(
         default_factory=list,
         description="Python files or folders in the model directory that the artefact imports "
@@ -146,7 +153,10 @@ class ModelConfig(_Strict):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"duplicate input fields: {', '.join(dupes)}")
-        for rel in [self.artefact.path, *self.code_paths]:
+        if self.artefact is None and self.runtime != "python":
+            raise ValueError(f"runtime {self.runtime} needs an artefact (path and sha256)")
+        artefact_paths = [self.artefact.path] if self.artefact else []
+        for rel in [*artefact_paths, *self.code_paths]:
             if Path(rel).is_absolute() or ".." in Path(rel).parts:
                 raise ValueError(f"path {rel!r} must stay inside the model directory")
         return self
@@ -161,16 +171,24 @@ class ModelDirectory(BaseModel):
     config: ModelConfig
 
     @property
-    def artefact_path(self) -> Path:
-        return self.root / self.config.artefact.path
+    def artefact_path(self) -> Path | None:
+        artefact = self.config.artefact
+        return self.root / artefact.path if artefact is not None else None
 
     @property
     def code_paths(self) -> list[Path]:
         return [self.root / rel for rel in self.config.code_paths]
 
 
-def load_model_directory(root: Path | str) -> ModelDirectory:
-    """Read and validate `root/model.yaml`; errors name the file and the problem."""
+def load_model_directory(
+    root: Path | str, *, name: str | None = None, version: str | None = None
+) -> ModelDirectory:
+    """Read and validate `root/model.yaml`; errors name the file and the problem.
+
+    In a repository (`<name>/<version>/model.yaml`) the path gives the name and version, and the
+    config may leave them out; if it states them they must agree. A python-runtime model that
+    states no version takes its package's installed version (the "embedded" layout).
+    """
     root = Path(root).resolve()
     config_file = root / CONFIG_FILENAME
     if not config_file.is_file():
@@ -181,6 +199,18 @@ def load_model_directory(root: Path | str) -> ModelDirectory:
         raise ModelConfigError(f"{config_file}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ModelConfigError(f"{config_file}: expected a mapping at the top level")
+    for key, implied in (("name", name), ("version", version)):
+        if implied is None:
+            continue
+        stated = raw.setdefault(key, implied)
+        if str(stated) != implied:
+            raise ModelConfigError(
+                f"{config_file}: {key} {stated!r} disagrees with the repository path ({implied!r})"
+            )
+    if "version" not in raw and raw.get("runtime") == "python":
+        raw["version"] = package_version(str((raw.get("runtime_options") or {}).get("entrypoint")))
+    if isinstance(raw.get("version"), int | float):
+        raw["version"] = str(raw["version"])
     try:
         config = ModelConfig.model_validate(raw)
     except ValidationError as exc:
@@ -196,3 +226,14 @@ def dump_config(config: ModelConfig) -> str:
     """YAML for a config, as `fastinfer` and the example training scripts write it."""
     data = config.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def package_version(entrypoint: str) -> str | None:
+    """The installed version of the distribution that provides `module:attribute`'s package."""
+    top_level = entrypoint.partition(":")[0].split(".")[0]
+    if not top_level:
+        return None
+    for distribution in importlib.metadata.packages_distributions().get(top_level, []):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            return importlib.metadata.version(distribution)
+    return None

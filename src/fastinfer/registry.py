@@ -181,11 +181,18 @@ class ModelRegistry:
             return
         directory, config = model.directory, model.config
         _add_code_paths(directory)
-        data = read_pinned(
-            directory.artefact_path, config.artefact.sha256, trust_unpinned=self._trust_unpinned
+        runtime = create_runtime(
+            config.runtime, config.output, config.runtime_options, directory=directory.root
         )
-        model.sha256 = sha256_bytes(data)
-        runtime = create_runtime(config.runtime, config.output, config.runtime_options)
+        data = b""
+        if directory.artefact_path is not None and config.artefact is not None:
+            data = read_pinned(
+                directory.artefact_path,
+                config.artefact.sha256,
+                trust_unpinned=self._trust_unpinned,
+                needs_trust=runtime.needs_trust,
+            )
+            model.sha256 = sha256_bytes(data)
         with _import_lock:  # unpickling imports modules; keep that single-threaded
             runtime.load(data)
         model.runtime = runtime

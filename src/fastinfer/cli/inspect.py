@@ -33,7 +33,9 @@ def models_command(
             continue
         config = directory.config
         artefact = directory.artefact_path
-        if not artefact.is_file():
+        if artefact is None or config.artefact is None:
+            status = "[green]code (no artefact)"
+        elif not artefact.is_file():
             status = "[red]missing"
             bad += 1
         elif config.artefact.sha256 is None:
@@ -44,7 +46,9 @@ def models_command(
             status = "[red]MISMATCH"
             bad += 1
         inputs = str(len(config.inputs)) if config.inputs is not None else "from artefact"
-        table.add_row(config.name, config.version, config.runtime, inputs, str(artefact), status)
+        table.add_row(
+            config.name, config.version, config.runtime, inputs, str(artefact or "-"), status
+        )
     Console().print(table)
     if bad:
         raise typer.Exit(1)

@@ -1,33 +1,72 @@
-"""Framework runtimes, looked up by the `runtime` name in a model's config."""
+"""Framework runtimes, looked up by the `runtime` name in a model's config.
+
+Each runtime's module imports its framework, so a runtime is imported only when a model uses it:
+serving ONNX models never imports XGBoost, and an optional framework (torch) is needed only by
+the models that name it.
+"""
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
 from typing import Any
 
-from fastinfer.modelspec import OutputSpec
+from fastinfer.modelspec import RUNTIME_NAMES, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime
 
-RUNTIMES = ("sklearn", "onnx")
+RUNTIMES: dict[str, str] = {
+    "sklearn": "fastinfer.runtimes.sklearn:SklearnRuntime",
+    "onnx": "fastinfer.runtimes.onnx:OnnxRuntime",
+    "xgboost": "fastinfer.runtimes.xgboost:XGBoostRuntime",
+    "lightgbm": "fastinfer.runtimes.lightgbm:LightGBMRuntime",
+    "python": "fastinfer.runtimes.python:PythonRuntime",
+    "torchscript": "fastinfer.runtimes.torchscript:TorchScriptRuntime",
+}
+assert set(RUNTIMES) == set(RUNTIME_NAMES)
+
+# The framework each runtime needs, and the extra that installs it.
+_FRAMEWORKS = {"xgboost": "xgboost", "lightgbm": "lightgbm", "torchscript": "torch"}
 
 
-def create_runtime(kind: str, output: OutputSpec, options: dict[str, Any] | None = None) -> Runtime:
+class RuntimeUnavailable(RuntimeError):  # noqa: N818
+    """The runtime's framework is not installed."""
+
+
+def create_runtime(
+    kind: str,
+    output: OutputSpec,
+    options: dict[str, Any] | None = None,
+    *,
+    directory: Path | None = None,
+) -> Runtime:
     """A fresh, unloaded runtime; imports the framework only when it is used.
 
-    `options` are the config's `runtime_options`, checked by the runtime that takes them.
+    `options` are the config's `runtime_options`, checked by the runtime that takes them;
+    `directory` is the model directory (for runtimes that read more than the artefact).
     """
-    if kind == "sklearn":
-        from fastinfer.runtimes.sklearn import SklearnRuntime
+    target = RUNTIMES.get(kind)
+    if target is None:
+        raise ValueError(f"unknown runtime {kind!r}; available: {', '.join(RUNTIMES)}")
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        framework = _FRAMEWORKS.get(kind)
+        if framework is None or exc.name is None or exc.name.split(".")[0] != framework:
+            raise
+        raise RuntimeUnavailable(
+            f"runtime {kind!r} needs the {framework!r} package, which is not installed; "
+            f"install it with: pip install 'fastinfer[{framework}]'"
+        ) from None
+    runtime_class: type[Runtime] = getattr(module, class_name)
+    return runtime_class(output, options or {}, directory=directory)
 
-        if options:
-            raise ValueError(
-                f"runtime sklearn takes no runtime_options (got {', '.join(sorted(options))})"
-            )
-        return SklearnRuntime(output)
-    if kind == "onnx":
-        from fastinfer.runtimes.onnx import OnnxRuntime
 
-        return OnnxRuntime(output, options)
-    raise ValueError(f"unknown runtime {kind!r}; available: {', '.join(RUNTIMES)}")
-
-
-__all__ = ["RUNTIMES", "Prediction", "Row", "Runtime", "create_runtime"]
+__all__ = [
+    "RUNTIMES",
+    "Prediction",
+    "Row",
+    "Runtime",
+    "RuntimeUnavailable",
+    "create_runtime",
+]

@@ -7,6 +7,8 @@ as dicts holding every schema column (missing values are None), and each row get
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from fastinfer.modelspec import InputField, OutputSpec
@@ -19,13 +21,35 @@ class Runtime(ABC):
     """A loaded model. `predict` may be called from worker threads, one batch at a time."""
 
     name: str = "base"
+    option_keys: tuple[str, ...] = ()  # the runtime_options this runtime accepts
 
-    def __init__(self, output: OutputSpec) -> None:
+    def __init__(
+        self,
+        output: OutputSpec,
+        options: Mapping[str, Any] | None = None,
+        *,
+        directory: Path | None = None,
+    ) -> None:
         self.output = output
+        self.options = dict(options or {})
+        self.directory = directory  # the model directory, for runtimes that read more files
+        unknown = sorted(set(self.options) - set(self.option_keys))
+        if unknown:
+            known = ", ".join(self.option_keys) or "none"
+            raise ValueError(
+                f"unknown {self.name} runtime option(s): {', '.join(unknown)}; known: {known}"
+            )
+
+    def needs_trust(self, data: bytes) -> bool:
+        """Whether deserialising `data` can run arbitrary code (a pickle does; ONNX does not).
+
+        Such artefacts load only when pinned by sha256 or explicitly trusted.
+        """
+        return True
 
     @abstractmethod
     def load(self, data: bytes) -> None:
-        """Deserialise the (already verified) artefact bytes."""
+        """Deserialise the (already verified) artefact bytes (empty when there is no artefact)."""
 
     def start(self) -> None:  # noqa: B027 - an optional hook
         """Acquire what must not cross a fork (thread pools, sessions), in the serving process.
