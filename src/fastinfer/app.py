@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from fastinfer import __version__
-from fastinfer.api import docs, probes, v1
+from fastinfer.api import admin, docs, probes, v1
 from fastinfer.api.errors import install_error_handlers
 from fastinfer.api.openapi import install_openapi
 from fastinfer.api.service import ServiceApp
@@ -27,6 +27,9 @@ from fastinfer.health import Board, Heartbeat
 from fastinfer.modelspec import ModelDirectory, load_model_directory
 from fastinfer.observability.logging import get_logger
 from fastinfer.registry import ModelRegistry
+from fastinfer.repository.control import ControlBoard
+from fastinfer.repository.layout import VersionPolicy, repository_directories
+from fastinfer.repository.manager import ModelManager
 
 log = get_logger("fastinfer.app")
 
@@ -59,8 +62,15 @@ def git_revision() -> str:
 
 
 def build_registry(settings: Settings, directories: list[ModelDirectory]) -> ModelRegistry:
+    """The registry for the given model directories plus the repository's chosen versions."""
+    if settings.model_repository is not None:
+        policy = VersionPolicy.parse(settings.version_policy)
+        directories = [*directories, *repository_directories(settings.model_repository, policy)]
     return ModelRegistry(
-        directories, max_rows=settings.max_rows, trust_unpinned=settings.trust_unpinned_artefacts
+        directories,
+        max_rows=settings.max_rows,
+        trust_unpinned=settings.trust_unpinned_artefacts,
+        pins=settings.default_versions,
     )
 
 
@@ -70,26 +80,26 @@ def create_app(
     *,
     registry: ModelRegistry | None = None,
     heartbeat: tuple[Board, int] | None = None,
+    control: tuple[ControlBoard, int] | None = None,
 ) -> ServiceApp:
     """The service for `directories` (default: `settings.model_dirs`), or for a registry whose
-    models were already prepared (by a supervisor, before it forked this process)."""
+    models were already prepared (by a supervisor, before it forked this process).
+
+    `control` is the board shared with the other server processes and this one's slot on it;
+    a lone process makes its own."""
     settings = settings or Settings()
     if registry is None:
         if directories is None:
             directories = [load_model_directory(p) for p in settings.model_dirs]
         registry = build_registry(settings, directories)
     engine = Engine(workers_per_model=settings.inference_threads, watchdog_s=settings.watchdog_s)
-
-    async def load_models() -> None:
-        for model in registry:
-            await asyncio.to_thread(registry.load, model)
-            if model.ready:
-                engine.attach(model)
+    board, slot = control if control is not None else (ControlBoard(1), 0)
+    manager = ModelManager(registry, engine, settings, board, slot)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in the background: /livez answers at once, /readyz says "loading" until done.
-        loading = asyncio.create_task(load_models())
+        loading = asyncio.create_task(manager.start())
         beating = (
             asyncio.create_task(Heartbeat(heartbeat[0], heartbeat[1], app.state).run())
             if heartbeat is not None
@@ -102,6 +112,7 @@ def create_app(
             for task in (loading, beating):
                 if task is not None and not task.done():
                     task.cancel()
+            await manager.stop()
             await engine.stop()
             log.info("stopped")
 
@@ -116,6 +127,7 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.engine = engine
+    app.state.manager = manager
     app.state.dataplane = DataPlane(registry, engine, settings)
     app.state.booted_at = datetime.now(UTC)
     app.state.booted_monotonic = time.monotonic()
@@ -124,6 +136,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(probes.router)
     app.include_router(v1.router)
+    app.include_router(admin.router)
     docs.install_docs(app)
     install_openapi(app, registry)
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -31,6 +31,36 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
     model_dirs: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Model directories to serve (comma-separated)."
+    )
+    model_repository: Path | None = Field(
+        default=None,
+        description="A model repository: <name>/<version>/model.yaml folders. Every model in it "
+        "is served (the versions the version policy picks), beside any model directories.",
+    )
+    version_policy: str = Field(
+        default="all",
+        pattern=r"^(all|latest(:[1-9][0-9]*)?)$",
+        description="Which repository versions load: all, latest, or latest:N.",
+    )
+    default_versions: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Pinned default versions, NAME=VERSION comma-separated (default: newest).",
+    )
+    repository_poll_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Scan the repository this often and load new versions / unload removed "
+        "ones (off by default; the admin API does it on demand).",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the admin API (load, unload, reload, default version). "
+        "The admin API is off when unset.",
+    )
+    reload_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a model change may take to load and reach every server process.",
     )
     trust_unpinned_artefacts: bool = Field(
         default=False,
@@ -105,3 +135,15 @@ class Settings(BaseSettings):
     @classmethod
     def _split(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("default_versions", mode="before")
+    @classmethod
+    def _pairs(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("{"):
+                return json.loads(value)
+            pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ValueError("expected NAME=VERSION pairs separated by commas")
+            return {name.strip(): version.strip() for name, version in pairs}
+        return value

@@ -34,19 +34,36 @@ class DataPlane:
         self.engine = engine
         self.settings = settings
 
-    def model(self, name: str) -> ServedModel:
-        """The named model, ready to predict; 404 or 503 otherwise."""
-        model = self.registry.get(name)
-        if model is None:
-            known = sorted(m.name for m in self.registry)
+    def model(self, name: str, version: str | None = None) -> ServedModel:
+        """The named version (default: the model's default), ready to predict; 404 or 503.
+
+        The caller holds the version until it answers: call `release` when done, so that a
+        version being retired is only stopped once nothing is using it.
+        """
+        group = self.registry.get(name)
+        if group is None:
+            known = self.registry.names()
             raise ModelNotFound(f"no model named {name!r}", details={"available": known})
-        if not model.ready or name not in self.engine.models:
+        model = group.default() if version is None else group.versions.get(version)
+        if model is None and version is not None:
+            raise ModelNotFound(
+                f"model {name!r} has no version {version!r}",
+                details={"available": sorted(group.versions)},
+            )
+        if model is None or not model.serving:
+            shown = model or self.registry.resolve(name)
+            reason = (shown.reason if shown else None) or "no version loaded"
             raise ModelNotReady(
-                f"model {name!r} is not ready: {model.reason or 'starting'}",
-                details={"state": model.state.value},
+                f"model {name!r} is not ready: {reason}",
+                details={"state": shown.state.value if shown else "absent"},
                 headers={"Retry-After": "5"},
             )
+        model.in_flight += 1
         return model
+
+    @staticmethod
+    def release(model: ServedModel) -> None:
+        model.in_flight -= 1
 
     def deadline(self, header: str | None) -> float:
         """The request's deadline (monotonic) from `X-Request-Timeout` seconds or the default."""

@@ -27,7 +27,7 @@ def load_local(directory: ModelDirectory, *, trust_unpinned: bool = False) -> Se
     """Load a model exactly as `fastinfer serve` does; raise if it is not ready."""
     registry = ModelRegistry([directory], max_rows=1_000_000, trust_unpinned=trust_unpinned)
     registry.load_all()
-    model = registry.get(directory.config.name)
+    model = registry.resolve(directory.config.name, directory.config.version)
     assert model is not None
     if not model.ready:
         raise ModelLoadError(f"model {model.name!r} did not load: {model.reason}")

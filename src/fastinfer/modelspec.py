@@ -169,6 +169,7 @@ class ModelDirectory(BaseModel):
 
     root: Path
     config: ModelConfig
+    bare: bool = False  # a lone artefact from the command line: no model.yaml on disk
 
     @property
     def artefact_path(self) -> Path | None:

@@ -1,4 +1,4 @@
-"""Model names → loaded runtimes, with the lifecycle each model goes through.
+"""Model names and versions → loaded runtimes, with the lifecycle each version goes through.
 
 Loading verifies the artefact's pin, deserialises it, builds the row schema and runs a
 self-test prediction on the example row; only a model that passed all of that is ready.
@@ -10,10 +10,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastinfer.integrity import read_pinned, sha256_bytes
 from fastinfer.modelspec import (
@@ -24,8 +25,13 @@ from fastinfer.modelspec import (
     load_model_directory,
 )
 from fastinfer.observability.logging import get_logger
+from fastinfer.repository.layout import version_key
+from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource, source_of
 from fastinfer.runtimes import Runtime, create_runtime
 from fastinfer.schema import RowSchema
+
+if TYPE_CHECKING:
+    from fastinfer.engine.batcher import ModelEngine
 
 log = get_logger("fastinfer.registry")
 _import_lock = threading.Lock()
@@ -56,6 +62,24 @@ class ServedModel:
     self_test: str = "pending"
     self_test_seconds: float | None = None
     prepared: bool = False
+    source: VersionSource = field(default_factory=lambda: VersionSource(path=""))
+    engine: ModelEngine | None = None  # attached by the engine once loaded
+    in_flight: int = 0  # requests that resolved this version and have not been answered
+
+    @property
+    def revision(self) -> int:
+        return self.source.revision
+
+    @property
+    def label(self) -> str:
+        """`name/version`, plus `#revision` for a reloaded version: unique among live ones."""
+        suffix = f"#{self.revision}" if self.revision else ""
+        return f"{self.name}/{self.version}{suffix}"
+
+    @property
+    def serving(self) -> bool:
+        """Loaded, self-tested and with an engine: requests may be routed to it."""
+        return self.state is ModelState.READY and self.engine is not None
 
     @property
     def config(self) -> ModelConfig:
@@ -85,7 +109,7 @@ def bare_artefact(name: str, path: Path, sha256: str | None = None) -> ModelDire
         runtime="sklearn",
         artefact=ArtefactSpec(path=path.name, sha256=sha256),
     )
-    return ModelDirectory(root=path.parent, config=config)
+    return ModelDirectory(root=path.parent, config=config, bare=True)
 
 
 def parse_model_option(option: str) -> ModelDirectory:
@@ -97,23 +121,64 @@ def parse_model_option(option: str) -> ModelDirectory:
     return bare_artefact(name, Path(path_text), pin or None)
 
 
+class ModelVersions:
+    """The loaded versions of one model name, and which of them answers by default."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.versions: dict[str, ServedModel] = {}
+        self.pinned: str | None = None
+
+    def ordered(self) -> list[ServedModel]:
+        """Oldest first."""
+        return [self.versions[v] for v in sorted(self.versions, key=version_key)]
+
+    def default(self) -> ServedModel | None:
+        """The pinned version if it serves, else the newest version that serves."""
+        pinned = self.versions.get(self.pinned) if self.pinned else None
+        if pinned is not None and pinned.serving:
+            return pinned
+        return next((m for m in reversed(self.ordered()) if m.serving), None)
+
+
 class ModelRegistry:
-    """The models this process serves, by name."""
+    """The versions this process serves, by name, and the lifecycle each goes through.
+
+    The set of versions only changes in `install`, synchronously on the event loop, so a
+    request sees either the old set or the new one, never a mix.
+    """
 
     def __init__(
-        self, directories: list[ModelDirectory], *, max_rows: int, trust_unpinned: bool
+        self,
+        directories: list[ModelDirectory],
+        *,
+        max_rows: int,
+        trust_unpinned: bool,
+        pins: dict[str, str] | None = None,
     ) -> None:
-        seen: dict[str, Path] = {}
-        for directory in directories:
-            name = directory.config.name
-            if name in seen:
-                raise ModelConfigError(
-                    f"model name {name!r} is used by both {seen[name]} and {directory.root}"
-                )
-            seen[name] = directory.root
-        self._models = {d.config.name: ServedModel(directory=d) for d in directories}
         self._max_rows = max_rows
         self._trust_unpinned = trust_unpinned
+        self._models: dict[str, ModelVersions] = {}
+        self.changes = 0  # bumped on every install (documents built from the registry go stale)
+        self.failures: dict[tuple[str, str], str] = {}  # the last failed load of each version
+        seen: dict[tuple[str, str], Path] = {}
+        for directory in directories:
+            key = (directory.config.name, directory.config.version)
+            if key in seen:
+                raise ModelConfigError(
+                    f"model {key[0]!r} version {key[1]!r} is given by both {seen[key]} and "
+                    f"{directory.root}"
+                )
+            seen[key] = directory.root
+            group = self._models.setdefault(key[0], ModelVersions(key[0]))
+            group.versions[key[1]] = ServedModel(
+                directory=directory, source=source_of(directory, bare=directory.bare)
+            )
+        for name, version in (pins or {}).items():
+            pinned = self._models.get(name)
+            if pinned is None or version not in pinned.versions:
+                raise ModelConfigError(f"default version {name}={version}: no such model version")
+            pinned.pinned = version
 
     @classmethod
     def from_paths(cls, paths: list[Path], *, max_rows: int, trust_unpinned: bool) -> ModelRegistry:
@@ -124,17 +189,98 @@ class ModelRegistry:
         )
 
     def __iter__(self) -> Iterator[ServedModel]:
-        return iter(self._models.values())
+        """Every version of every model."""
+        for group in list(self._models.values()):
+            yield from group.ordered()
 
     def __len__(self) -> int:
-        return len(self._models)
+        return sum(len(g.versions) for g in self._models.values())
 
-    def get(self, name: str) -> ServedModel | None:
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def get(self, name: str) -> ModelVersions | None:
         return self._models.get(name)
 
+    def resolve(self, name: str, version: str | None = None) -> ServedModel | None:
+        """A version by name, or the model's default; None if there is no such version."""
+        group = self._models.get(name)
+        if group is None:
+            return None
+        if version is None:
+            return group.default() or (group.ordered()[-1] if group.versions else None)
+        return group.versions.get(version)
+
     def not_ready(self) -> dict[str, str]:
-        """Model name → why it is not ready; empty when every model is ready."""
-        return {m.name: m.reason or m.state.value for m in self if not m.ready}
+        """Model name → why it has no version to answer with; empty when every model has one."""
+        problems = {}
+        for name, group in self._models.items():
+            if group.default() is not None:
+                continue
+            newest = group.ordered()[-1] if group.versions else None
+            problems[name] = (
+                "no version loaded"
+                if newest is None
+                else (newest.reason or "starting")
+                if newest.state is not ModelState.FAILED
+                else f"failed: {newest.reason}"
+            )
+        return problems
+
+    def snapshot(self, generation: int = 1) -> DesiredState:
+        """The desired state that describes what this registry holds."""
+        return DesiredState(
+            generation=generation,
+            models={
+                name: ModelEntry(
+                    versions={v: m.source for v, m in group.versions.items()},
+                    pinned=group.pinned,
+                )
+                for name, group in self._models.items()
+            },
+        )
+
+    def candidate(self, name: str, version: str, source: VersionSource) -> ServedModel:
+        """A version as `source` describes it, not yet loaded nor installed."""
+        current = self.resolve(name, version)
+        if (
+            current is not None
+            and current.source == source
+            and current.state is ModelState.LOADING
+            and not current.serving
+        ):
+            return current  # prepared before fork, or not loaded yet: load this one in place
+        return ServedModel(directory=source.directory(name, version), source=source)
+
+    def install(self, state: DesiredState, loaded: list[ServedModel]) -> list[ServedModel]:
+        """Make the registry hold `state`, using freshly `loaded` versions; the retired ones.
+
+        A fresh version that failed replaces nothing that works: the old one keeps serving.
+        """
+        fresh = {(m.name, m.version): m for m in loaded}
+        retired: list[ServedModel] = []
+        models: dict[str, ModelVersions] = {}
+        for name, entry in state.models.items():
+            group = self._models.get(name) or ModelVersions(name)
+            versions: dict[str, ServedModel] = {}
+            for version in entry.versions:
+                current = group.versions.get(version)
+                new = fresh.get((name, version))
+                if new is not None and (new.ready or current is None or not current.ready):
+                    versions[version] = new
+                    if current is not None and current is not new:
+                        retired.append(current)
+                elif current is not None:
+                    versions[version] = current
+            retired += [m for v, m in group.versions.items() if v not in entry.versions]
+            group.versions, group.pinned = versions, entry.pinned
+            models[name] = group
+        for name, group in self._models.items():
+            if name not in state.models:
+                retired += list(group.versions.values())
+        self._models = models
+        self.changes += 1
+        return retired
 
     def load_all(self) -> None:
         for model in self:
@@ -149,7 +295,9 @@ class ModelRegistry:
         """Prepare (if not yet) and activate one model; failures are recorded, never raised."""
         started = time.perf_counter()
         if not self._guarded(model, self._prepare) or not self._guarded(model, self._activate):
+            self.failures[(model.name, model.version)] = model.reason or "failed"
             return
+        self.failures.pop((model.name, model.version), None)
         model.load_seconds = round(time.perf_counter() - started, 4)
         model.loaded_at = datetime.now(UTC)
         model.state, model.reason = ModelState.READY, None

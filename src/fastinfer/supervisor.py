@@ -24,6 +24,7 @@ from fastinfer.health import PHASE_LOADING, PHASE_SERVING, PHASE_STOPPING, Board
 from fastinfer.modelspec import ModelDirectory
 from fastinfer.observability.logging import configure_logging, flush_logging, get_logger
 from fastinfer.registry import ModelRegistry
+from fastinfer.repository.control import ControlBoard
 from fastinfer.server import run_server
 
 log = get_logger("fastinfer.supervisor")
@@ -77,6 +78,7 @@ class Supervisor:
         self._restarts: list[float] = []
         self._sock: socket.socket | None = None
         self.board = Board(workers)
+        self.control = ControlBoard(workers)
         self._health_sock: socket.socket | None = None
         self._health_pid: int | None = None
         self._reuse_port = False
@@ -101,6 +103,7 @@ class Supervisor:
         )
         if self.stopping:
             return self._finish()
+        self.control.publish(registry.snapshot(generation=1))
         # Each worker listens on its own SO_REUSEPORT socket so the kernel spreads connections
         # evenly (with one shared socket, one busy worker tends to accept nearly all of them).
         # The supervisor's socket only holds the port: bound, never listening.
@@ -131,6 +134,9 @@ class Supervisor:
                 continue
             index = self.children.pop(pid)
             code = os.waitstatus_to_exitcode(status)
+            self.control.clear(index)
+            if self.control.release_for(pid):
+                log.error("model_change_lock_freed", pid=pid, worker=index)
             if self.stopping:
                 if code != 0:
                     self.failed_exits += 1
@@ -182,7 +188,12 @@ class Supervisor:
                 signal.signal(signal.SIGALRM, signal.SIG_DFL)
                 configure_logging(self.settings.log_level, self.settings.log_format)
                 log.info("worker_started", worker=index, pid=os.getpid())
-                app = create_app(self.settings, registry=registry, heartbeat=(self.board, index))
+                app = create_app(
+                    self.settings,
+                    registry=registry,
+                    heartbeat=(self.board, index),
+                    control=(self.control, index),
+                )
                 listening = self._sock
                 if self._reuse_port:
                     port = int(self._sock.getsockname()[1])  # the one the supervisor holds

@@ -63,7 +63,7 @@ def test_queued_requests_are_batched_and_answers_equal_unbatched(make_client: An
         alone = post(client, rows).json()["predictions"]
         assert response.json()["predictions"] == alone
         assert len(alone) == len(rows)
-    status = client.get("/health").json()["engine"]["scripted"]
+    status = client.get("/health").json()["engine"]["scripted/1"]
     assert status["queued_requests"] == 0 and status["running_requests"] == 0
 
 
@@ -159,7 +159,7 @@ def test_a_dead_worker_makes_the_process_unready(make_client: Any) -> None:
     assert response.status_code == 504
     ready = client.get("/readyz")
     assert ready.status_code == 503
-    assert "inference worker(s) died" in ready.json()["details"]["models"]["scripted"]
+    assert "inference worker(s) died" in ready.json()["details"]["models"]["scripted/1"]
 
 
 def test_probes_answer_while_every_worker_is_busy(make_client: Any) -> None:

@@ -45,7 +45,15 @@ def test_models_list_and_metadata(tiny_client: TestClient, tiny_dir: Path) -> No
     listing = tiny_client.get("/v1/models").json()
     assert listing == {
         "models": [
-            {"name": "tiny", "version": "1", "runtime": "sklearn", "ready": True, "state": "ready"}
+            {
+                "name": "tiny",
+                "version": "1",
+                "runtime": "sklearn",
+                "ready": True,
+                "state": "ready",
+                "pinned": False,
+                "versions": [{"version": "1", "state": "ready", "ready": True, "default": True}],
+            }
         ]
     }
     meta = tiny_client.get("/v1/models/tiny").json()
@@ -70,7 +78,16 @@ def test_probes_and_health(tiny_client: TestClient) -> None:
     assert health["uptime_seconds"] >= 0
     assert health["python"].startswith("3.")
     assert health["git_revision"]
-    assert health["models"] == [{"name": "tiny", "version": "1", "state": "ready", "reason": None}]
+    assert health["models"] == [
+        {
+            "name": "tiny",
+            "version": "1",
+            "state": "ready",
+            "reason": None,
+            "default": True,
+            "in_flight": 0,
+        }
+    ]
     assert {"booted_at", "version"} <= set(health)
 
 

@@ -33,7 +33,7 @@ def test_sigterm_answers_every_accepted_request_then_exits_0(tmp_path: Path, wor
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:  # wait until every request has been accepted
                 health = httpx.get(f"{server.url}/health", timeout=2).json()
-                engine = health["engine"]["scripted"]
+                engine = health["engine"]["scripted/1"]
                 if workers == 1 and engine["queued_requests"] + engine["running_requests"] == 12:
                     break
                 if workers > 1 and sum(f.running() for f in futures) == 12:

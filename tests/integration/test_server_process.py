@@ -22,7 +22,7 @@ def test_serves_over_http_and_exits_cleanly_on_sigterm(
         with httpx.Client(base_url=server.url, timeout=10) as client:
             assert client.get("/livez").json() == {"status": "alive"}
             names = [m["name"] for m in client.get("/v1/models").json()["models"]]
-            assert names == ["tiny", "titanic", "car_evaluation"]
+            assert names == ["car_evaluation", "tiny", "titanic"]  # sorted by name
             response = client.post(
                 "/v1/models/tiny/predict",
                 json={"inputs": [{"x": 7, "colour": 1}]},

@@ -6,6 +6,7 @@ demand and cached only once every model has settled.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -13,18 +14,21 @@ from fastapi.openapi.utils import get_openapi
 
 from fastinfer.api.errors import ERROR_DESCRIPTIONS
 from fastinfer.registry import ModelRegistry, ModelState, ServedModel
-from fastinfer.schema import pascal_case
+from fastinfer.schema import RowSchema, pascal_case
 
 _REF = "#/components/schemas/{model}"
 
 
 def install_openapi(app: FastAPI, registry: ModelRegistry) -> None:
+    built_at = -1  # the registry's change count the cached document reflects
+
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
+        nonlocal built_at
+        if app.openapi_schema is not None and built_at == registry.changes:
             return app.openapi_schema
         document = build_openapi(app, registry)
         if all(m.state is not ModelState.LOADING for m in registry):
-            app.openapi_schema = document
+            app.openapi_schema, built_at = document, registry.changes
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -39,21 +43,43 @@ def build_openapi(app: FastAPI, registry: ModelRegistry) -> dict[str, Any]:
         tags=[{"name": m.name, "description": m.config.description or ""} for m in registry],
     )
     schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
-    for model in registry:
-        if model.schema is None:
+    paths = document["paths"]
+    for name in registry.names():
+        group = registry.get(name)
+        default = group.default() if group is not None else None
+        if group is None or default is None or default.schema is None:
             continue
-        schemas.update(model.schema.json_schemas(_REF))
-        response_name = f"{pascal_case(model.name)}PredictResponse"
-        schemas[response_name] = _response_schema(model, response_name)
-        document["paths"][f"/v1/models/{model.name}/predict"] = {
-            "post": _predict_operation(model, response_name)
+        schemas.update(default.schema.json_schemas(_REF))
+        response_name = f"{pascal_case(name)}PredictResponse"
+        schemas[response_name] = _response_schema(default, response_name)
+        paths[f"/v1/models/{name}/predict"] = {
+            "post": _predict_operation(default, default.schema, response_name, None)
         }
+        for model in group.ordered():
+            if model.schema is None or not model.serving:
+                continue
+            schema, model_response = default.schema, response_name
+            if model is not default:  # its own names: versions may differ in their inputs
+                schema = RowSchema(
+                    f"{name} v{model.version}",
+                    model.schema.fields,
+                    allow_extra=model.config.allow_extra_fields,
+                    max_rows=model.schema.max_rows,
+                    example=model.config.example,
+                )
+                schemas.update(schema.json_schemas(_REF))
+                model_response = f"{pascal_case(f'{name} v{model.version}')}PredictResponse"
+                schemas[model_response] = _response_schema(model, model_response)
+            paths[f"/v1/models/{name}/versions/{model.version}/predict"] = {
+                "post": _predict_operation(model, schema, model_response, model.version)
+            }
     return document
 
 
-def _predict_operation(model: ServedModel, response_name: str) -> dict[str, Any]:
-    assert model.schema is not None
-    content: dict[str, Any] = {"schema": {"$ref": _REF.format(model=model.schema.request_name)}}
+def _predict_operation(
+    model: ServedModel, schema: RowSchema, response_name: str, version: str | None
+) -> dict[str, Any]:
+    content: dict[str, Any] = {"schema": {"$ref": _REF.format(model=schema.request_name)}}
     if model.config.example is not None:
         content["example"] = {"inputs": [model.config.example]}
     error = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}
@@ -69,12 +95,15 @@ def _predict_operation(model: ServedModel, response_name: str) -> dict[str, Any]
             for status, text in ERROR_DESCRIPTIONS.items()
         }
     )
+    which = "the default version" if version is None else f"version {version}"
+    operation_id = f"predict_{model.name}" + (f"_v{version}" if version is not None else "")
     return {
         "tags": [model.name],
-        "summary": f"Predict with {model.name}",
+        "summary": f"Predict with {model.name} ({which})",
         "description": (model.config.description or "")
-        + f"\n\nSend up to {model.schema.max_rows} rows in `inputs`.",
-        "operationId": f"predict_{model.name.replace('-', '_').replace('.', '_')}",
+        + f"\n\nSend up to {schema.max_rows} rows in `inputs`. The answer's `version` and "
+        "the `X-Model-Version` header say which version computed it.",
+        "operationId": re.sub(r"[^A-Za-z0-9_]", "_", operation_id),
         "requestBody": {"required": True, "content": {"application/json": content}},
         "responses": responses,
     }

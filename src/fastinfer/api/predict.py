@@ -60,16 +60,22 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def predict_exchange(plane: DataPlane, name: str, scope: Scope, receive: Receive) -> bytes:
-    """The JSON answer to `POST /v1/models/{name}/predict`; raises ServiceError for 4xx/5xx."""
-    model = plane.model(name)
-    state = scope.setdefault("state", {})
-    state["model"], state["version"] = model.name, model.version
-    deadline = plane.deadline(header(scope, b"x-request-timeout"))  # counts from arrival
-    check_json_content_type(scope)
-    body = await read_body(scope, receive, plane.settings.max_body_bytes)
-    if plane.settings.log_request_bodies:  # off by default: bodies may hold personal data
-        log.debug("request_body", body=body[:_LOGGED_BODY_BYTES].decode("utf-8", "replace"))
-    rows = plane.parse(model, body)
-    result = await plane.predict(model, rows, deadline, request_id_of(scope))
-    return orjson.dumps(result)
+async def predict_exchange(
+    plane: DataPlane, name: str, version: str | None, scope: Scope, receive: Receive
+) -> tuple[bytes, str]:
+    """The JSON answer to `POST /v1/models/{name}[/versions/{version}]/predict` and the version
+    that computed it; raises ServiceError for 4xx/5xx."""
+    model = plane.model(name, version)
+    try:
+        state = scope.setdefault("state", {})
+        state["model"], state["version"] = model.name, model.version
+        deadline = plane.deadline(header(scope, b"x-request-timeout"))  # counts from arrival
+        check_json_content_type(scope)
+        body = await read_body(scope, receive, plane.settings.max_body_bytes)
+        if plane.settings.log_request_bodies:  # off by default: bodies may hold personal data
+            log.debug("request_body", body=body[:_LOGGED_BODY_BYTES].decode("utf-8", "replace"))
+        rows = plane.parse(model, body)
+        result = await plane.predict(model, rows, deadline, request_id_of(scope))
+        return orjson.dumps(result), model.version
+    finally:
+        plane.release(model)

@@ -31,7 +31,7 @@ class Alive(BaseModel):
 
 class Ready(BaseModel):
     status: Literal["ready"] = "ready"
-    models: dict[str, str]
+    models: dict[str, str | None]
 
 
 class ModelHealth(BaseModel):
@@ -39,6 +39,8 @@ class ModelHealth(BaseModel):
     version: str
     state: str
     reason: str | None
+    default: bool
+    in_flight: int
 
 
 class Health(BaseModel):
@@ -59,9 +61,6 @@ def readiness_problems(state: Any) -> dict[str, str]:
     registry: ModelRegistry = state.registry
     engine: Engine = state.engine
     problems = registry.not_ready()
-    for model in registry:
-        if model.ready and model.name not in engine.models:
-            problems[model.name] = "starting"
     problems.update(engine.not_ready())
     return problems
 
@@ -84,10 +83,20 @@ def liveness(state: Any, request_id: str) -> ProbeAnswer:
 def readiness(state: Any, request_id: str) -> ProbeAnswer:
     waiting = readiness_problems(state)
     if not waiting:
-        return 200, {"status": "ready", "models": {m.name: m.version for m in state.registry}}, {}
+        return 200, {"status": "ready", "models": default_versions(state.registry)}, {}
     message = "not ready: " + "; ".join(f"{name}: {why}" for name, why in waiting.items())
     body = _error("not_ready", message, {"models": waiting}, request_id)
     return 503, body, {"Retry-After": "5"}
+
+
+def default_versions(registry: ModelRegistry) -> dict[str, str | None]:
+    """Model name → the version that answers unversioned requests."""
+    defaults: dict[str, str | None] = {}
+    for name in registry.names():
+        group = registry.get(name)
+        default = group.default() if group is not None else None
+        defaults[name] = default.version if default is not None else None
+    return defaults
 
 
 def _error(code: str, message: str, details: Any, request_id: str) -> dict[str, Any]:
@@ -132,6 +141,7 @@ def _resident_bytes() -> int | None:
 async def health(request: Request) -> Health:
     state = request.app.state
     registry: ModelRegistry = state.registry
+    defaults = default_versions(registry)
     return Health(
         status="ready" if not readiness_problems(state) else "not_ready",
         booted_at=state.booted_at,
@@ -143,7 +153,14 @@ async def health(request: Request) -> Health:
         rss_bytes=_resident_bytes(),
         engine=state.engine.status(),
         models=[
-            ModelHealth(name=m.name, version=m.version, state=m.state.value, reason=m.reason)
+            ModelHealth(
+                name=m.name,
+                version=m.version,
+                state=m.state.value,
+                reason=m.reason,
+                default=defaults.get(m.name) == m.version,
+                in_flight=m.in_flight,
+            )
             for m in registry
         ],
     )

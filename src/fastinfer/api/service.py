@@ -29,6 +29,7 @@ from fastinfer.observability.logging import emit_record, get_logger
 log = get_logger("fastinfer.errors")
 _PREDICT_PREFIX = "/v1/models/"
 _PREDICT_SUFFIX = "/predict"
+MODEL_VERSION_HEADER = "X-Model-Version"
 _PROBES = {"/livez": liveness, "/readyz": readiness}
 _QUIET_PATHS = frozenset({"/livez", "/readyz", "/health", "/favicon.ico"})
 
@@ -58,9 +59,9 @@ class ServiceApp:
         path: str = scope["path"]
         method: str = scope["method"]
         if method == "POST" and path.startswith(_PREDICT_PREFIX) and path.endswith(_PREDICT_SUFFIX):
-            name = path[len(_PREDICT_PREFIX) : -len(_PREDICT_SUFFIX)]
-            if name and "/" not in name and not (self._cors and header(scope, b"origin")):
-                return await self._predict(name, scope, receive, send, request_id)
+            target = predict_target(path[len(_PREDICT_PREFIX) : -len(_PREDICT_SUFFIX)])
+            if target is not None and not (self._cors and header(scope, b"origin")):
+                return await self._predict(*target, scope, receive, send, request_id)
         elif method == "GET" and path in _PROBES:
             answer: ProbeAnswer = _PROBES[path](self.state, request_id)
             status, body, headers = answer
@@ -69,11 +70,20 @@ class ServiceApp:
         return await self._through_fastapi(scope, receive, send, request_id)
 
     async def _predict(
-        self, name: str, scope: Scope, receive: Receive, send: Send, request_id: str
+        self,
+        name: str,
+        version: str | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: str,
     ) -> int:
         headers: dict[str, str] = {}
         try:
-            body = await predict_exchange(self._plane, name, scope, receive)
+            body, served_version = await predict_exchange(
+                self._plane, name, version, scope, receive
+            )
+            headers = {MODEL_VERSION_HEADER: served_version}
             status = 200
         except ServiceError as exc:
             status, headers = exc.status, exc.headers
@@ -123,6 +133,16 @@ class ServiceApp:
             fields["version"] = state.get("version")
         quiet = path in _QUIET_PATHS and status < 400
         emit_record("fastinfer.access", logging.DEBUG if quiet else logging.INFO, "request", fields)
+
+
+def predict_target(middle: str) -> tuple[str, str | None] | None:
+    """`name` or `name/versions/version` (the part of a predict path between its ends)."""
+    if "/" not in middle:
+        return (middle, None) if middle else None
+    name, marker, version = middle.partition("/versions/")
+    if marker and name and version and "/" not in name and "/" not in version:
+        return name, version
+    return None
 
 
 async def _send_json(

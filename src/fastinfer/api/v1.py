@@ -17,17 +17,26 @@ from fastinfer.api.errors import ERROR_RESPONSES
 from fastinfer.api.predict import predict_exchange
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import ModelNotFound
-from fastinfer.registry import ServedModel
+from fastinfer.registry import ModelVersions, ServedModel
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
+class VersionSummary(BaseModel):
+    version: str
+    state: str
+    ready: bool
+    default: bool
+
+
 class ModelSummary(BaseModel):
     name: str
-    version: str
+    version: str = Field(description="The default version (the newest, unless pinned).")
     runtime: str
     ready: bool
     state: str
+    pinned: bool = Field(description="Whether the default version is pinned.")
+    versions: list[VersionSummary]
 
 
 class ModelList(BaseModel):
@@ -36,7 +45,7 @@ class ModelList(BaseModel):
 
 class ModelMetadata(ModelSummary):
     description: str | None
-    reason: str | None = Field(description="Why the model is not ready, if it is not.")
+    reason: str | None = Field(description="Why the version is not ready, if it is not.")
     sha256: str | None = Field(description="sha256 of the artefact that was loaded.")
     loaded_at: datetime | None
     load_seconds: float | None
@@ -48,39 +57,74 @@ class ModelMetadata(ModelSummary):
     max_rows: int
 
 
-def _summary(model: ServedModel) -> ModelSummary:
+def _summary(group: ModelVersions, model: ServedModel) -> ModelSummary:
+    default = group.default()
     return ModelSummary(
         name=model.name,
         version=model.version,
         runtime=model.config.runtime,
-        ready=model.ready,
+        ready=model.serving,
         state=model.state.value,
+        pinned=group.pinned is not None and default is not None and default.version == group.pinned,
+        versions=[
+            VersionSummary(
+                version=m.version, state=m.state.value, ready=m.serving, default=m is default
+            )
+            for m in group.ordered()
+        ],
     )
+
+
+def _lookup(plane: DataPlane, name: str, version: str | None) -> tuple[ModelVersions, ServedModel]:
+    group = plane.registry.get(name)
+    if group is None:
+        raise ModelNotFound(
+            f"no model named {name!r}", details={"available": plane.registry.names()}
+        )
+    model = plane.registry.resolve(name, version)
+    if model is None:
+        raise ModelNotFound(
+            f"model {name!r} has no version {version!r}",
+            details={"available": sorted(group.versions)},
+        )
+    return group, model
 
 
 @router.get("/models", response_model=ModelList, summary="List the served models")
 async def list_models(request: Request) -> ModelList:
     plane: DataPlane = request.app.state.dataplane
-    return ModelList(models=[_summary(m) for m in plane.registry])
+    summaries = []
+    for name in plane.registry.names():
+        group, model = _lookup(plane, name, None)
+        summaries.append(_summary(group, model))
+    return ModelList(models=summaries)
 
 
 @router.get(
     "/models/{name}",
     response_model=ModelMetadata,
-    summary="Describe a model: version, artefact hash, input schema, outputs",
+    summary="Describe a model's default version: artefact hash, input schema, outputs",
     responses={404: ERROR_RESPONSES[404]},
 )
 async def model_metadata(name: str, request: Request) -> ModelMetadata:
-    plane: DataPlane = request.app.state.dataplane
-    model = plane.registry.get(name)
-    if model is None:
-        raise ModelNotFound(
-            f"no model named {name!r}", details={"available": [m.name for m in plane.registry]}
-        )
+    return _metadata(*_lookup(request.app.state.dataplane, name, None))
+
+
+@router.get(
+    "/models/{name}/versions/{version}",
+    response_model=ModelMetadata,
+    summary="Describe one version of a model",
+    responses={404: ERROR_RESPONSES[404]},
+)
+async def version_metadata(name: str, version: str, request: Request) -> ModelMetadata:
+    return _metadata(*_lookup(request.app.state.dataplane, name, version))
+
+
+def _metadata(group: ModelVersions, model: ServedModel) -> ModelMetadata:
     schema = model.schema
     labels = model.runtime.output_labels() if model.runtime else None
     return ModelMetadata(
-        **_summary(model).model_dump(),
+        **_summary(group, model).model_dump(),
         description=model.config.description,
         reason=model.reason,
         sha256=model.sha256,
@@ -101,6 +145,15 @@ async def model_metadata(name: str, request: Request) -> ModelMetadata:
 )
 async def predict(name: str, request: Request) -> Response:
     """Cross-origin requests come here (for the CORS headers); the rest take the hot path."""
+    return await _predict(request, name, None)
+
+
+@router.post("/models/{name}/versions/{version}/predict", include_in_schema=False)
+async def predict_version(name: str, version: str, request: Request) -> Response:
+    return await _predict(request, name, version)
+
+
+async def _predict(request: Request, name: str, version: str | None) -> Response:
     plane: DataPlane = request.app.state.dataplane
-    body = await predict_exchange(plane, name, request.scope, request.receive)
-    return Response(body, media_type="application/json")
+    body, served = await predict_exchange(plane, name, version, request.scope, request.receive)
+    return Response(body, media_type="application/json", headers={"X-Model-Version": served})

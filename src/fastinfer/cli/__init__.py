@@ -1,10 +1,12 @@
-"""The `fastinfer` command: serve models, score files locally, inspect model directories."""
+"""The `fastinfer` command: serve models, score files locally, inspect and scaffold model
+directories."""
 
 from __future__ import annotations
 
 import typer
 
 from fastinfer import __version__
+from fastinfer.cli.init import init_command
 from fastinfer.cli.inspect import models_command
 from fastinfer.cli.score import predict_command
 from fastinfer.cli.serve import serve_command
@@ -20,6 +22,7 @@ app = typer.Typer(
 app.command("serve")(serve_command)
 app.command("predict")(predict_command)
 app.command("models")(models_command)
+app.command("init")(init_command)
 
 
 def _version(value: bool) -> None:

@@ -37,6 +37,26 @@ def serve_command(
             show_default=False,
         ),
     ] = None,
+    repository: Annotated[
+        Path | None,
+        typer.Option(
+            "--repository",
+            "-r",
+            help="A model repository: <name>/<version>/model.yaml folders.",
+            show_default=False,
+        ),
+    ] = None,
+    version_policy: Annotated[
+        str | None,
+        typer.Option(help="Repository versions to load: all, latest or latest:N [default: all]."),
+    ] = None,
+    poll: Annotated[
+        float | None,
+        typer.Option(
+            help="Scan the repository every this many seconds for new or removed versions.",
+            show_default=False,
+        ),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Listen address [default: 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port [default: 8000].")] = None,
     trust_unpinned: Annotated[
@@ -78,6 +98,9 @@ def serve_command(
         "max_body_bytes": max_body_bytes,
         "cors_origins": cors_origin or None,
         "model_dirs": model_dirs or None,
+        "model_repository": repository,
+        "version_policy": version_policy,
+        "repository_poll_s": poll,
         "workers": workers,
         "health_port": health_port,
     }
@@ -93,10 +116,17 @@ def serve_command(
     except ModelConfigError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
-    if not directories:
+    if settings.model_repository is not None and not settings.model_repository.is_dir():
         typer.secho(
-            "error: no models given: pass model directories, --model NAME=PATH, or set "
-            "FASTINFER_MODEL_DIRS",
+            f"error: the model repository {settings.model_repository} is not a directory",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(2)
+    if not directories and settings.model_repository is None:
+        typer.secho(
+            "error: no models given: pass model directories, --model NAME=PATH, --repository "
+            "DIR, or set FASTINFER_MODEL_DIRS / FASTINFER_MODEL_REPOSITORY",
             err=True,
             fg=typer.colors.RED,
         )

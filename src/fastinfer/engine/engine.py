@@ -1,5 +1,5 @@
-"""The engine of one server process: a ModelEngine per ready model, plus process-wide state
-(draining) that the probes read."""
+"""The engine of one server process: a ModelEngine per loaded model version, plus process-wide
+state (draining) that the probes read."""
 
 from __future__ import annotations
 
@@ -16,29 +16,40 @@ class Engine:
     def __init__(self, *, workers_per_model: int = 1, watchdog_s: float = 60.0) -> None:
         self.workers_per_model = workers_per_model
         self.watchdog_s = watchdog_s
-        self.models: dict[str, ModelEngine] = {}
+        self.models: dict[str, ModelEngine] = {}  # by ServedModel.label
         self.draining = False
 
     def attach(self, model: ServedModel) -> ModelEngine:
         """Start queue, batcher and workers for a model that has loaded (call on the loop)."""
         assert model.runtime is not None and model.schema is not None
         engine = ModelEngine(
-            model.name,
+            model.label,
             model.runtime,
             model.schema.columns,
             model.config.batching,
             workers=self.workers_per_model,
             first_batch_seconds=model.self_test_seconds,
         )
-        self.models[model.name] = engine
+        self.models[model.label] = engine
+        model.engine = engine
         return engine
+
+    async def detach(self, model: ServedModel) -> None:
+        """Stop a retired version's engine (once nothing is routed to it any more)."""
+        engine = model.engine
+        if engine is None:
+            return
+        model.engine = None
+        if self.models.get(model.label) is engine:
+            del self.models[model.label]
+        await engine.stop()
 
     async def infer(
         self, model: ServedModel, rows: list[Row], deadline: float, request_id: str
     ) -> tuple[list[Prediction], WorkItem]:
-        engine = self.models.get(model.name)
+        engine = model.engine
         if engine is None:
-            raise RuntimeError(f"model {model.name!r} has no engine yet")
+            raise RuntimeError(f"model {model.label!r} has no engine")
         return await engine.infer(rows, deadline, request_id)
 
     def not_ready(self) -> dict[str, str]:

@@ -1,0 +1,221 @@
+"""The admin API: load, unload and reload model versions and choose the default, while serving.
+
+Off unless `FASTINFER_ADMIN_TOKEN` is set; every call needs `Authorization: Bearer <token>`.
+A change returns once every server process applied it (or says which did not); a version
+that fails to load changes nothing and the answer says why.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from fastinfer.api.errors import ErrorBody
+from fastinfer.config import Settings
+from fastinfer.errors import ServiceError
+from fastinfer.registry import ModelRegistry
+from fastinfer.repository.layout import scan_repository, version_key
+from fastinfer.repository.manager import ChangeRefused, ChangeResult, ModelManager
+
+
+class AdminDisabled(ServiceError):  # noqa: N818
+    status = 403
+    code = "admin_disabled"
+
+
+class Unauthorized(ServiceError):  # noqa: N818
+    status = 401
+    code = "unauthorized"
+
+
+class ChangeFailed(ServiceError):  # noqa: N818
+    """A refused change, with the status and code the manager gave it."""
+
+    def __init__(self, refused: ChangeRefused) -> None:
+        super().__init__(refused.message, details=refused.details)
+        self.status, self.code = refused.status, refused.code
+
+
+def require_admin(request: Request) -> None:
+    settings: Settings = request.app.state.settings
+    if settings.admin_token is None:
+        raise AdminDisabled("the admin API is off; set FASTINFER_ADMIN_TOKEN to turn it on")
+    expected = settings.admin_token.get_secret_value().encode()
+    given = request.headers.get("authorization", "")
+    scheme, _, token = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        raise Unauthorized(
+            "a valid admin token is required: Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": 'Bearer realm="fastinfer-admin"'},
+        )
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in {
+        401: "Missing or wrong admin token.",
+        403: "The admin API is off (no token configured).",
+        404: "No such model or version.",
+        409: "Another change is in progress, or no repository is configured.",
+        422: "A version failed to load (sha256, file, self-test): nothing changed.",
+    }.items()
+}
+router = APIRouter(
+    prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)], responses=_ERRORS
+)
+
+
+class ChangeAnswer(BaseModel):
+    generation: int = Field(description="The desired-state generation now served.")
+    changed: bool
+    workers: dict[str, str] = Field(description="Each server process: applied, or its error.")
+    models: dict[str, str | None] = Field(description="Each model's default version now.")
+
+
+class DefaultVersion(BaseModel):
+    version: str | None = Field(description="The version to pin; null: the newest again.")
+
+
+class VersionState(BaseModel):
+    version: str
+    loaded: bool
+    state: str | None
+    reason: str | None
+    default: bool
+    revision: int | None
+    sha256: str | None
+    loaded_at: datetime | None
+    in_flight: int
+    last_failure: str | None
+
+
+class ModelState(BaseModel):
+    name: str
+    default: str | None
+    pinned: str | None
+    versions: list[VersionState]
+
+
+class RepositoryState(BaseModel):
+    generation: int
+    repository: str | None
+    models: list[ModelState]
+
+
+def _manager(request: Request) -> ModelManager:
+    manager: ModelManager = request.app.state.manager
+    return manager
+
+
+async def _answer(request: Request, change: Any) -> ChangeAnswer:
+    try:
+        result: ChangeResult = await change
+    except ChangeRefused as refused:
+        raise ChangeFailed(refused) from None
+    registry: ModelRegistry = request.app.state.registry
+    defaults = {}
+    for name in registry.names():
+        group = registry.get(name)
+        default = group.default() if group is not None else None
+        defaults[name] = default.version if default is not None else None
+    return ChangeAnswer(**result.as_dict(), models=defaults)
+
+
+Admin = Annotated[ModelManager, Depends(_manager)]
+
+
+@router.get("/models", response_model=RepositoryState, summary="Every model and version")
+async def repository_state(request: Request, manager: Admin) -> RepositoryState:
+    registry: ModelRegistry = request.app.state.registry
+    on_disk = scan_repository(manager.repository) if manager.repository is not None else {}
+    models = []
+    for name in sorted(set(registry.names()) | set(on_disk)):
+        group = registry.get(name)
+        loaded = group.versions if group is not None else {}
+        default = group.default() if group is not None else None
+        states = []
+        for version in sorted(set(loaded) | set(on_disk.get(name, {})), key=version_key):
+            model = loaded.get(version)
+            states.append(
+                VersionState(
+                    version=version,
+                    loaded=model is not None,
+                    state=model.state.value if model else None,
+                    reason=model.reason if model else None,
+                    default=model is not None and model is default,
+                    revision=model.revision if model else None,
+                    sha256=model.sha256 if model else None,
+                    loaded_at=model.loaded_at if model else None,
+                    in_flight=model.in_flight if model else 0,
+                    last_failure=registry.failures.get((name, version)),
+                )
+            )
+        models.append(
+            ModelState(
+                name=name,
+                default=default.version if default else None,
+                pinned=group.pinned if group else None,
+                versions=states,
+            )
+        )
+    return RepositoryState(
+        generation=manager.applied,
+        repository=str(manager.repository) if manager.repository else None,
+        models=models,
+    )
+
+
+@router.post(
+    "/models/{name}/versions/{version}/load",
+    response_model=ChangeAnswer,
+    summary="Load a version from the repository (it becomes the default if it is the newest)",
+)
+async def load_version(name: str, version: str, request: Request, manager: Admin) -> ChangeAnswer:
+    return await _answer(request, manager.load(name, version))
+
+
+@router.post(
+    "/models/{name}/versions/{version}/reload",
+    response_model=ChangeAnswer,
+    summary="Re-read a loaded version's files and swap it in without dropping requests",
+)
+async def reload_version(name: str, version: str, request: Request, manager: Admin) -> ChangeAnswer:
+    return await _answer(request, manager.reload(name, version))
+
+
+@router.post(
+    "/models/{name}/versions/{version}/unload",
+    response_model=ChangeAnswer,
+    summary="Unload a version (requests already holding it finish first)",
+)
+async def unload_version(name: str, version: str, request: Request, manager: Admin) -> ChangeAnswer:
+    return await _answer(request, manager.unload(name, version))
+
+
+@router.post("/models/{name}/unload", response_model=ChangeAnswer, summary="Unload a model")
+async def unload_model(name: str, request: Request, manager: Admin) -> ChangeAnswer:
+    return await _answer(request, manager.unload(name))
+
+
+@router.put(
+    "/models/{name}/default",
+    response_model=ChangeAnswer,
+    summary="Pin the default version (null: follow the newest)",
+)
+async def set_default(
+    name: str, body: DefaultVersion, request: Request, manager: Admin
+) -> ChangeAnswer:
+    return await _answer(request, manager.set_default(name, body.version))
+
+
+@router.post(
+    "/repository/sync",
+    response_model=ChangeAnswer,
+    summary="Load new repository versions and unload removed ones, now",
+)
+async def sync_repository(request: Request, manager: Admin) -> ChangeAnswer:
+    return await _answer(request, manager.sync())

@@ -1,0 +1,592 @@
+"""Open Inference Protocol v2 (KServe / Triton REST) codec, with Triton's binary tensor data.
+
+Pure functions between wire bytes and the data plane: `decode_infer_request` turns a v2 infer
+body into fastinfer rows (which `RowSchema.validate_rows` then validates, exactly as for v1),
+`predictions_to_outputs` + `encode_infer_response` turn predictions back into a v2 body, and
+`model_metadata` / `server_metadata` describe a model and the server in v2's terms.
+
+Tabular models take one input tensor per field (name = field name, shape [N] or [N, 1]); a field
+with a per-row `shape` S takes [N, *S]. Classifier predictions go out as two tensors, `label`
+(BYTES [N]) and `probabilities` (FP64 [N, C], columns in label order); regressors as `value`
+(FP64 [N]); tensor models as one tensor per named output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import orjson
+
+from fastinfer.modelspec import InputField
+from fastinfer.protocols.v2_tensors import (
+    ACCEPTED_DATATYPES,
+    DATATYPES,
+    FIELD_DATATYPES,
+    Datatype,
+    OutputTensor,
+    V2Error,
+    V2TooManyRows,
+    binary_column,
+    datatype_names,
+    expected_binary_size,
+    json_column,
+    stack_values,
+)
+
+__all__ = [
+    "BINARY_CONTENT_TYPE",
+    "HEADER_LENGTH_HEADER",
+    "JSON_CONTENT_TYPE",
+    "InferRequest",
+    "OutputTensor",
+    "RequestedOutput",
+    "V2Error",
+    "V2TooManyRows",
+    "available_outputs",
+    "check_requested_outputs",
+    "decode_infer_request",
+    "encode_infer_response",
+    "model_metadata",
+    "parse_header_length",
+    "predictions_to_outputs",
+    "server_metadata",
+]
+
+HEADER_LENGTH_HEADER = "Inference-Header-Content-Length"
+JSON_CONTENT_TYPE = "application/json"
+BINARY_CONTENT_TYPE = "application/octet-stream"
+EXTENSIONS = ("binary_tensor_data", "model_repository")
+_UNSUPPORTED_PARAMETERS = {
+    "shared_memory_region": "shared memory",
+    "shared_memory_byte_size": "shared memory",
+    "shared_memory_offset": "shared memory",
+    "classification": "the classification extension",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedOutput:
+    """An output the request names. `binary` is its `binary_data` parameter; None when the
+    request left it out (then the request-level `binary_data_output` decides)."""
+
+    name: str
+    binary: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InferRequest:
+    """A decoded v2 infer request: rows for the data plane, and how to answer."""
+
+    id: str | None
+    parameters: dict[str, Any]
+    rows: list[dict[str, Any]]
+    outputs: list[RequestedOutput] | None = None  # None: every output
+    binary_outputs: bool = False  # the request-level `binary_data_output` parameter
+
+
+@dataclass(slots=True)
+class _Input:
+    """One request input, checked for form but not yet decoded."""
+
+    name: str
+    datatype: Datatype
+    dims: tuple[int, ...]
+    data: Any = None
+    binary_size: int | None = None
+    binary_offset: int = 0
+    spec: InputField | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests
+
+
+def parse_header_length(value: str | None) -> int | None:
+    """The `Inference-Header-Content-Length` header → an int (None when absent)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise V2Error(f"{HEADER_LENGTH_HEADER} must be a whole number of bytes, got {value!r}")
+    return int(text)
+
+
+def decode_infer_request(
+    body: bytes, header_length: int | None, fields: list[InputField], *, max_rows: int
+) -> InferRequest:
+    """A v2 infer body → rows keyed by field name (one dict per row, every field present).
+
+    `header_length` is the `Inference-Header-Content-Length` header: the body's first that many
+    bytes are the JSON header and the rest is binary tensor data for the inputs that carry
+    `parameters.binary_data_size`, in input order. Only the tensors' form is checked here
+    (names, datatypes, shapes, sizes); the values are left to the row schema.
+    """
+    header, binary = _split_body(body, header_length)
+    document = _parse_json(header, whole_body=header_length is None)
+    if not isinstance(document, dict):
+        raise V2Error(
+            f"the request must be a JSON object with 'inputs', not {_json_type(document)}"
+        )
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise V2Error(f"'id' must be a string, not {_json_type(request_id)}")
+    parameters = _parameters(document.get("parameters"), "the request")
+    binary_outputs = parameters.get("binary_data_output", False)
+    if not isinstance(binary_outputs, bool):
+        raise V2Error("parameter 'binary_data_output' must be true or false")
+    outputs = _requested_outputs(document.get("outputs"))
+
+    inputs = _inputs(document.get("inputs"), fields)
+    rows_count = _row_count(inputs, max_rows)
+    _place_binary(inputs, binary, has_header=header_length is not None)
+
+    columns: dict[str, list[Any]] = {}
+    for item in inputs:
+        assert item.spec is not None
+        row_dims = tuple(item.spec.shape or ())
+        if item.binary_size is not None:
+            view = binary[item.binary_offset : item.binary_offset + item.binary_size]
+            columns[item.name] = binary_column(item.name, item.datatype, item.dims, row_dims, view)
+        else:
+            columns[item.name] = json_column(
+                item.name, item.datatype, item.dims, row_dims, item.data
+            )
+    names = tuple(f.name for f in fields)
+    ordered = [columns[name] if name in columns else repeat(None, rows_count) for name in names]
+    # map/zip keep the per-row work in C: this is most of the decoding time for tabular requests
+    rows = list(map(dict, map(zip, repeat(names), zip(*ordered, strict=False))))
+    return InferRequest(
+        id=request_id,
+        parameters=parameters,
+        rows=rows,
+        outputs=outputs,
+        binary_outputs=binary_outputs,
+    )
+
+
+def _split_body(body: bytes, header_length: int | None) -> tuple[bytes, memoryview]:
+    if header_length is None:
+        return body, memoryview(b"")
+    if header_length < 0 or header_length > len(body):
+        raise V2Error(
+            f"{HEADER_LENGTH_HEADER} is {header_length} but the body has only {len(body)} bytes"
+        )
+    return body[:header_length], memoryview(body)[header_length:]
+
+
+def _parse_json(data: bytes, *, whole_body: bool) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        what = "the request body" if whole_body else f"the JSON header ({HEADER_LENGTH_HEADER})"
+        raise V2Error(f"{what} is not valid JSON: {exc}") from None
+
+
+def _parameters(value: Any, owner: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise V2Error(f"'parameters' of {owner} must be an object, not {_json_type(value)}")
+    for key, feature in _UNSUPPORTED_PARAMETERS.items():
+        if key in value:
+            raise V2Error(f"{owner}: parameter {key!r} asks for {feature}, which is not supported")
+    return value
+
+
+def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise V2Error(f"'outputs' must be a list, not {_json_type(value)}")
+    requested: list[RequestedOutput] = []
+    seen: set[str] = set()
+    for index, item in enumerate(value):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise V2Error(f"outputs[{index}] must be an object with a string 'name'")
+        name = item["name"]
+        if name in seen:
+            raise V2Error(f"output {name!r} is requested twice")
+        seen.add(name)
+        parameters = _parameters(item.get("parameters"), f"output {name!r}")
+        binary = parameters.get("binary_data")
+        if binary is not None and not isinstance(binary, bool):
+            raise V2Error(f"output {name!r}: parameter 'binary_data' must be true or false")
+        requested.append(RequestedOutput(name, binary))
+    return requested or None  # an empty list asks for nothing in particular: every output
+
+
+def _inputs(value: Any, fields: list[InputField]) -> list[_Input]:
+    """Check each input's form and match it to its field; nothing is decoded yet."""
+    if value is None:
+        raise V2Error("the request has no 'inputs' (a list of input tensors)")
+    if not isinstance(value, list):
+        raise V2Error(f"'inputs' must be a list of input tensors, not {_json_type(value)}")
+    if not value:
+        raise V2Error("'inputs' is empty; the request needs at least one input tensor")
+    by_name = {f.name: f for f in fields}
+    inputs: list[_Input] = []
+    seen: set[str] = set()
+    for index, item in enumerate(value):
+        parsed = _input(index, item)
+        if parsed.name in seen:
+            raise V2Error(f"input {parsed.name!r} appears twice")
+        seen.add(parsed.name)
+        spec = by_name.get(parsed.name)
+        if spec is None:
+            raise V2Error(
+                f"input {parsed.name!r} is not an input of this model (inputs: {_names(by_name)})"
+            )
+        accepted = ACCEPTED_DATATYPES[spec.type]
+        if parsed.datatype.name not in accepted:
+            raise V2Error(
+                f"input {parsed.name!r}: datatype {parsed.datatype.name} cannot hold the field's "
+                f"type {spec.type} (use {_datatype_hint(accepted)})"
+            )
+        _check_shape(parsed, spec)
+        parsed.spec = spec
+        inputs.append(parsed)
+    missing = [f.name for f in fields if f.name not in seen and not f.nullable]
+    if missing:
+        raise V2Error(f"required input(s) missing: {', '.join(map(repr, missing))}")
+    return inputs
+
+
+def _input(index: int, item: Any) -> _Input:
+    if not isinstance(item, dict):
+        raise V2Error(f"inputs[{index}] must be an object, not {_json_type(item)}")
+    name = item.get("name")
+    if not isinstance(name, str):
+        raise V2Error(f"inputs[{index}] needs a string 'name'")
+    datatype_name = item.get("datatype")
+    if not isinstance(datatype_name, str):
+        raise V2Error(f"input {name!r} needs a 'datatype' (one of {datatype_names()})")
+    datatype = DATATYPES.get(datatype_name)
+    if datatype is None:
+        raise V2Error(
+            f"input {name!r}: unknown datatype {datatype_name!r}; expected one of "
+            f"{datatype_names()}"
+        )
+    shape = item.get("shape")
+    if not isinstance(shape, list) or not shape:
+        raise V2Error(f"input {name!r} needs a 'shape': a list of dimensions, the first the rows")
+    if not all(type(d) is int and d >= 0 for d in shape):
+        raise V2Error(f"input {name!r}: shape {shape} must hold whole numbers >= 0")
+    parameters = _parameters(item.get("parameters"), f"input {name!r}")
+    size = parameters.get("binary_data_size")
+    data = item.get("data")
+    if size is not None:
+        if type(size) is not int or size < 0:
+            raise V2Error(f"input {name!r}: binary_data_size must be a whole number of bytes")
+        if data is not None:
+            raise V2Error(f"input {name!r} has both 'data' and binary_data_size; give one")
+    elif data is None:
+        raise V2Error(
+            f"input {name!r} has no data: give 'data', or binary data after the JSON header "
+            "with parameters.binary_data_size"
+        )
+    return _Input(name, datatype, tuple(shape), data, size)
+
+
+def _check_shape(item: _Input, spec: InputField) -> None:
+    dims = item.dims
+    if spec.shape is None:
+        if len(dims) == 1 or (len(dims) == 2 and dims[1] == 1):
+            return
+        raise V2Error(
+            f"input {item.name!r} has shape {list(dims)}; a scalar column takes [N] or [N, 1]"
+        )
+    if list(dims[1:]) != spec.shape:
+        expected = ", ".join(map(str, spec.shape))
+        raise V2Error(
+            f"input {item.name!r} has shape {list(dims)}; expected [N, {expected}] "
+            f"(N rows of the field's shape {spec.shape})"
+        )
+
+
+def _row_count(inputs: list[_Input], max_rows: int) -> int:
+    first = inputs[0]
+    rows = first.dims[0]
+    for item in inputs[1:]:
+        if item.dims[0] != rows:
+            raise V2Error(
+                f"inputs disagree on the number of rows: {first.name!r} has {rows}, "
+                f"{item.name!r} has {item.dims[0]}"
+            )
+    if rows == 0:
+        raise V2Error("the inputs hold 0 rows; a request needs at least one")
+    if rows > max_rows:
+        raise V2TooManyRows(rows, max_rows)
+    return rows
+
+
+def _place_binary(inputs: list[_Input], binary: memoryview, *, has_header: bool) -> None:
+    """Give each binary input its slice of the data after the header; the sizes must add up."""
+    offset = 0
+    for item in inputs:
+        if item.binary_size is None:
+            continue
+        if not has_header:
+            raise V2Error(
+                f"input {item.name!r} has binary_data_size but the request has no "
+                f"{HEADER_LENGTH_HEADER} header saying where the JSON ends"
+            )
+        needed = expected_binary_size(item.datatype, item.dims)
+        if needed is not None and needed != item.binary_size:
+            raise V2Error(
+                f"input {item.name!r}: binary_data_size is {item.binary_size} but shape "
+                f"{list(item.dims)} of {item.datatype.name} needs {needed} bytes"
+            )
+        item.binary_offset = offset
+        offset += item.binary_size
+    if offset != len(binary):
+        raise V2Error(
+            f"the binary data after the JSON header is {len(binary)} bytes but the inputs' "
+            f"binary_data_size add up to {offset}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses
+
+
+def available_outputs(
+    kind: str, output_schemas: Mapping[str, Any] | None = None
+) -> list[str] | None:
+    """The output names a model answers with, known before inference (None: not known)."""
+    if kind == "classifier":
+        return ["label", "probabilities"]
+    if kind == "regressor":
+        return ["value"]
+    return list(output_schemas) if output_schemas is not None else None
+
+
+def check_requested_outputs(
+    requested: Sequence[RequestedOutput] | None, available_names: Collection[str]
+) -> None:
+    """Reject unknown requested outputs before inference is spent on the request."""
+    if not requested:
+        return
+    unknown = [r.name for r in requested if r.name not in available_names]
+    if unknown:
+        raise V2Error(
+            f"requested output(s) {', '.join(map(repr, unknown))} are not outputs of this model "
+            f"(outputs: {', '.join(available_names) or 'none'})"
+        )
+
+
+def predictions_to_outputs(
+    predictions: list[dict[str, Any]], kind: str, labels: list[str] | None
+) -> list[OutputTensor]:
+    """fastinfer predictions (one dict per row) → v2 output tensors stacked across rows.
+
+    A problem here is the server's (the runtime answered in an unexpected form): ValueError,
+    not V2Error.
+    """
+    rows = len(predictions)
+    if kind == "classifier":
+        return _classifier_outputs(predictions, labels)
+    if kind == "regressor":
+        try:
+            values = np.array([p["value"] for p in predictions], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"regressor predictions must each hold a number 'value' ({exc})"
+            ) from None
+        return [OutputTensor("value", "FP64", [rows], values)]
+    if kind != "tensor":
+        raise ValueError(f"unknown output kind {kind!r}")
+    if not predictions:
+        return []
+    names = list(predictions[0])
+    try:
+        return [stack_values(name, [p[name] for p in predictions]) for name in names]
+    except KeyError as exc:
+        raise ValueError(f"tensor predictions differ in their outputs: a row lacks {exc}") from None
+
+
+def _classifier_outputs(
+    predictions: list[dict[str, Any]], labels: list[str] | None
+) -> list[OutputTensor]:
+    rows = len(predictions)
+    if labels is None:
+        labels = list(predictions[0]["probabilities"]) if predictions else []
+    width = len(labels)
+    try:
+        label_values = [str(p["label"]) for p in predictions]
+        if width == 1:
+            only = labels[0]
+            table: list[Any] = [[p["probabilities"][only]] for p in predictions]
+        elif width:
+            getter = itemgetter(*labels)
+            table = [getter(p["probabilities"]) for p in predictions]
+        else:
+            table = []
+    except KeyError as exc:
+        raise ValueError(
+            f"classifier predictions must hold 'label' and a probability per label ({exc} missing)"
+        ) from None
+    probabilities = np.array(table, dtype=np.float64).reshape(rows, width)
+    return [
+        OutputTensor("label", "BYTES", [rows], label_values),
+        OutputTensor("probabilities", "FP64", [rows, width], probabilities),
+    ]
+
+
+def encode_infer_response(
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: list[OutputTensor],
+    requested: list[RequestedOutput] | None,
+    binary_outputs: bool,
+    *,
+    client_id: str | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """Output tensors → the v2 response body and the headers it needs (Content-Type, and
+    Inference-Header-Content-Length when tensor data follows the JSON in binary).
+
+    `request_id` is fastinfer's own id (answered in `parameters.request_id`); `client_id` is the
+    request's `id`, echoed as the response `id` (fastinfer's id stands in when there is none).
+    Requested outputs pick and order the outputs; each goes binary if its `binary_data` says so,
+    else if the request's `binary_data_output` does.
+    """
+    if requested is None:
+        chosen = [(tensor, binary_outputs) for tensor in outputs]
+    else:
+        by_name = {tensor.name: tensor for tensor in outputs}
+        check_requested_outputs(requested, by_name)
+        chosen = [
+            (by_name[r.name], binary_outputs if r.binary is None else r.binary) for r in requested
+        ]
+    entries: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for tensor, binary in chosen:
+        entry: dict[str, Any] = {
+            "name": tensor.name,
+            "datatype": tensor.datatype,
+            "shape": tensor.shape,
+        }
+        if binary:
+            raw = tensor.binary_data()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = tensor.json_data()
+        entries.append(entry)
+    document: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    response_id = client_id if client_id is not None else request_id
+    if response_id is not None:
+        document["id"] = response_id
+    if request_id is not None:
+        document["parameters"] = {"request_id": request_id}
+    document["outputs"] = entries
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not chunks:
+        return header, {"Content-Type": JSON_CONTENT_TYPE}
+    headers = {"Content-Type": BINARY_CONTENT_TYPE, HEADER_LENGTH_HEADER: str(len(header))}
+    return b"".join([header, *chunks]), headers
+
+
+# ---------------------------------------------------------------------------------------------
+# Metadata
+
+
+def model_metadata(
+    name: str,
+    versions: list[str],
+    platform: str,
+    fields: list[InputField],
+    kind: str,
+    labels: list[str] | None,
+    output_schemas: Mapping[str, Mapping[str, Any]] | None,
+) -> dict[str, Any]:
+    """The v2 model metadata: one input per field, outputs as `predictions_to_outputs` makes them.
+
+    Shapes use -1 for the row dimension. A field's datatype is the one it is best sent as
+    (integer INT64, number FP64, string BYTES, boolean BOOL); integer datatypes also fit number
+    fields, and a field of type `any` (advertised as BYTES) accepts every datatype. Scalar
+    columns also accept [N, 1].
+    """
+    inputs = [
+        {"name": f.name, "datatype": FIELD_DATATYPES[f.type], "shape": [-1, *(f.shape or [])]}
+        for f in fields
+    ]
+    outputs: list[dict[str, Any]]
+    if kind == "classifier":
+        width = len(labels) if labels else -1
+        outputs = [
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP64", "shape": [-1, width]},
+        ]
+    elif kind == "regressor":
+        outputs = [{"name": "value", "datatype": "FP64", "shape": [-1]}]
+    else:
+        outputs = []
+        for output_name, schema in (output_schemas or {}).items():
+            described = _schema_tensor(schema)
+            if described is not None:
+                datatype, shape = described
+                outputs.append({"name": output_name, "datatype": datatype, "shape": shape})
+    return {
+        "name": name,
+        "versions": versions,
+        "platform": platform,
+        "inputs": inputs,
+        "outputs": outputs,
+    }
+
+
+_SCHEMA_DATATYPES = {"number": "FP64", "integer": "INT64", "boolean": "BOOL", "string": "BYTES"}
+
+
+def _schema_tensor(schema: Mapping[str, Any]) -> tuple[str, list[int]] | None:
+    """A per-row JSON schema → (datatype, [-1, *dims]); None when it describes no tensor."""
+    shape = [-1]
+    while schema.get("type") == "array":
+        low, high = schema.get("minItems"), schema.get("maxItems")
+        shape.append(low if isinstance(low, int) and low == high else -1)
+        schema = schema.get("items") or {}
+    if schema.get("type") == "object":
+        values = schema.get("additionalProperties")
+        if isinstance(values, Mapping) and values.get("type") in ("number", "integer"):
+            return "FP64", [*shape, -1]  # a map per row (ZipMap) goes out as [N, K]
+        return None
+    datatype = _SCHEMA_DATATYPES.get(str(schema.get("type")))
+    return (datatype, shape) if datatype is not None else None
+
+
+def server_metadata(version: str) -> dict[str, Any]:
+    """The v2 server metadata (`GET /v2`)."""
+    return {"name": "fastinfer", "version": version, "extensions": list(EXTENSIONS)}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _names(names: Collection[str], limit: int = 20) -> str:
+    shown = list(names)[:limit]
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(shown) + more if shown else "none"
+
+
+def _datatype_hint(accepted: frozenset[str]) -> str:
+    return " or ".join(n for n in DATATYPES if n in accepted)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "null" if value is None else type(value).__name__

@@ -1,0 +1,426 @@
+"""Loads, switches and retires model versions in one server process, in step with the others.
+
+Every change goes the same way, whether it comes from startup, the admin API, the v2
+repository extension or repository polling:
+
+1. load every version the new state adds (in a thread; the old versions keep serving),
+2. switch: install the new set in one synchronous step on the event loop,
+3. retire: wait until no request holds a retired version, then stop its engine.
+
+A change made through this process must load here first; if any version fails (bad sha256,
+corrupt file, failing self-test) nothing switches, the state is not published, and the
+caller gets the reasons. Otherwise the state is published on the control board and the
+change returns once every live server process has applied it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastinfer.config import Settings
+from fastinfer.engine import Engine
+from fastinfer.modelspec import ModelConfigError
+from fastinfer.observability.logging import get_logger
+from fastinfer.registry import ModelRegistry, ModelState, ServedModel
+from fastinfer.repository.control import ControlBoard
+from fastinfer.repository.layout import VersionPolicy, fingerprint, scan_repository
+from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource
+
+log = get_logger("fastinfer.repository")
+_WATCH_S = 0.05
+_ACK_POLL_S = 0.02
+
+
+class ChangeRefused(Exception):  # noqa: N818 - a refusal, with an HTTP status for the caller
+    """The change cannot be made as asked; nothing was changed."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+@dataclass
+class ChangeResult:
+    generation: int
+    changed: bool
+    workers: dict[str, str] = field(default_factory=dict)  # worker → "applied" or its error
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"generation": self.generation, "changed": self.changed, "workers": self.workers}
+
+
+Mutation = Callable[[DesiredState], DesiredState]
+
+
+class ModelManager:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        engine: Engine,
+        settings: Settings,
+        control: ControlBoard,
+        slot: int,
+    ) -> None:
+        self.registry = registry
+        self.engine = engine
+        self.settings = settings
+        self.control = control
+        self.slot = slot
+        self.applied = 0  # generation this process serves
+        self.started = False
+        self._reconcile_lock = asyncio.Lock()
+        self._change_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._bad_versions: dict[tuple[str, str], Any] = {}  # polling skips these until edited
+        self.repository = settings.model_repository
+        self.policy = VersionPolicy.parse(settings.version_policy)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Converge on the published state (or publish this registry's), then follow changes."""
+        state = self.control.read()
+        if state.generation == 0:
+            state = self.registry.snapshot(generation=1)
+            if self.control.acquire(timeout=0):
+                try:
+                    if self.control.generation() == 0:
+                        self.control.publish(state)
+                finally:
+                    self.control.release()
+            state = self.control.read()
+        failures = await self._reconcile(state, strict=False)
+        self.control.acknowledge(self.slot, state.generation, _summary(failures))
+        self.started = True
+        self._spawn(self._watch(), "control-watch")
+        if self.repository is not None and self.settings.repository_poll_s and self.slot == 0:
+            self._spawn(self._poll(self.settings.repository_poll_s), "repository-poll")
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self) -> None:
+        """Follow changes published by other processes."""
+        while True:
+            await asyncio.sleep(_WATCH_S)
+            if self.control.generation() <= self.applied:
+                continue
+            state = self.control.read()
+            if state.generation <= self.applied:
+                continue
+            failures = await self._reconcile(state, strict=False)
+            self.control.acknowledge(self.slot, state.generation, _summary(failures))
+
+    # -- applying a state --------------------------------------------------------------------
+
+    async def _reconcile(self, state: DesiredState, *, strict: bool) -> dict[str, str]:
+        """Load what `state` adds, switch, retire; failures by `name/version`.
+
+        strict: switch nothing if anything fails (the change came through this process).
+        """
+        async with self._reconcile_lock:
+            candidates: list[ServedModel] = []
+            failures: dict[str, str] = {}
+            for name, entry in state.models.items():
+                for version, source in entry.versions.items():
+                    current = self.registry.resolve(name, version)
+                    if (
+                        current is not None
+                        and current.source == source
+                        and (current.serving or current.state is ModelState.FAILED)
+                    ):
+                        continue  # as wanted already (a failed one is retried by a reload)
+                    try:
+                        candidate = self.registry.candidate(name, version, source)
+                    except (ModelConfigError, OSError) as exc:
+                        failures[f"{name}/{version}"] = str(exc)
+                        self.registry.failures[(name, version)] = str(exc)
+                        continue
+                    candidates.append(candidate)
+            for candidate in candidates:
+                await asyncio.to_thread(self.registry.load, candidate)
+                if candidate.ready:
+                    self.engine.attach(candidate)
+                else:
+                    failures[f"{candidate.name}/{candidate.version}"] = candidate.reason or "failed"
+            if strict and failures:
+                for candidate in candidates:
+                    if not candidate.serving:
+                        continue
+                    if self.registry.resolve(candidate.name, candidate.version) is candidate:
+                        continue  # already serving (loaded in place at startup)
+                    await self.engine.detach(candidate)
+                return failures
+            retired = self.registry.install(state, candidates)
+            self.applied = state.generation
+            for model in retired:
+                self._spawn(self._retire(model), f"retire-{model.label}")
+            if candidates or retired:
+                log.info(
+                    "models_changed",
+                    generation=state.generation,
+                    loaded=[c.label for c in candidates if c.ready],
+                    retired=[m.label for m in retired],
+                    failed=failures or None,
+                    defaults={
+                        name: (group.default().version if group.default() else None)  # type: ignore[union-attr]
+                        for name in self.registry.names()
+                        if (group := self.registry.get(name)) is not None
+                    },
+                )
+            return failures
+
+    async def _retire(self, model: ServedModel) -> None:
+        """Stop a version once the requests that chose it are answered."""
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        while model.in_flight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await self.engine.detach(model)
+        model.runtime = None  # let the memory go
+        model.state, model.reason = ModelState.LOADING, "retired"
+
+    # -- changes -----------------------------------------------------------------------------
+
+    async def change(self, mutate: Mutation) -> ChangeResult:
+        """Apply `mutate` to the published state, here first and then in every process."""
+        async with self._change_lock:
+            timeout = self.settings.reload_timeout_s
+            if not await asyncio.to_thread(self.control.acquire, timeout):
+                raise ChangeRefused(409, "busy", "another model change is in progress; retry")
+            try:
+                current = self.control.read()
+                wanted = mutate(current)
+                if wanted.same_models(current):
+                    return ChangeResult(current.generation, changed=False)
+                wanted = wanted.model_copy(update={"generation": current.generation + 1})
+                failures = await self._reconcile(wanted, strict=True)
+                if failures:
+                    raise ChangeRefused(
+                        422,
+                        "load_failed",
+                        "nothing changed: "
+                        + "; ".join(f"{key}: {why}" for key, why in failures.items()),
+                        {"failed": failures},
+                    )
+                self.control.publish(wanted)
+                self.control.acknowledge(self.slot, wanted.generation)
+                workers = await self._wait_for_workers(wanted.generation, timeout)
+                return ChangeResult(wanted.generation, changed=True, workers=workers)
+            finally:
+                self.control.release()
+
+    async def _wait_for_workers(self, generation: int, timeout: float) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            acks = [a for a in self.control.acknowledgements() if a.pid]
+            pending = [a for a in acks if a.generation < generation and _alive(a.pid)]
+            if not pending or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(_ACK_POLL_S)
+        return {
+            f"worker-{a.index}": (
+                "pending" if a.generation < generation else (a.error or "applied")
+            )
+            for a in acks
+        }
+
+    # -- the operations the admin API offers ---------------------------------------------------
+
+    def _repository_source(self, name: str, version: str) -> VersionSource:
+        if self.repository is None:
+            raise ChangeRefused(
+                409,
+                "no_repository",
+                "no model repository is configured (set FASTINFER_MODEL_REPOSITORY)",
+            )
+        path = self.repository / name / version
+        if not (path / "model.yaml").is_file():
+            found = scan_repository(self.repository).get(name, {})
+            raise ChangeRefused(
+                404,
+                "version_not_found",
+                f"no model {name!r} version {version!r} in the repository {self.repository}",
+                {"available": sorted(found)},
+            )
+        return VersionSource(path=str(path.resolve()))
+
+    async def load(self, name: str, version: str) -> ChangeResult:
+        """Load a version from the repository (reloading it if it is loaded already)."""
+
+        def mutate(state: DesiredState) -> DesiredState:
+            entry = state.models.get(name, ModelEntry())
+            existing = entry.versions.get(version)
+            source = existing or self._repository_source(name, version)
+            if existing is not None:
+                source = source.model_copy(update={"revision": existing.revision + 1})
+            return _with_entry(
+                state,
+                name,
+                entry.model_copy(update={"versions": {**entry.versions, version: source}}),
+            )
+
+        return await self.change(mutate)
+
+    async def reload(self, name: str, version: str) -> ChangeResult:
+        """Re-read a loaded version's files and swap it in."""
+
+        def mutate(state: DesiredState) -> DesiredState:
+            entry = _entry(state, name)
+            existing = _version(entry, name, version)
+            bumped = existing.model_copy(update={"revision": existing.revision + 1})
+            versions = {**entry.versions, version: bumped}
+            return _with_entry(state, name, entry.model_copy(update={"versions": versions}))
+
+        return await self.change(mutate)
+
+    async def unload(self, name: str, version: str | None = None) -> ChangeResult:
+        """Unload one version, or every version of the model (the model goes away)."""
+
+        def mutate(state: DesiredState) -> DesiredState:
+            entry = _entry(state, name)
+            if version is None:
+                return state.model_copy(
+                    update={"models": {k: v for k, v in state.models.items() if k != name}}
+                )
+            _version(entry, name, version)
+            versions = {v: s for v, s in entry.versions.items() if v != version}
+            pinned = None if entry.pinned == version else entry.pinned
+            return _with_entry(state, name, ModelEntry(versions=versions, pinned=pinned))
+
+        return await self.change(mutate)
+
+    async def set_default(self, name: str, version: str | None) -> ChangeResult:
+        """Pin the version that answers unversioned requests; None: the newest again."""
+
+        def mutate(state: DesiredState) -> DesiredState:
+            entry = _entry(state, name)
+            if version is not None:
+                _version(entry, name, version)
+            return _with_entry(state, name, entry.model_copy(update={"pinned": version}))
+
+        return await self.change(mutate)
+
+    async def load_model(self, name: str) -> ChangeResult:
+        """Load a model's versions from the repository by the version policy (v2 `load`)."""
+        if self.repository is None:
+            self._repository_source(name, "-")
+        assert self.repository is not None
+        found = scan_repository(self.repository).get(name)
+        if not found:
+            raise ChangeRefused(
+                404, "model_not_found", f"no model {name!r} in the repository {self.repository}"
+            )
+        return await self.change(lambda state: self._synced(state, {name: found}, only=name))
+
+    async def sync(self) -> ChangeResult:
+        """Bring the repository's models in line with its folders (the poller's step).
+
+        A version that failed to load is skipped by later syncs until its files change.
+        """
+        if self.repository is None:
+            self._repository_source("-", "-")
+        assert self.repository is not None
+        found = scan_repository(self.repository)
+        for (name, version), print_ in list(self._bad_versions.items()):
+            path = found.get(name, {}).get(version)
+            if path is not None and fingerprint(path) == print_:
+                del found[name][version]
+        try:
+            return await self.change(lambda state: self._synced(state, found))
+        except ChangeRefused as refused:
+            if refused.code == "load_failed":
+                for key in (refused.details or {}).get("failed", {}):
+                    name, _, version = key.partition("/")
+                    with contextlib.suppress(OSError):
+                        self._bad_versions[(name, version)] = fingerprint(
+                            self.repository / name / version
+                        )
+            raise
+
+    def _synced(
+        self, state: DesiredState, found: dict[str, dict[str, Path]], only: str | None = None
+    ) -> DesiredState:
+        """`state` with the repository's models set to the policy's versions of `found`."""
+        assert self.repository is not None
+        root = self.repository.resolve()
+        models = dict(state.models)
+        for name in list(models):
+            in_repository = all(
+                Path(s.path).is_relative_to(root) for s in models[name].versions.values()
+            )
+            if in_repository and name not in found and only is None:
+                del models[name]
+        for name, versions in found.items():
+            entry = models.get(name, ModelEntry())
+            chosen = self.policy.select(versions)
+            sources = {
+                v: entry.versions.get(v) or VersionSource(path=str(versions[v])) for v in chosen
+            }
+            pinned = entry.pinned if entry.pinned in sources else None
+            models[name] = ModelEntry(versions=sources, pinned=pinned)
+        return state.model_copy(update={"models": models})
+
+    async def _poll(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.sync()
+            except ChangeRefused as refused:
+                log.error("repository_sync_failed", reason=refused.message)
+            except Exception:
+                log.exception("repository_poll_failed")
+
+
+def _entry(state: DesiredState, name: str) -> ModelEntry:
+    entry = state.models.get(name)
+    if entry is None:
+        raise ChangeRefused(
+            404, "model_not_found", f"no model named {name!r}", {"available": sorted(state.models)}
+        )
+    return entry
+
+
+def _version(entry: ModelEntry, name: str, version: str) -> VersionSource:
+    source = entry.versions.get(version)
+    if source is None:
+        raise ChangeRefused(
+            404,
+            "version_not_found",
+            f"model {name!r} has no loaded version {version!r}",
+            {"loaded": sorted(entry.versions)},
+        )
+    return source
+
+
+def _with_entry(state: DesiredState, name: str, entry: ModelEntry) -> DesiredState:
+    return state.model_copy(update={"models": {**state.models, name: entry}})
+
+
+def _summary(failures: dict[str, str]) -> str:
+    return "; ".join(f"{key}: {why}" for key, why in failures.items())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,372 @@
+"""Plain Python models: a class or function named by `package.module:Attribute`.
+
+The model is code the operator installed (a pip package, or files listed in `code_paths`), so
+importing it is trusted like any other installed code; only an artefact it reads needs a pin.
+A model that is its own versioned package (the "embedded" layout) may leave `version` out of
+model.yaml: it is taken from the installed distribution.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from fastinfer.modelspec import InputField, OutputSpec
+from fastinfer.runtimes.base import Prediction, Row, Runtime
+from fastinfer.runtimes.outputs import class_labels, classifier_predictions
+
+_ENTRYPOINT = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_INPUT_FORMATS = ("records", "dataframe")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+class PythonRuntime(Runtime):
+    """Serves a Python callable: a class instantiated once, or a plain `predict` function."""
+
+    name = "python"
+    option_keys = ("entrypoint", "init_kwargs", "input_format")
+
+    def __init__(
+        self,
+        output: OutputSpec,
+        options: Mapping[str, Any] | None = None,
+        *,
+        directory: Path | None = None,
+    ) -> None:
+        super().__init__(output, options, directory=directory)
+        self.entrypoint = _check_entrypoint(self.options.get("entrypoint"))
+        init_kwargs = self.options.get("init_kwargs", {})
+        if not isinstance(init_kwargs, dict) or not all(isinstance(k, str) for k in init_kwargs):
+            raise ValueError(
+                f"runtime option init_kwargs must be a mapping of argument names to values "
+                f"(got {init_kwargs!r})"
+            )
+        if "model_dir" in init_kwargs:
+            raise ValueError(
+                "runtime option init_kwargs must not set model_dir: fastinfer passes the model "
+                "directory itself"
+            )
+        self.init_kwargs: dict[str, Any] = init_kwargs
+        input_format = self.options.get("input_format", "records")
+        if input_format not in _INPUT_FORMATS:
+            raise ValueError(
+                f"runtime option input_format must be one of {', '.join(_INPUT_FORMATS)} "
+                f"(got {input_format!r})"
+            )
+        self.input_format: str = input_format
+        self.model: Any = None
+        self._predict: Callable[[Any], Any] | None = None
+        self._predict_proba: Callable[[Any], Any] | None = None
+        self._labels: list[str] | None = None
+        self._fields: list[InputField] = []
+        self._tensor_columns: list[str] = []
+
+    def needs_trust(self, data: bytes) -> bool:
+        """Only an artefact needs a pin: the code itself is trusted by being installed."""
+        return bool(data)
+
+    def load(self, data: bytes) -> None:
+        """Import the entrypoint, build the model, and hand it the artefact if there is one."""
+        target = _resolve(self.entrypoint)
+        if inspect.isclass(target):
+            self.model = self._instantiate(target)
+        else:
+            if self.init_kwargs:
+                raise TypeError(
+                    f"entrypoint {self.entrypoint!r} is not a class, so runtime option "
+                    "init_kwargs has nothing to construct"
+                )
+            self.model = target
+        if callable(getattr(self.model, "predict", None)):
+            self._predict = self.model.predict
+        elif callable(self.model):
+            self._predict = self.model
+        else:
+            raise TypeError(
+                f"entrypoint {self.entrypoint!r} is a {type(self.model).__name__}: expected a "
+                "class whose instances have predict(batch), or a function predict(batch)"
+            )
+        if data:
+            loader = getattr(self.model, "load", None)
+            if not callable(loader):
+                raise TypeError(
+                    f"the config names an artefact but {self.entrypoint!r} has no "
+                    "load(data: bytes) method to receive it"
+                )
+            loader(data)
+        self._plan_classifier()
+
+    def _instantiate(self, cls: type) -> Any:
+        kwargs = dict(self.init_kwargs)
+        try:
+            parameters = set(inspect.signature(cls).parameters)
+        except (TypeError, ValueError):  # a builtin or extension type: no signature to read
+            parameters = set()
+        if "model_dir" in parameters:
+            kwargs["model_dir"] = self.directory
+        try:
+            return cls(**kwargs)
+        except Exception as exc:
+            raise RuntimeError(
+                f"entrypoint {self.entrypoint!r}: {cls.__name__}(**{sorted(kwargs)}) failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _plan_classifier(self) -> None:
+        """Use predict_proba when the model also names its classes, as scikit-learn does."""
+        if self.output.kind != "classifier":
+            return
+        predict_proba = getattr(self.model, "predict_proba", None)
+        classes = getattr(self.model, "classes_", None)
+        if classes is None:
+            classes = getattr(self.model, "classes", None)
+        if callable(predict_proba) and classes is not None and not callable(classes):
+            self._predict_proba = predict_proba
+            self._labels = class_labels(list(classes), self.output)
+
+    def bind_schema(self, fields: list[InputField]) -> None:
+        self._fields = list(fields)
+        self._tensor_columns = [f.name for f in fields if f.shape is not None]
+
+    def predict(self, rows: list[Row], columns: list[str]) -> list[Prediction]:
+        if self._predict is None:
+            raise RuntimeError("the python runtime was not loaded: call load() first")
+        batch = self._batch(rows, columns)
+        if self._predict_proba is not None and self._labels is not None:
+            probabilities = np.asarray(self._predict_proba(batch), dtype=float)
+            if probabilities.ndim != 2 or probabilities.shape[1] != len(self._labels):
+                raise ValueError(
+                    f"entrypoint {self.entrypoint!r}: predict_proba gave shape "
+                    f"{list(probabilities.shape)}; expected [{len(rows)}, {len(self._labels)}] "
+                    "(one probability per class)"
+                )
+            self._check_length(len(probabilities), len(rows))
+            return classifier_predictions(probabilities, self._labels)
+        results = self._as_list(self._predict(batch))
+        self._check_length(len(results), len(rows))
+        if self.output.kind == "classifier":
+            return [self._label(value) for value in results]
+        if self.output.kind == "regressor":
+            return [self._value(value) for value in results]
+        return [self._tensor(value) for value in results]
+
+    def _batch(self, rows: list[Row], columns: list[str]) -> Any:
+        """The rows in the model's chosen input format, holding plain Python values only."""
+        if self._tensor_columns:  # the numeric fast path hands tensor fields over as arrays
+            tensors = self._tensor_columns
+            rows = [
+                {**row, **{name: _plain_input(row[name]) for name in tensors if name in row}}
+                for row in rows
+            ]
+        if self.input_format == "records":
+            return rows
+        return _frame(rows, columns, {f.name: f for f in self._fields})
+
+    def _as_list(self, result: Any) -> list[Any]:
+        """The batch result as a list with one entry per row."""
+        if isinstance(result, pd.DataFrame):
+            return list(result.to_dict("records"))
+        if isinstance(result, pd.Series):
+            return list(result.tolist())
+        if isinstance(result, np.ndarray):
+            if result.ndim == 0:
+                raise TypeError(self._not_a_sequence(result))
+            if self.output.kind == "regressor" and result.ndim == 2 and result.shape[1] == 1:
+                result = result[:, 0]
+            return list(result.tolist())
+        if isinstance(result, str | bytes | Mapping) or not isinstance(result, Iterable):
+            raise TypeError(self._not_a_sequence(result))
+        return list(result)
+
+    def _not_a_sequence(self, result: Any) -> str:
+        return (
+            f"entrypoint {self.entrypoint!r} returned a {type(result).__name__}; expected a "
+            "list (or array) with one prediction per row"
+        )
+
+    def _check_length(self, got: int, expected: int) -> None:
+        if got != expected:
+            raise ValueError(
+                f"entrypoint {self.entrypoint!r} returned {got} predictions for {expected} rows"
+            )
+
+    def _label(self, value: Any) -> Prediction:
+        mapping = self.output.labels or {}
+        if isinstance(value, Mapping):
+            if "label" not in value:
+                raise TypeError(
+                    f"entrypoint {self.entrypoint!r} returned a dict without 'label' "
+                    f"(keys: {', '.join(map(str, value))}) for a classifier"
+                )
+            prediction = {str(k): self._json(v) for k, v in value.items()}
+            label = str(prediction["label"])
+            prediction["label"] = mapping.get(label, label)
+            probabilities = prediction.get("probabilities")
+            if isinstance(probabilities, dict):
+                prediction["probabilities"] = {
+                    mapping.get(k, k): _number(p, self.entrypoint) for k, p in probabilities.items()
+                }
+            return prediction
+        plain = self._json(value)
+        if isinstance(plain, list | dict) or plain is None:
+            raise TypeError(
+                f"entrypoint {self.entrypoint!r} returned {plain!r} for a classifier row; "
+                "expected a label or a dict with 'label'"
+            )
+        return {"label": mapping.get(str(plain), str(plain))}
+
+    def _value(self, value: Any) -> Prediction:
+        if isinstance(value, Mapping):
+            if "value" not in value:
+                raise TypeError(
+                    f"entrypoint {self.entrypoint!r} returned a dict without 'value' "
+                    f"(keys: {', '.join(map(str, value))}) for a regressor"
+                )
+            prediction = {str(k): self._json(v) for k, v in value.items()}
+            prediction["value"] = _number(prediction["value"], self.entrypoint)
+            return prediction
+        return {"value": _number(self._json(value), self.entrypoint)}
+
+    def _tensor(self, value: Any) -> Prediction:
+        if isinstance(value, Mapping):
+            return {str(k): self._json(v) for k, v in value.items()}
+        return {"output": self._json(value)}
+
+    def _json(self, value: Any) -> Any:
+        return _jsonable(value, self.entrypoint)
+
+    def derived_inputs(self) -> list[InputField] | None:
+        """The model's own `inputs` attribute, in InputField form, if it has one."""
+        declared = getattr(self.model, "inputs", None)
+        if declared is None:
+            return None
+        if isinstance(declared, str | bytes | Mapping) or not isinstance(declared, Iterable):
+            raise TypeError(
+                f"entrypoint {self.entrypoint!r}: `inputs` must be a list of field dicts "
+                f"(got a {type(declared).__name__})"
+            )
+        fields: list[InputField] = []
+        for index, item in enumerate(declared):
+            try:
+                fields.append(
+                    item if isinstance(item, InputField) else InputField.model_validate(item)
+                )
+            except ValidationError as exc:
+                raise ValueError(
+                    f"entrypoint {self.entrypoint!r}: inputs[{index}] is not a valid field: "
+                    + "; ".join(
+                        f"{'.'.join(map(str, e['loc'])) or '<field>'}: {e['msg']}"
+                        for e in exc.errors()
+                    )
+                ) from None
+        return fields
+
+    def output_labels(self) -> list[str] | None:
+        return self._labels
+
+
+def _check_entrypoint(value: Any) -> str:
+    if value is None:
+        raise ValueError(
+            "the python runtime needs runtime option entrypoint: 'package.module:Attribute'"
+        )
+    if not isinstance(value, str) or not _ENTRYPOINT.match(value):
+        raise ValueError(
+            f"runtime option entrypoint must look like 'package.module:Attribute' (got {value!r})"
+        )
+    return value
+
+
+def _resolve(entrypoint: str) -> Any:
+    """Import `module:attr.path`; every failure names the entrypoint and what was missing."""
+    module_name, _, attribute = entrypoint.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or module_name
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise ImportError(
+                f"entrypoint {entrypoint!r}: no module named {missing!r} (install the model's "
+                "package, or list its files in code_paths)"
+            ) from exc
+        raise ImportError(
+            f"entrypoint {entrypoint!r}: importing {module_name!r} failed because it imports "
+            f"{missing!r}, which is not installed"
+        ) from exc
+    except Exception as exc:
+        raise ImportError(
+            f"entrypoint {entrypoint!r}: importing {module_name!r} failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise AttributeError(
+                f"entrypoint {entrypoint!r}: {getattr(target, '__name__', module_name)!r} has no "
+                f"attribute {part!r}"
+            ) from None
+    return target
+
+
+def _jsonable(value: Any, entrypoint: str) -> Any:
+    """NumPy (or any `tolist()`-able) values → plain JSON values, recursively."""
+    if isinstance(value, np.generic | np.ndarray):  # before scalars: np.float64 is a float
+        return value.tolist()
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, Mapping):
+        return {_key(k): _jsonable(v, entrypoint) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, entrypoint) for v in value]
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):  # a pandas Series, a torch tensor, ...
+        return _jsonable(tolist(), entrypoint)
+    raise TypeError(
+        f"entrypoint {entrypoint!r} returned a {type(value).__name__} ({value!r:.80}), which "
+        "cannot be sent as JSON; return numbers, strings, lists or dicts"
+    )
+
+
+def _key(key: Any) -> str:
+    return str(key.item() if isinstance(key, np.generic) else key)
+
+
+def _number(value: Any, entrypoint: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"entrypoint {entrypoint!r} returned {value!r:.80} where a number belongs")
+    return float(value)
+
+
+def _plain_input(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+def _frame(rows: list[Row], columns: list[str], fields: Mapping[str, InputField]) -> pd.DataFrame:
+    """Rows → DataFrame with the dtype each field implies (numbers float64, missing NaN)."""
+    data: dict[str, Any] = {}
+    for name in columns:
+        values = [row.get(name) for row in rows]
+        field = fields.get(name)
+        kind = field.type if field is not None and field.shape is None else None
+        if kind == "number" or (kind == "integer" and None in values):
+            data[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        elif kind == "integer":
+            data[name] = np.array(values, dtype=np.int64)
+        elif field is not None and field.shape is not None:
+            column = np.empty(len(values), dtype=object)
+            for index, value in enumerate(values):  # one list per cell, never broadcast
+                column[index] = value
+            data[name] = column
+        else:
+            data[name] = values  # strings, booleans, any: pandas infers the dtype
+    return pd.DataFrame(data, columns=columns, copy=False)

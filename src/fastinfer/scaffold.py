@@ -1,0 +1,698 @@
+"""Build a model directory from a trained artefact and, optionally, a sample of its data.
+
+Writing `model.yaml` by hand means restating what the artefact and the data already know: the
+feature names, their types, the categories, a valid example. `fastinfer init` reads them instead:
+the artefact (loaded with its runtime) gives the feature names and whatever types it declares,
+the sample refines them, and the result is loaded exactly as `fastinfer serve` would load it
+before anything is put in place, so a directory it writes is one that serves.
+
+How the pieces are decided:
+
+- Runtime: from the artefact's extension (`RUNTIME_BY_EXTENSION`) unless given.
+- Kind: unless given, the runtime decides: the artefact is loaded as a classifier, then as a
+  regressor, then as a raw tensor model, and the first kind that loads wins. Runtimes refuse a
+  kind that does not fit with a TypeError (sklearn: no `predict_proba`; onnx: no [N,K]
+  probability output). A "classifier" with a single output column is taken for a regressor.
+- Inputs: the artefact's fields (`Runtime.derived_inputs`, plus the categories of scikit-learn
+  encoders that refuse unknown values), refined by the sample's columns; see `build_inputs`.
+- Example: the first sample row with no missing value (and only allowed values); the class it
+  predicts becomes `expected_example_output` for classifiers. Regressors get none: the
+  self-test compares exactly, and a float need not reproduce to the last bit on other hardware.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from pydantic import TypeAdapter, ValidationError
+
+from fastinfer.integrity import sha256_bytes
+from fastinfer.modelspec import (
+    CONFIG_FILENAME,
+    RUNTIME_NAMES,
+    ArtefactSpec,
+    FieldType,
+    InputField,
+    ModelConfig,
+    ModelConfigError,
+    OutputSpec,
+    dump_config,
+    load_model_directory,
+)
+from fastinfer.monitoring.reference import (
+    REFERENCE_FILENAME,
+    reference_statistics,
+    write_reference,
+)
+from fastinfer.registry import ModelRegistry, ServedModel
+from fastinfer.runtimes import Runtime, RuntimeUnavailable, create_runtime
+
+RUNTIME_BY_EXTENSION: dict[str, str] = {
+    ".joblib": "sklearn",
+    ".pkl": "sklearn",
+    ".pickle": "sklearn",
+    ".skops": "sklearn",
+    ".onnx": "onnx",
+    ".json": "xgboost",
+    ".ubj": "xgboost",
+    ".txt": "lightgbm",
+    ".lgb": "lightgbm",
+    ".pt": "torchscript",
+    ".torchscript": "torchscript",
+}
+KINDS: tuple[str, ...] = ("classifier", "regressor", "tensor")
+MAX_CATEGORIES = 50  # a string column with at most this many distinct values is categorical
+SAMPLE_SUFFIXES = (".csv", ".parquet", ".pq")
+_PREDICT_BATCH = 1024
+_SHOWN_VALUES = 5
+
+
+class ScaffoldError(RuntimeError):
+    """Why a model directory could not be built; the message says what to do about it."""
+
+
+@dataclass(frozen=True)
+class ScaffoldResult:
+    """What `scaffold` wrote, and what the user should know about it."""
+
+    directory: Path
+    config: ModelConfig
+    sources: dict[str, str]  # input field → "artefact", "sample" or "artefact + sample"
+    sample_rows: int | None  # None: no sample
+    files: list[str]
+    self_test: str
+    warnings: list[str]
+
+
+def runtime_for(path: Path) -> str:
+    """The runtime an artefact's extension implies."""
+    suffix = path.suffix.lower()
+    runtime = RUNTIME_BY_EXTENSION.get(suffix)
+    if runtime is None:
+        raise ScaffoldError(
+            f"{path.name}: cannot tell the runtime from the extension {suffix or '(none)'!r}; "
+            f"pass --runtime (one of: {', '.join(r for r in RUNTIME_NAMES if r != 'python')})"
+        )
+    return runtime
+
+
+def model_name_for(path: Path) -> str:
+    """A valid model name from the artefact's file name: `My Model.joblib` → `my-model`."""
+    stem = path.name.removesuffix(path.suffix) if path.suffix else path.name
+    slug = re.sub(r"[^a-z0-9_.-]+", "-", stem.lower()).lstrip("_.-")[:63].rstrip("_.-")
+    if not slug:
+        raise ScaffoldError(f"cannot make a model name from {path.name!r}; pass --name")
+    return slug
+
+
+def read_sample(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet sample, with string column names."""
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise ScaffoldError(f"{path}: no such sample file")
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path)
+        elif suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            raise ScaffoldError(
+                f"{path.name}: a sample must be {', '.join(SAMPLE_SUFFIXES)} (got {suffix!r})"
+            )
+    except ImportError as exc:
+        raise ScaffoldError(
+            f"{path.name}: reading Parquet needs pyarrow ({exc}); install it with "
+            "`pip install pyarrow`, or pass the sample as CSV"
+        ) from None
+    except (ValueError, OSError) as exc:
+        raise ScaffoldError(f"{path}: cannot read the sample: {exc}") from None
+    if frame.empty:
+        raise ScaffoldError(f"{path}: the sample has no rows")
+    frame.columns = pd.Index([str(c) for c in frame.columns])
+    return frame
+
+
+def infer_field(name: str, series: pd.Series[Any]) -> InputField:
+    """What one sample column says about its field: type, nullability, categories."""
+    field_type = _sample_type(name, series)
+    present = series.dropna()
+    allowed: list[str | int | float | bool] | None = None
+    if field_type == "string":
+        distinct = sorted({str(v) for v in present.tolist()})
+        # Every value different: an identifier or free text, not a category.
+        if 0 < len(distinct) <= MAX_CATEGORIES and len(distinct) < len(present):
+            allowed = list(distinct)
+    return InputField(
+        name=name, type=field_type, nullable=bool(series.isna().any()), allowed=allowed
+    )
+
+
+def build_inputs(
+    derived: Sequence[InputField] | None,
+    sample: pd.DataFrame | None,
+    *,
+    target: str | None = None,
+    positional: bool = False,
+) -> tuple[list[InputField], dict[str, str], list[str]]:
+    """The input fields, where each came from, and warnings.
+
+    With no sample, the artefact's fields as they are. With one, each artefact field is refined
+    by its column (`infer_field`), keeping what the artefact knew where the sample agrees; with
+    no names from the artefact, the sample's columns (less `target`) are the inputs. A model fit
+    on unnamed columns (`positional`) takes the sample's columns in order.
+    """
+    if sample is None:
+        if not derived:
+            raise ScaffoldError(
+                "the artefact names no inputs; pass --sample with rows of the data (CSV or "
+                "Parquet) so that init can read the columns"
+            )
+        return list(derived), {f.name: "artefact" for f in derived}, []
+    warnings: list[str] = []
+    columns = [c for c in sample.columns if c != target]
+    if target is not None and target not in sample.columns:
+        warnings.append(f"--target {target!r} is not a column of the sample")
+    if derived and target is not None and any(f.name == target for f in derived):
+        raise ScaffoldError(f"--target {target!r} is one of the model's own inputs")
+    known = list(derived or [])
+    if known and positional and not any(f.name in sample.columns for f in known):
+        besides = " besides --target" if target else ""
+        if len(columns) != len(known):
+            raise ScaffoldError(
+                f"the model takes {len(known)} unnamed features but the sample has "
+                f"{len(columns)} columns{besides}"
+            )
+        known = [_renamed(f, c) for f, c in zip(known, columns, strict=True)]
+        warnings.append(
+            "the artefact does not name its features: the sample's columns are taken in order"
+        )
+    if not known:
+        known = [InputField(name=c) for c in columns]
+    missing = [f.name for f in known if f.shape is None and f.name not in sample.columns]
+    if missing:
+        raise ScaffoldError(
+            f"the model needs column(s) the sample lacks: {', '.join(missing)} "
+            f"(sample columns: {', '.join(sample.columns)})"
+        )
+    names = {f.name for f in known}
+    unused = [c for c in columns if c not in names]
+    if unused:
+        warnings.append(f"sample columns the model does not use: {', '.join(unused)}")
+    fields: list[InputField] = []
+    sources: dict[str, str] = {}
+    for field in known:
+        if field.shape is not None:
+            fields.append(field)
+            sources[field.name] = "artefact"
+            continue
+        series = sample[field.name]
+        merged, notes = _merge_field(field, infer_field(field.name, series), series)
+        fields.append(merged)
+        warnings.extend(notes)
+        sources[field.name] = "sample" if _bare(field) else "artefact + sample"
+    return fields, sources, warnings
+
+
+def example_row(sample: pd.DataFrame, fields: Sequence[InputField]) -> dict[str, Any] | None:
+    """The first sample row with every field present and allowed, as plain JSON values."""
+    if any(f.name not in sample.columns for f in fields):
+        return None
+    names = [f.name for f in fields]
+    usable = sample[names].notna().all(axis=1)
+    for field in fields:
+        if field.allowed is not None:
+            usable &= sample[field.name].isin(field.allowed)
+    candidates = np.flatnonzero(usable.to_numpy())
+    if candidates.size == 0:
+        return None
+    record = sample.iloc[int(candidates[0])]
+    row = {f.name: _plain(record[f.name], f) for f in fields}
+    if any(f.shape is not None and not isinstance(row[f.name], list) for f in fields):
+        return None  # a tensor field the sample holds as text: no valid example
+    return row
+
+
+def scaffold(
+    artefact: Path,
+    *,
+    sample: Path | None = None,
+    name: str | None = None,
+    version: str = "1",
+    runtime: str | None = None,
+    kind: str | None = None,
+    target: str | None = None,
+    output: Path | None = None,
+    force: bool = False,
+) -> ScaffoldResult:
+    """Write a model directory for `artefact`, load it as the server would, then put it in place.
+
+    Nothing is left behind on failure: the directory is built beside its destination and only
+    moved there once it has loaded and passed its self-test.
+    """
+    if not artefact.is_file():
+        raise ScaffoldError(f"{artefact}: no such artefact file")
+    runtime_name = runtime or runtime_for(artefact)
+    _check_runtime(runtime_name)
+    if kind is not None and kind not in KINDS:
+        raise ScaffoldError(f"--kind must be one of {', '.join(KINDS)} (got {kind!r})")
+    name = name or model_name_for(artefact)
+    _check_name_version(name, version)
+    destination = output if output is not None else Path("models") / name / version
+    _check_destination(destination, force=force)
+    frame = read_sample(sample) if sample is not None else None
+
+    data = artefact.read_bytes()
+    chosen_kind, loaded = open_artefact(runtime_name, data, kind, source=artefact)
+    derived = _derived_inputs(loaded)
+    fields, sources, warnings = build_inputs(
+        derived, frame, target=target, positional=_positional(loaded)
+    )
+    example = example_row(frame, fields) if frame is not None else None
+    artefact_name = "model" + artefact.suffix.lower()
+    try:
+        config = ModelConfig(
+            name=name,
+            version=version,
+            runtime=runtime_name,  # checked by _check_runtime
+            artefact=ArtefactSpec(path=artefact_name, sha256=sha256_bytes(data)),
+            inputs=fields,
+            example=example,
+            output=OutputSpec(kind=chosen_kind),
+        )
+    except ValidationError as exc:
+        raise ScaffoldError(f"the config init would write is not valid: {exc}") from None
+
+    with _staging(destination) as staging:
+        (staging / artefact_name).write_bytes(data)
+        (staging / CONFIG_FILENAME).write_text(dump_config(config), encoding="utf-8")
+        served = _load(staging)
+        if example is not None and chosen_kind == "classifier":
+            (prediction,) = _predict(served, [example])
+            config = ModelConfig.model_validate(
+                {**config.model_dump(), "expected_example_output": prediction["label"]}
+            )
+            (staging / CONFIG_FILENAME).write_text(dump_config(config), encoding="utf-8")
+            served = _load(staging)  # the pin, the config and the expected output, for real
+        files = [artefact_name, CONFIG_FILENAME]
+        if frame is not None:
+            predictions, notes = _predict_sample(served, frame, fields)
+            warnings.extend(notes)
+            write_reference(
+                staging / REFERENCE_FILENAME, reference_statistics(frame, fields, predictions)
+            )
+            files.append(REFERENCE_FILENAME)
+        _install(staging, destination)
+    return ScaffoldResult(
+        directory=destination,
+        config=config,
+        sources=sources,
+        sample_rows=len(frame) if frame is not None else None,
+        files=files,
+        self_test=served.self_test,
+        warnings=warnings,
+    )
+
+
+def open_artefact(
+    runtime_name: str, data: bytes, kind: str | None, *, source: Path
+) -> tuple[str, Runtime]:
+    """Load and start the artefact as `kind`, or as the first kind that fits (module docstring)."""
+    problems: list[str] = []
+    for candidate in [kind] if kind is not None else KINDS:
+        try:
+            runtime = create_runtime(runtime_name, OutputSpec(kind=candidate))
+            runtime.load(data)
+            runtime.start()
+        except TypeError as exc:  # the runtime's way of saying "not this kind of model"
+            if kind is not None:
+                raise ScaffoldError(f"{source.name}: cannot load it as a {kind}: {exc}") from None
+            problems.append(f"as a {candidate}: {exc}")
+            continue
+        except RuntimeUnavailable as exc:
+            raise ScaffoldError(str(exc)) from None
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").startswith("fastinfer.runtimes"):
+                raise ScaffoldError(
+                    f"runtime {runtime_name!r} is not available in this fastinfer installation "
+                    f"(no module {exc.name})"
+                ) from None
+            raise ScaffoldError(f"{source.name}: cannot load it: {exc}") from None
+        except Exception as exc:
+            raise ScaffoldError(
+                f"{source.name}: the {runtime_name} runtime cannot load it: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        labels = runtime.output_labels()
+        if kind is None and candidate == "classifier" and labels is not None and len(labels) < 2:
+            problems.append("as a classifier: it has a single output column")
+            continue
+        return candidate, runtime
+    raise ScaffoldError(
+        f"{source.name}: the {runtime_name} runtime cannot load it "
+        + "; ".join(dict.fromkeys(problems))
+        + " (pass --kind, or check --runtime)"
+    )
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+def _sample_type(name: str, series: pd.Series[Any]) -> FieldType:
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _values_type(series.dropna().tolist())
+    if pd.api.types.is_integer_dtype(dtype):
+        return "integer"
+    if pd.api.types.is_float_dtype(dtype):
+        return "number"  # integer-valued floats too: a float column means NaN, or real numbers
+    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
+        return _values_type(series.dropna().tolist())
+    raise ScaffoldError(
+        f"sample column {name!r} has dtype {dtype}, which a JSON row cannot carry; convert it "
+        "(e.g. to text or numbers) or leave it out of the sample"
+    )
+
+
+def _values_type(values: list[Any]) -> FieldType:
+    """The field type of a column of Python values (object or categorical columns)."""
+    if not values:
+        return "any"
+    if all(isinstance(v, bool | np.bool_) for v in values):
+        return "boolean"
+    if all(isinstance(v, str) for v in values):
+        return "string"
+    if any(isinstance(v, bool | np.bool_) for v in values):
+        return "any"
+    if all(isinstance(v, int | np.integer) for v in values):
+        return "integer"
+    if all(isinstance(v, int | float | np.integer | np.floating) for v in values):
+        return "number"
+    return "any"
+
+
+def _merge_field(
+    known: InputField, seen: InputField, series: pd.Series[Any]
+) -> tuple[InputField, list[str]]:
+    """The artefact's field refined by what the sample shows; the artefact wins where both know."""
+    notes: list[str] = []
+    field_type = _merged_type(known, seen, series)
+    allowed = known.allowed
+    if allowed is not None:
+        present = {_python(v) for v in series.dropna().tolist()}
+        unknown = sorted((str(v) for v in present - set(allowed)), key=str)
+        if unknown:
+            shown = ", ".join(unknown[:_SHOWN_VALUES]) + (" ..." if len(unknown) > 5 else "")
+            notes.append(
+                f"column {known.name!r}: the sample holds values the model does not know "
+                f"({shown}); requests with them will be refused"
+            )
+    elif field_type == "string":
+        allowed = seen.allowed
+    data = known.model_dump()
+    data.update(type=field_type, nullable=known.nullable or seen.nullable, allowed=allowed)
+    return InputField.model_validate(data), notes
+
+
+def _merged_type(known: InputField, seen: InputField, series: pd.Series[Any]) -> FieldType:
+    model, sample = known.type, seen.type
+    if model == "any":
+        return sample
+    if sample in ("any", model):
+        return model
+    if model == "number" and sample == "integer":
+        return "number"
+    if model == "integer" and sample == "number" and _integral(series):
+        return "integer"
+    raise ScaffoldError(
+        f"column {known.name!r}: the model takes {model} values but the sample holds {sample} "
+        "values; check that the sample is data for this model"
+    )
+
+
+def _integral(series: pd.Series[Any]) -> bool:
+    values = pd.to_numeric(series.dropna(), errors="coerce")
+    return bool(values.notna().all() and (values % 1 == 0).all())
+
+
+def _bare(field: InputField) -> bool:
+    """Only a name: the artefact knew nothing else about this field."""
+    return field == InputField(name=field.name)
+
+
+def _renamed(field: InputField, name: str) -> InputField:
+    return InputField.model_validate({**field.model_dump(), "name": name})
+
+
+def _derived_inputs(runtime: Runtime) -> list[InputField] | None:
+    """The artefact's own fields, with categories from encoders that refuse unknown values."""
+    try:
+        derived = runtime.derived_inputs()
+    except (TypeError, ValueError) as exc:
+        raise ScaffoldError(f"cannot read the inputs from the artefact: {exc}") from None
+    if not derived:
+        return derived
+    categories = _encoder_categories(runtime)
+    return [
+        _with_categories(f, categories[f.name]) if f.name in categories and f.shape is None else f
+        for f in derived
+    ]
+
+
+def _positional(runtime: Runtime) -> bool:
+    """A scikit-learn model fit on an array: it takes columns by position, not by name."""
+    estimator = getattr(runtime, "estimator", None)
+    return estimator is not None and not hasattr(estimator, "feature_names_in_")
+
+
+def _encoder_categories(runtime: Runtime) -> dict[str, list[Any]]:
+    """Column → categories of scikit-learn encoders (handle_unknown="error") fit on named columns.
+
+    Such an encoder fails on any other value, so its categories are the field's true `allowed`
+    list, including those the sample happens not to hold.
+    """
+    estimator = getattr(runtime, "estimator", None)
+    if estimator is None:
+        return {}
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+
+    found: dict[str, list[Any]] = {}
+    for part in _sklearn_parts(estimator):
+        if not isinstance(part, OneHotEncoder | OrdinalEncoder):
+            continue
+        names = getattr(part, "feature_names_in_", None)
+        categories = getattr(part, "categories_", None)
+        if part.handle_unknown != "error" or names is None or categories is None:
+            continue
+        for column, values in zip(names, categories, strict=False):
+            found[str(column)] = list(values)
+    return found
+
+
+def _sklearn_parts(estimator: Any, depth: int = 0) -> Iterator[Any]:
+    """The estimator and, recursively, the fitted steps of pipelines and column transformers."""
+    yield estimator
+    if depth > 8:
+        return
+    for attribute in ("steps", "transformers_", "transformer_list"):
+        members = getattr(estimator, attribute, None)
+        if isinstance(members, list):
+            for member in members:
+                if isinstance(member, tuple) and len(member) >= 2:
+                    yield from _sklearn_parts(member[1], depth + 1)
+
+
+def _with_categories(field: InputField, categories: list[Any]) -> InputField:
+    values = [_python(v) for v in categories]
+    kept = [v for v in values if not _missing(v)]
+    category_type = _values_type(kept)
+    if category_type in ("any", "boolean") or field.type not in ("any", category_type):
+        return field
+    data = field.model_dump()
+    data.update(
+        type=category_type,
+        allowed=sorted(kept),
+        nullable=field.nullable or len(kept) < len(values),  # NaN was a category: missing is fine
+    )
+    return InputField.model_validate(data)
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+def _python(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _plain(value: Any, field: InputField) -> Any:
+    """A sample cell as the JSON value a client would send for `field` (None when missing)."""
+    value = _python(value)
+    if isinstance(value, list):
+        return value
+    if value is None or pd.isna(value):
+        return None
+    if field.type == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if field.type == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _rows(sample: pd.DataFrame, fields: Sequence[InputField]) -> list[dict[str, Any]]:
+    columns = {f.name: [_plain(v, f) for v in sample[f.name].tolist()] for f in fields}
+    return [
+        dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
+    ]
+
+
+# --- loading and predicting ------------------------------------------------------------------
+
+
+def _load(root: Path) -> ServedModel:
+    """Load a model directory exactly as the server does (pinned, self-tested)."""
+    try:
+        directory = load_model_directory(root)
+    except ModelConfigError as exc:
+        raise ScaffoldError(f"the written config is not valid: {exc}") from None
+    registry = ModelRegistry([directory], max_rows=_PREDICT_BATCH, trust_unpinned=False)
+    model = next(iter(registry))
+    registry.load(model)
+    if not model.ready:
+        raise ScaffoldError(f"the new model directory does not load: {model.reason}")
+    return model
+
+
+def _predict(model: ServedModel, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    assert model.schema is not None and model.runtime is not None
+    valid = model.schema.validate_rows(rows)
+    return model.runtime.predict(valid, model.schema.columns)
+
+
+def _predict_or_none(model: ServedModel, rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    try:
+        return _predict(model, rows)
+    except Exception:
+        return None
+
+
+def _predict_sample(
+    model: ServedModel, frame: pd.DataFrame, fields: Sequence[InputField]
+) -> tuple[list[Any] | None, list[str]]:
+    """The label or value of each sample row (None where a row fails), in batches."""
+    key = {"classifier": "label", "regressor": "value"}.get(model.config.output.kind)
+    if key is None:
+        return None, []
+    if any(f.name not in frame.columns for f in fields):
+        return None, ["the sample lacks tensor inputs: reference.json has no prediction"]
+    rows = _rows(frame, fields)
+    predicted: list[Any] = []
+    failures: list[str] = []
+    for start in range(0, len(rows), _PREDICT_BATCH):
+        batch = rows[start : start + _PREDICT_BATCH]
+        whole = _predict_or_none(model, batch)
+        if whole is not None:
+            predicted.extend(p[key] for p in whole)
+            continue
+        for offset, row in enumerate(batch):  # find the rows at fault
+            try:
+                predicted.append(_predict(model, [row])[0][key])
+            except Exception as exc:
+                predicted.append(None)
+                failures.append(f"row {start + offset}: {exc}")
+    notes = []
+    if failures:
+        notes.append(
+            f"{len(failures)} of {len(rows)} sample rows could not be predicted "
+            f"(first: {failures[0]}); they count as missing predictions in {REFERENCE_FILENAME}"
+        )
+    return predicted, notes
+
+
+# --- the directory ---------------------------------------------------------------------------
+
+
+def _check_runtime(name: str) -> None:
+    if name == "python":
+        raise ScaffoldError(
+            "the python runtime serves code, not an artefact: write its model.yaml by hand"
+        )
+    if name not in RUNTIME_NAMES:
+        choices = ", ".join(r for r in RUNTIME_NAMES if r != "python")
+        raise ScaffoldError(f"unknown runtime {name!r}; use one of: {choices}")
+
+
+def _check_name_version(name: str, version: str) -> None:
+    """The config's own rules for names and versions, checked before any work is done."""
+    for option, field_name, value in (("--name", "name", name), ("--version", "version", version)):
+        field = ModelConfig.model_fields[field_name]
+        try:
+            TypeAdapter(Annotated[str, field]).validate_python(value)
+        except ValidationError as exc:
+            raise ScaffoldError(
+                f"{option} {value!r} is not valid: {exc.errors()[0]['msg'].lower()}"
+            ) from None
+
+
+def _check_destination(destination: Path, *, force: bool) -> None:
+    if not destination.exists():
+        return
+    if not destination.is_dir():
+        raise ScaffoldError(f"{destination} exists and is not a directory")
+    if any(destination.iterdir()) and not force:
+        raise ScaffoldError(
+            f"{destination} already exists; pass --force to overwrite it, or choose another "
+            "place with --output or --version"
+        )
+
+
+@contextmanager
+def _staging(destination: Path) -> Iterator[Path]:
+    """A fresh folder beside `destination`; removed (with any parents it made) on failure."""
+    parent = destination.absolute().parent
+    made = [p for p in (parent, *parent.parents) if not p.exists()]
+    parent.mkdir(parents=True, exist_ok=True)
+    # Hidden, and "~" is no valid version: a server scanning the repository ignores it.
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.init~", dir=parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:  # deepest first; stop at the first one that is not empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    shutil.rmtree(staging, ignore_errors=True)  # emptied, or already moved into place
+
+
+def _install(staging: Path, destination: Path) -> None:
+    """Move the staged files into place (over an existing directory only with --force)."""
+    if not destination.exists():
+        staging.rename(destination)
+        return
+    if not (staging / REFERENCE_FILENAME).exists():
+        (destination / REFERENCE_FILENAME).unlink(missing_ok=True)  # stale: another sample
+    # model.yaml last: a server reloading the directory meanwhile sees the old config fail its
+    # pin (and keeps the old version serving) rather than a new config with an old artefact.
+    for item in sorted(staging.iterdir(), key=lambda p: p.name == CONFIG_FILENAME):
+        item.replace(destination / item.name)
