@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from fastinfer import __version__
-from fastinfer.api import admin, docs, probes, v1
+from fastinfer.api import admin, docs, probes, v1, v2
 from fastinfer.api.errors import install_error_handlers
 from fastinfer.api.openapi import install_openapi
 from fastinfer.api.service import ServiceApp
@@ -136,6 +136,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(probes.router)
     app.include_router(v1.router)
+    app.include_router(v2.router)
     app.include_router(admin.router)
     docs.install_docs(app)
     install_openapi(app, registry)

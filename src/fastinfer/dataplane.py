@@ -93,10 +93,15 @@ class DataPlane:
                 str(exc), details={"rows": exc.actual, "max_rows": exc.limit}
             ) from None
         except InvalidRowsError as exc:
-            raise InvalidInput(
-                f"the input does not match the schema of model {model.name!r}: {exc}",
-                details=[p.as_dict() for p in exc.problems],
-            ) from None
+            raise _invalid(model, exc) from None
+
+    def validate(self, model: ServedModel, rows: list[Row]) -> list[Row]:
+        """Rows another protocol decoded → validated rows (the same checks as `parse`)."""
+        assert model.schema is not None
+        try:
+            return model.schema.validate_rows(rows)
+        except InvalidRowsError as exc:
+            raise _invalid(model, exc) from None
 
     async def infer(
         self, model: ServedModel, rows: list[Row], deadline: float, request_id: str
@@ -121,3 +126,10 @@ class DataPlane:
             "request_id": request_id,
             "predictions": predictions,
         }
+
+
+def _invalid(model: ServedModel, exc: InvalidRowsError) -> InvalidInput:
+    return InvalidInput(
+        f"the input does not match the schema of model {model.name!r}: {exc}",
+        details=[p.as_dict() for p in exc.problems],
+    )

@@ -53,8 +53,9 @@ def read_pinned(
     if expected_sha256 is None:
         if not trust_unpinned and needs_trust(data):
             raise UnpinnedArtefactError(
-                f"{path}: no sha256 pin (sha256 of the file is {actual}). Loading it would run any "
-                "code it contains. Pin it in model.yaml, pass NAME=PATH#sha256:HEX, or opt in with "
+                f"{path}: no sha256 pin (sha256 of the file is {actual}). Loading an unverified "
+                "file of this format is unsafe (a pickle runs any code it contains). Pin it in "
+                "model.yaml, pass NAME=PATH#sha256:HEX, or opt in with "
                 "--trust-unpinned / FASTINFER_TRUST_UNPINNED_ARTEFACTS=true for files you built."
             )
         return data

@@ -421,7 +421,9 @@ def _merge_field(
     elif field_type == "string":
         allowed = seen.allowed
     data = known.model_dump()
-    data.update(type=field_type, nullable=known.nullable or seen.nullable, allowed=allowed)
+    # The sample says whether values go missing; the artefact only says whether it could cope.
+    nullable = seen.nullable or (known.nullable and known.allowed is not None)
+    data.update(type=field_type, nullable=nullable, allowed=allowed)
     return InputField.model_validate(data), notes
 
 
@@ -432,7 +434,9 @@ def _merged_type(known: InputField, seen: InputField, series: pd.Series[Any]) ->
     if sample in ("any", model):
         return model
     if model == "number" and sample == "integer":
-        return "number"
+        return "integer"  # whole numbers in the data: the narrower type documents it better
+    if model in ("number", "integer") and sample == "boolean":
+        return "boolean"  # a 0/1 flag: numeric to the model, true/false to its clients
     if model == "integer" and sample == "number" and _integral(series):
         return "integer"
     raise ScaffoldError(

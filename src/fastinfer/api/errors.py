@@ -67,6 +67,10 @@ def error_response(
 ) -> Response:
     request_id = request_id_of(request.scope)
     all_headers = {REQUEST_ID_HEADER: request_id, **(headers or {})}
+    if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
+        # The Open Inference Protocol's error shape, which its clients parse.
+        body = orjson.dumps({"error": message})
+        return Response(body, status, all_headers, media_type="application/json")
     return Response(
         error_json(code, message, details, request_id),
         status_code=status,

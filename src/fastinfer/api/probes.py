@@ -20,7 +20,7 @@ from fastinfer import __version__
 from fastinfer.api.context import request_id_of
 from fastinfer.api.errors import ErrorBody
 from fastinfer.engine import Engine
-from fastinfer.registry import ModelRegistry
+from fastinfer.registry import ModelRegistry, ModelState
 
 router = APIRouter(tags=["probes"])
 
@@ -61,6 +61,10 @@ def readiness_problems(state: Any) -> dict[str, str]:
     registry: ModelRegistry = state.registry
     engine: Engine = state.engine
     problems = registry.not_ready()
+    if not state.manager.started:  # until every version of the starting state has loaded
+        for model in registry:
+            if not model.serving and model.state is not ModelState.FAILED:
+                problems.setdefault(model.name, model.reason or "loading")
     problems.update(engine.not_ready())
     return problems
 

@@ -22,6 +22,7 @@ from fastinfer.api.context import incoming_request_id
 from fastinfer.api.errors import error_json
 from fastinfer.api.predict import header, predict_exchange
 from fastinfer.api.probes import ProbeAnswer, liveness, readiness
+from fastinfer.api.v2 import INFER_PREFIX, INFER_SUFFIX, infer_exchange, infer_target
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import ServiceError
 from fastinfer.observability.logging import emit_record, get_logger
@@ -62,6 +63,12 @@ class ServiceApp:
             target = predict_target(path[len(_PREDICT_PREFIX) : -len(_PREDICT_SUFFIX)])
             if target is not None and not (self._cors and header(scope, b"origin")):
                 return await self._predict(*target, scope, receive, send, request_id)
+        elif method == "POST" and path.startswith(INFER_PREFIX) and path.endswith(INFER_SUFFIX):
+            target = infer_target(path)
+            if target is not None and not (self._cors and header(scope, b"origin")):
+                status, payload, extra = await infer_exchange(self._plane, *target, scope, receive)
+                await _send(send, status, payload, request_id, extra)
+                return status
         elif method == "GET" and path in _PROBES:
             answer: ProbeAnswer = _PROBES[path](self.state, request_id)
             status, body, headers = answer
@@ -148,11 +155,18 @@ def predict_target(middle: str) -> tuple[str, str | None] | None:
 async def _send_json(
     send: Send, status: int, body: bytes, request_id: str, headers: dict[str, str]
 ) -> None:
+    await _send(send, status, body, request_id, {"Content-Type": "application/json", **headers})
+
+
+async def _send(
+    send: Send, status: int, body: bytes, request_id: str, headers: dict[str, str]
+) -> None:
     raw = [
-        (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode("latin-1")),
     ]
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    if not any(key == b"content-type" for key, _ in raw):
+        raw.append((b"content-type", b"application/json"))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})

@@ -124,7 +124,8 @@ def decode_infer_request(
     `header_length` is the `Inference-Header-Content-Length` header: the body's first that many
     bytes are the JSON header and the rest is binary tensor data for the inputs that carry
     `parameters.binary_data_size`, in input order. Only the tensors' form is checked here
-    (names, datatypes, shapes, sizes); the values are left to the row schema.
+    (names, datatypes, shapes, sizes); the values are left to the row schema. In a nullable
+    scalar float column, NaN means missing (None), since tensors cannot hold nulls.
     """
     header, binary = _split_body(body, header_length)
     document = _parse_json(header, whole_body=header_length is None)
@@ -156,6 +157,10 @@ def decode_infer_request(
             columns[item.name] = json_column(
                 item.name, item.datatype, item.dims, row_dims, item.data
             )
+        is_float = item.datatype.name.startswith(("FP", "BF"))
+        if item.spec.nullable and item.spec.shape is None and is_float:
+            # Tensors have no null: NaN is how a float column says "missing" (as in pandas).
+            columns[item.name] = [None if v != v else v for v in columns[item.name]]  # noqa: PLR0124
     names = tuple(f.name for f in fields)
     ordered = [columns[name] if name in columns else repeat(None, rows_count) for name in names]
     # map/zip keep the per-row work in C: this is most of the decoding time for tabular requests
