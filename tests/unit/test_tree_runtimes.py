@@ -338,7 +338,7 @@ def test_xgboost_options_and_labels_are_checked(xgb_models: dict[str, xgb.Booste
         XGBoostRuntime(OutputSpec(), {"nthread": "four"})
     with pytest.raises(ValueError, match=r"unknown xgboost runtime option\(s\): n_jobs"):
         XGBoostRuntime(OutputSpec(), {"n_jobs": 2})
-    with pytest.raises(ValueError, match=r"key\(s\) 2 are not classes"):
+    with pytest.raises(ValueError, match=r"key\(s\) 2 are not class indices"):
         create_runtime("xgboost", OutputSpec(labels={"2": "x"})).load(
             saved(xgb_models["binary"], "json")
         )

@@ -76,3 +76,16 @@ class Runtime(ABC):
     def output_labels(self) -> list[str] | None:
         """The labels a classifier can answer, once loaded (for typed responses)."""
         return None
+
+
+def whole_number_option(
+    options: Mapping[str, Any], key: str, *, default: int, minimum: int, note: str = ""
+) -> int:
+    """A runtime option that must be an integer >= minimum (thread counts), checked at load
+    so a typo in model.yaml fails with the option's name rather than deep in a framework."""
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"runtime option {key} must be a whole number >= {minimum}{note}; got {value!r}"
+        )
+    return value

@@ -27,8 +27,12 @@ import lightgbm as lgb
 import numpy as np
 
 from fastinfer.modelspec import FieldType, InputField, OutputSpec
-from fastinfer.runtimes.base import Prediction, Row, Runtime
-from fastinfer.runtimes.outputs import class_labels, classifier_predictions, regressor_predictions
+from fastinfer.runtimes.base import Prediction, Row, Runtime, whole_number_option
+from fastinfer.runtimes.outputs import (
+    classifier_predictions,
+    index_labels,
+    regressor_predictions,
+)
 
 Category = str | int | float | bool
 
@@ -114,12 +118,9 @@ class LightGBMRuntime(Runtime):
         directory: Path | None = None,
     ) -> None:
         super().__init__(output, options, directory=directory)
-        threads = self.options.get("num_threads", 1)
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-            raise ValueError(
-                "runtime option num_threads must be a whole number >= 0 (0: OpenMP's default); "
-                f"got {threads!r}"
-            )
+        threads = whole_number_option(
+            self.options, "num_threads", default=1, minimum=0, note=" (0: OpenMP's default)"
+        )
         self._num_threads: int = threads
         self._labels: list[str] | None = None
         self._binary = False
@@ -139,7 +140,7 @@ class LightGBMRuntime(Runtime):
         header = _read_header(text)
         width = _output_width(header.objective, self.output.kind, header.num_class)
         if width is not None:
-            self._labels = _index_labels(width, self.output)
+            self._labels = index_labels(width, self.output, "booster")
         self._binary = header.objective == "binary"
         self._features = _features(header)
         self._text = _sequential(text, header)
@@ -357,17 +358,6 @@ def _output_width(objective: str, kind: str, num_class: int) -> int | None:
             raise TypeError(f"the booster's objective {objective} is not one fastinfer serves")
         return None
     raise TypeError(f"the lightgbm runtime answers output kind classifier or regressor, not {kind}")
-
-
-def _index_labels(width: int, output: OutputSpec) -> list[str]:
-    """Labels of classes 0..K-1, through `output.labels`, whose keys must be such indices."""
-    stray = sorted(set(output.labels or {}) - {str(i) for i in range(width)})
-    if stray:
-        raise ValueError(
-            f"output.labels key(s) {', '.join(stray)} are not classes of the booster, whose "
-            f"{width} classes are 0..{width - 1}"
-        )
-    return class_labels(list(range(width)), output)
 
 
 def _booster(text: str) -> Any:

@@ -18,8 +18,8 @@ import numpy as np
 import onnxruntime as ort
 
 from fastinfer.modelspec import FieldType, InputField, OutputSpec
-from fastinfer.runtimes.base import Prediction, Row, Runtime
-from fastinfer.runtimes.outputs import class_labels, classifier_predictions
+from fastinfer.runtimes.base import Prediction, Row, Runtime, whole_number_option
+from fastinfer.runtimes.outputs import class_labels, classifier_predictions, index_labels
 
 Dim = int | str | None
 
@@ -133,7 +133,7 @@ class OnnxRuntime(Runtime):
             self._zipmap = bool(_ZIPMAP.match(chosen.type))
             width = None if self._zipmap else chosen.shape[1]
             if isinstance(width, int):
-                self._labels = _index_labels(width, self.output)
+                self._labels = index_labels(width, self.output, "model")
         elif self.output.kind == "regressor":
             first = outputs[0]
             if first.type not in _TENSOR_TYPES or first.type == "tensor(string)":
@@ -235,7 +235,7 @@ class OnnxRuntime(Runtime):
             labels = class_labels(keys, self.output)
         else:
             probabilities = np.asarray(result, dtype=float)
-            labels = self._labels or _index_labels(probabilities.shape[1], self.output)
+            labels = self._labels or index_labels(probabilities.shape[1], self.output, "model")
         if len(labels) != probabilities.shape[1]:
             raise ValueError(
                 f"the model gave {probabilities.shape[1]} probabilities for {len(labels)} labels"
@@ -293,13 +293,7 @@ def _session_options(options: Mapping[str, Any]) -> ort.SessionOptions:
 
 
 def _thread_count(options: Mapping[str, Any], key: str) -> int:
-    value = options.get(key, 1)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(
-            f"runtime option {key} must be a whole number >= 0 (0: onnxruntime decides); "
-            f"got {value!r}"
-        )
-    return value
+    return whole_number_option(options, key, default=1, minimum=0, note=" (0: onnxruntime decides)")
 
 
 def _plan_input(arg: Any) -> _GraphInput:
@@ -342,17 +336,6 @@ def _fixed_batch_of_one(inputs: Sequence[Any]) -> bool:
             "with a dynamic first dimension (or a batch of 1)"
         )
     return bool(fixed)
-
-
-def _index_labels(width: int, output: OutputSpec) -> list[str]:
-    """Labels of a [N,K] probability tensor: class index "0".."K-1" through `output.labels`."""
-    stray = sorted(set(output.labels or {}) - {str(i) for i in range(width)})
-    if stray:
-        raise ValueError(
-            f"output.labels key(s) {', '.join(stray)} are not class indices of the model's "
-            f"{width} probabilities (0..{width - 1})"
-        )
-    return class_labels(list(range(width)), output)
 
 
 def _is_probability_matrix(out: Any) -> bool:

@@ -18,6 +18,18 @@ def class_labels(classes: Sequence[Any], output: OutputSpec) -> list[str]:
     return [mapping.get(_class_key(value), _class_key(value)) for value in classes]
 
 
+def index_labels(width: int, output: OutputSpec, model: str) -> list[str]:
+    """Labels of a model whose classes are the indices 0..width-1 of its probability columns,
+    through `output.labels`, whose keys must be such indices (`model` names it in errors)."""
+    stray = sorted(set(output.labels or {}) - {str(i) for i in range(width)})
+    if stray:
+        raise ValueError(
+            f"output.labels key(s) {', '.join(stray)} are not class indices of the {model}, "
+            f"whose {width} classes are 0..{width - 1}"
+        )
+    return class_labels(list(range(width)), output)
+
+
 def _class_key(value: Any) -> str:
     if isinstance(value, np.generic):
         value = value.item()

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from fastinfer.modelspec import InputField, OutputSpec
-from fastinfer.runtimes.base import Prediction, Row, Runtime
-from fastinfer.runtimes.outputs import class_labels, classifier_predictions
+from fastinfer.runtimes.base import Prediction, Row, Runtime, whole_number_option
+from fastinfer.runtimes.outputs import class_labels, classifier_predictions, index_labels
 
 _DTYPES: dict[str, tuple[Any, Any]] = {  # field type → (numpy dtype, torch dtype)
     "number": (np.float32, torch.float32),
@@ -46,11 +46,7 @@ class TorchScriptRuntime(Runtime):
                 f"runtime option device must be a torch device such as 'cpu' or 'cuda:0' "
                 f"(got {device!r}): {exc}"
             ) from None
-        threads = self.options.get("threads", 1)
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(
-                f"runtime option threads must be a whole number >= 1 (got {threads!r})"
-            )
+        threads = whole_number_option(self.options, "threads", default=1, minimum=1)
         self._threads: int = threads
         logits = self.options.get("logits", False)
         if not isinstance(logits, bool):
@@ -154,7 +150,7 @@ class TorchScriptRuntime(Runtime):
         probabilities = result.detach().to("cpu", torch.float64).numpy()
         labels = self._labels
         if labels is None or len(labels) != probabilities.shape[1]:
-            labels = _index_labels(probabilities.shape[1], self.output)
+            labels = index_labels(probabilities.shape[1], self.output, "module")
             self._labels = labels
         return classifier_predictions(probabilities, labels)
 
@@ -174,17 +170,6 @@ def _declared_labels(output: OutputSpec) -> list[str] | None:
     if output.kind != "classifier" or not keys or keys != {str(i) for i in range(len(keys))}:
         return None
     return class_labels(list(range(len(keys))), output)
-
-
-def _index_labels(width: int, output: OutputSpec) -> list[str]:
-    """Labels of a [N, C] output: class index "0".."C-1" through `output.labels`."""
-    stray = sorted(set(output.labels or {}) - {str(i) for i in range(width)})
-    if stray:
-        raise ValueError(
-            f"output.labels key(s) {', '.join(stray)} are not class indices of the module's "
-            f"{width} outputs (0..{width - 1})"
-        )
-    return class_labels(list(range(width)), output)
 
 
 def _array(values: list[Any], dtype: Any, what: str) -> Any:

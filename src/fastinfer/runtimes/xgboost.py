@@ -26,8 +26,12 @@ import numpy as np
 import xgboost as xgb
 
 from fastinfer.modelspec import FieldType, InputField, OutputSpec
-from fastinfer.runtimes.base import Prediction, Row, Runtime
-from fastinfer.runtimes.outputs import class_labels, classifier_predictions, regressor_predictions
+from fastinfer.runtimes.base import Prediction, Row, Runtime, whole_number_option
+from fastinfer.runtimes.outputs import (
+    classifier_predictions,
+    index_labels,
+    regressor_predictions,
+)
 
 Category = str | int | float
 
@@ -95,12 +99,9 @@ class XGBoostRuntime(Runtime):
         directory: Path | None = None,
     ) -> None:
         super().__init__(output, options, directory=directory)
-        nthread = self.options.get("nthread", 1)
-        if isinstance(nthread, bool) or not isinstance(nthread, int) or nthread < 0:
-            raise ValueError(
-                "runtime option nthread must be a whole number >= 0 (0: all cores); "
-                f"got {nthread!r}"
-            )
+        nthread = whole_number_option(
+            self.options, "nthread", default=1, minimum=0, note=" (0: all cores)"
+        )
         self._nthread: int = nthread
         self._labels: list[str] | None = None
         self._binary = False
@@ -139,7 +140,7 @@ class XGBoostRuntime(Runtime):
             objective, self.output.kind, int(params["num_class"]), int(params.get("num_target", 1))
         )
         if width is not None:
-            self._labels = _index_labels(width, self.output)
+            self._labels = index_labels(width, self.output, "booster")
         self._binary = objective == "binary:logistic"
         names = booster.feature_names or [f"f{i}" for i in range(booster.num_features())]
         self._features = [
@@ -215,17 +216,6 @@ def _output_width(objective: str, kind: str, num_class: int, num_target: int) ->
             )
         return None
     raise TypeError(f"the xgboost runtime answers output kind classifier or regressor, not {kind}")
-
-
-def _index_labels(width: int, output: OutputSpec) -> list[str]:
-    """Labels of classes 0..K-1, through `output.labels`, whose keys must be such indices."""
-    stray = sorted(set(output.labels or {}) - {str(i) for i in range(width)})
-    if stray:
-        raise ValueError(
-            f"output.labels key(s) {', '.join(stray)} are not classes of the booster, whose "
-            f"{width} classes are 0..{width - 1}"
-        )
-    return class_labels(list(range(width)), output)
 
 
 def _feature(name: str, kind: str | None, categories: list[Category] | None) -> _Feature:
