@@ -128,13 +128,35 @@ class ModelVersions:
         self.name = name
         self.versions: dict[str, ServedModel] = {}
         self.pinned: str | None = None
+        self.changes = 0  # bump after changing `versions` or `pinned` (invalidates the caches)
+        self._order: tuple[int, list[str]] = (-1, [])
+        self._default: tuple[int, str | None, ServedModel | None] = (-1, None, None)
 
     def ordered(self) -> list[ServedModel]:
         """Oldest first."""
-        return [self.versions[v] for v in sorted(self.versions, key=version_key)]
+        if self._order[0] != self.changes:
+            self._order = (self.changes, sorted(self.versions, key=version_key))
+        versions = self.versions
+        return [versions[v] for v in self._order[1]]
 
     def default(self) -> ServedModel | None:
-        """The pinned version if it serves, else the newest version that serves."""
+        """The pinned version if it serves, else the newest version that serves.
+
+        Cached per change (every request asks), and recomputed if the cached one stopped serving.
+        """
+        changes, pinned, model = self._default
+        if (
+            changes == self.changes
+            and pinned == self.pinned
+            and model is not None
+            and model.serving
+        ):
+            return model
+        model = self._choose_default()
+        self._default = (self.changes, self.pinned, model)
+        return model
+
+    def _choose_default(self) -> ServedModel | None:
         pinned = self.versions.get(self.pinned) if self.pinned else None
         if pinned is not None and pinned.serving:
             return pinned
@@ -174,6 +196,7 @@ class ModelRegistry:
             group.versions[key[1]] = ServedModel(
                 directory=directory, source=source_of(directory, bare=directory.bare)
             )
+            group.changes += 1
         for name, version in (pins or {}).items():
             pinned = self._models.get(name)
             if pinned is None or version not in pinned.versions:
@@ -274,6 +297,7 @@ class ModelRegistry:
                     versions[version] = current
             retired += [m for v, m in group.versions.items() if v not in entry.versions]
             group.versions, group.pinned = versions, entry.pinned
+            group.changes += 1
             models[name] = group
         for name, group in self._models.items():
             if name not in state.models:

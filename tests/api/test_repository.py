@@ -217,3 +217,15 @@ def test_version_policy_latest_and_pinned_defaults(repository: Path) -> None:
         listing = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
         assert [v["version"] for v in listing["tiny"]["versions"]] == ["2"]
         assert listing["other"]["pinned"] is True
+
+
+def test_unloading_the_last_version_removes_the_model(client: TestClient) -> None:
+    for version in ("9", "10"):
+        response = client.post(f"/admin/models/other/versions/{version}/unload", headers=AUTH)
+        assert response.status_code == 200, response.text
+    assert client.get("/readyz").status_code == 200  # tiny still serves: the pod stays in
+    assert "other" not in client.get("/readyz").json()["models"]
+    assert predict(client, "/v1/models/other/predict").status_code == 404
+    reloaded = client.post("/admin/models/other/versions/10/load", headers=AUTH)
+    assert reloaded.status_code == 200, reloaded.text
+    assert predict(client, "/v1/models/other/predict").json()["version"] == "10"

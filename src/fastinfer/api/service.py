@@ -155,7 +155,14 @@ def predict_target(middle: str) -> tuple[str, str | None] | None:
 async def _send_json(
     send: Send, status: int, body: bytes, request_id: str, headers: dict[str, str]
 ) -> None:
-    await _send(send, status, body, request_id, {"Content-Type": "application/json", **headers})
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode("latin-1")),
+    ]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _send(

@@ -300,6 +300,10 @@ class ModelManager:
                 )
             _version(entry, name, version)
             versions = {v: s for v, s in entry.versions.items() if v != version}
+            if not versions:  # the last version: the model goes (a model with none is unready)
+                return state.model_copy(
+                    update={"models": {k: v for k, v in state.models.items() if k != name}}
+                )
             pinned = None if entry.pinned == version else entry.pinned
             return _with_entry(state, name, ModelEntry(versions=versions, pinned=pinned))
 
