@@ -147,6 +147,6 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "X-Request-ID", "Authorization"],
-            expose_headers=["X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-Model-Version", "Server-Timing"],
         )
     return ServiceApp(app, app.state.dataplane, cors=bool(settings.cors_origins))

@@ -118,14 +118,15 @@ class DataPlane:
 
     async def predict(
         self, model: ServedModel, rows: list[Row], deadline: float, request_id: str
-    ) -> dict[str, Any]:
-        predictions, _ = await self.infer(model, rows, deadline, request_id)
-        return {
+    ) -> tuple[dict[str, Any], WorkItem]:
+        predictions, item = await self.infer(model, rows, deadline, request_id)
+        answer = {
             "model": model.name,
             "version": model.version,
             "request_id": request_id,
             "predictions": predictions,
         }
+        return answer, item
 
 
 def _invalid(model: ServedModel, exc: InvalidRowsError) -> InvalidInput:

@@ -6,6 +6,8 @@ validator parses the bytes in one pass.
 
 from __future__ import annotations
 
+import time
+
 import orjson
 from starlette.types import Receive, Scope
 
@@ -15,6 +17,8 @@ from fastinfer.errors import MalformedRequest, PayloadTooLarge, UnsupportedMedia
 from fastinfer.observability.logging import get_logger
 
 log = get_logger("fastinfer.v1")
+MODEL_VERSION_HEADER = "X-Model-Version"
+SERVER_TIMING_HEADER = "Server-Timing"
 _LOGGED_BODY_BYTES = 8192
 
 
@@ -62,9 +66,9 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 async def predict_exchange(
     plane: DataPlane, name: str, version: str | None, scope: Scope, receive: Receive
-) -> tuple[bytes, str]:
-    """The JSON answer to `POST /v1/models/{name}[/versions/{version}]/predict` and the version
-    that computed it; raises ServiceError for 4xx/5xx."""
+) -> tuple[bytes, dict[str, str]]:
+    """The JSON answer to `POST /v1/models/{name}[/versions/{version}]/predict` and its headers
+    (the version that computed it, Server-Timing); raises ServiceError for 4xx/5xx."""
     model = plane.model(name, version)
     try:
         state = scope.setdefault("state", {})
@@ -75,7 +79,10 @@ async def predict_exchange(
         if plane.settings.log_request_bodies:  # off by default: bodies may hold personal data
             log.debug("request_body", body=body[:_LOGGED_BODY_BYTES].decode("utf-8", "replace"))
         rows = plane.parse(model, body)
-        result = await plane.predict(model, rows, deadline, request_id_of(scope))
-        return orjson.dumps(result), model.version
+        result, item = await plane.predict(model, rows, deadline, request_id_of(scope))
+        encoding = time.perf_counter()
+        body = orjson.dumps(result)
+        timing = item.server_timing(time.perf_counter() - encoding)
+        return body, {MODEL_VERSION_HEADER: model.version, SERVER_TIMING_HEADER: timing}
     finally:
         plane.release(model)

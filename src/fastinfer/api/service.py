@@ -30,7 +30,6 @@ from fastinfer.observability.logging import emit_record, get_logger
 log = get_logger("fastinfer.errors")
 _PREDICT_PREFIX = "/v1/models/"
 _PREDICT_SUFFIX = "/predict"
-MODEL_VERSION_HEADER = "X-Model-Version"
 _PROBES = {"/livez": liveness, "/readyz": readiness}
 _QUIET_PATHS = frozenset({"/livez", "/readyz", "/health", "/favicon.ico"})
 
@@ -87,10 +86,7 @@ class ServiceApp:
     ) -> int:
         headers: dict[str, str] = {}
         try:
-            body, served_version = await predict_exchange(
-                self._plane, name, version, scope, receive
-            )
-            headers = {MODEL_VERSION_HEADER: served_version}
+            body, headers = await predict_exchange(self._plane, name, version, scope, receive)
             status = 200
         except ServiceError as exc:
             status, headers = exc.status, exc.headers

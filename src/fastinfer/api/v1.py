@@ -155,5 +155,5 @@ async def predict_version(name: str, version: str, request: Request) -> Response
 
 async def _predict(request: Request, name: str, version: str | None) -> Response:
     plane: DataPlane = request.app.state.dataplane
-    body, served = await predict_exchange(plane, name, version, request.scope, request.receive)
-    return Response(body, media_type="application/json", headers={"X-Model-Version": served})
+    body, headers = await predict_exchange(plane, name, version, request.scope, request.receive)
+    return Response(body, media_type="application/json", headers=headers)

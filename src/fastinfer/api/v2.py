@@ -8,6 +8,7 @@ Inference is served on the hot path by `api.service`; the rest are ordinary rout
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -18,7 +19,12 @@ from starlette.types import Receive, Scope
 from fastinfer import __version__
 from fastinfer.api.admin import ChangeFailed, require_admin
 from fastinfer.api.context import request_id_of
-from fastinfer.api.predict import header, read_body
+from fastinfer.api.predict import (
+    MODEL_VERSION_HEADER,
+    SERVER_TIMING_HEADER,
+    header,
+    read_body,
+)
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import InferenceFailed, ServiceError
 from fastinfer.observability.logging import get_logger
@@ -66,7 +72,7 @@ async def infer_exchange(
         state = scope.setdefault("state", {})
         state["model"], state["version"] = model.name, model.version
         body, headers = await _infer(plane, model, scope, receive, request_id)
-        return 200, body, {**headers, "X-Model-Version": model.version}
+        return 200, body, {**headers, MODEL_VERSION_HEADER: model.version}
     except v2.V2TooManyRows as exc:
         return 413, error_body(str(exc)), {}
     except v2.V2Error as exc:
@@ -92,13 +98,14 @@ async def _infer(
     if available is not None:
         v2.check_requested_outputs(request.outputs, available)
     rows = plane.validate(model, request.rows)
-    predictions, _ = await plane.infer(model, rows, deadline, request_id)
+    predictions, item = await plane.infer(model, rows, deadline, request_id)
+    encoding = time.perf_counter()
     try:
         tensors = v2.predictions_to_outputs(predictions, kind, model.runtime.output_labels())
     except ValueError as exc:
         log.error("v2_output_encoding_failed", model=model.label, error=str(exc))
         raise InferenceFailed("the model's outputs do not fit a v2 tensor") from None
-    return v2.encode_infer_response(
+    body, headers = v2.encode_infer_response(
         model.name,
         model.version,
         request_id,
@@ -107,6 +114,8 @@ async def _infer(
         request.binary_outputs,
         client_id=request.id,
     )
+    headers[SERVER_TIMING_HEADER] = item.server_timing(time.perf_counter() - encoding)
+    return body, headers
 
 
 def infer_target(path: str) -> tuple[str, str | None] | None:

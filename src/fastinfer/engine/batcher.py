@@ -140,11 +140,14 @@ class ModelEngine:
                 while self.queued_items == 0:
                     self._wakeup.clear()
                     await self._wakeup.wait()
+                waited = 0.0
                 if delay and self.queued_rows < self.batching.max_batch_size:
                     self._filled.clear()
+                    holding = time.monotonic()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._filled.wait(), delay)
-                batch = self._take_batch()
+                    waited = time.monotonic() - holding
+                batch = self._take_batch(waited)
             except BaseException:
                 self._free.release()
                 raise
@@ -153,7 +156,7 @@ class ModelEngine:
             else:
                 self._free.release()
 
-    def _take_batch(self) -> list[WorkItem]:
+    def _take_batch(self, waited: float = 0.0) -> list[WorkItem]:
         limit = self.batching.max_batch_size
         batch: list[WorkItem] = []
         rows = 0
@@ -169,6 +172,8 @@ class ModelEngine:
             item.started_at = now
             batch.append(item)
             rows += len(item.rows)
+        for item in batch:
+            item.batch_wait = waited
         self.queued_items -= len(batch)
         self.queued_rows -= rows
         self.running_items += len(batch)
@@ -182,7 +187,10 @@ class ModelEngine:
         self.completed_batches += 1
         if outcome.calls == 1:
             self.service.observe(outcome.rows, outcome.seconds)
+        now = time.monotonic()
         for item, result in zip(items, outcome.results, strict=True):
+            item.finished_at, item.infer_seconds = now, outcome.seconds
+            item.batch_rows, item.batch_requests = outcome.rows, len(items)
             if item.future.done():
                 continue  # its deadline passed while it ran
             if isinstance(result, BaseException):

@@ -19,6 +19,27 @@ class WorkItem:
     enqueued_at: float
     started_at: float | None = None  # taken into a batch
     cancelled: bool = False  # gave up while queued: skipped, never computed
+    batch_wait: float = 0.0  # of the time queued, how long a free worker held on to fill a batch
+    infer_seconds: float = 0.0  # the model call(s) of its batch
+    finished_at: float | None = None  # answered by the worker (back on the event loop)
+    batch_rows: int = 0
+    batch_requests: int = 0
+
+    def server_timing(self, encode_seconds: float) -> str:
+        """The `Server-Timing` header: where this request's time went, in milliseconds."""
+        if self.started_at is None or self.finished_at is None:
+            return f"encode;dur={encode_seconds * 1000:.3f}"
+        queued = self.started_at - self.enqueued_at
+        waited = min(self.batch_wait, queued)
+        dispatch = max(0.0, self.finished_at - self.started_at - self.infer_seconds)
+        return (
+            f"queue;dur={(queued - waited) * 1000:.3f}, "
+            f"batch-wait;dur={waited * 1000:.3f}, "
+            f"infer;dur={self.infer_seconds * 1000:.3f}, "
+            f"dispatch;dur={dispatch * 1000:.3f}, "
+            f"encode;dur={encode_seconds * 1000:.3f}, "
+            f'batch;desc="rows={self.batch_rows} requests={self.batch_requests}"'
+        )
 
 
 @dataclass(slots=True)
