@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastinfer.config import Settings
@@ -19,8 +20,10 @@ from fastinfer.errors import (
     ModelNotFound,
     ModelNotReady,
     PayloadTooLarge,
+    RequestRejected,
     ServiceError,
 )
+from fastinfer.hooks import HookContext, Reject
 from fastinfer.registry import ModelRegistry, ServedModel
 from fastinfer.runtimes import Prediction, Row
 from fastinfer.schema import InvalidRowsError, MalformedBodyError, TooManyRowsError
@@ -102,6 +105,26 @@ class DataPlane:
             return model.schema.validate_rows(rows)
         except InvalidRowsError as exc:
             raise _invalid(model, exc) from None
+
+    async def before_hooks(self, model: ServedModel, rows: list[Row], request_id: str) -> list[Row]:
+        """Rows after the model's pre-hooks (validated again if a hook changed them)."""
+        context = HookContext(model.name, model.version, request_id)
+        try:
+            changed = await model.hooks.before(rows, context)
+        except Reject as refused:
+            status = refused.status if 400 <= refused.status < 500 else 422
+            raise RequestRejected(refused.message, status) from None
+        return rows if changed is None else self.validate(model, changed)
+
+    @staticmethod
+    def after_hooks(
+        model: ServedModel, rows: list[Row], predictions: list[Prediction], request_id: str
+    ) -> Callable[[], None] | None:
+        """What to call once the response is sent (None: the model has no post-hooks)."""
+        if not model.hooks.post:
+            return None
+        context = HookContext(model.name, model.version, request_id)
+        return lambda: model.hooks.after(rows, predictions, context)
 
     async def infer(
         self, model: ServedModel, rows: list[Row], deadline: float, request_id: str

@@ -58,3 +58,14 @@ class ModelNotReady(ServiceError):  # noqa: N818
 class InferenceFailed(ServiceError):  # noqa: N818
     status = 500
     code = "inference_failed"
+
+
+class RequestRejected(ServiceError):  # noqa: N818
+    """A pre-predict hook refused the request (422 unless the hook chose another status)."""
+
+    status = 422
+    code = "rejected"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status

@@ -113,6 +113,21 @@ class OutputSpec(_Strict):
         return value
 
 
+class HooksSpec(_Strict):
+    """Async functions run around each prediction (see fastinfer.hooks)."""
+
+    pre: list[str] = Field(
+        default_factory=list,
+        description="'module:function' pre-hooks: may return new rows or raise Reject.",
+    )
+    post: list[str] = Field(
+        default_factory=list, description="'module:function' post-hooks, run after the response."
+    )
+    timeout_ms: float = Field(
+        default=100.0, gt=0, le=10_000, description="Longest a hook may run before it is skipped."
+    )
+
+
 class ModelConfig(_Strict):
     """What `model.yaml` holds."""
 
@@ -145,6 +160,7 @@ class ModelConfig(_Strict):
     )
     output: OutputSpec = Field(default_factory=OutputSpec)
     batching: BatchingSpec = Field(default_factory=BatchingSpec)
+    hooks: HooksSpec = Field(default_factory=HooksSpec)
 
     @model_validator(mode="after")
     def _check_inputs(self) -> ModelConfig:

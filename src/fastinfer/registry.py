@@ -16,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fastinfer.hooks import Hooks, load_hooks
 from fastinfer.integrity import read_pinned, sha256_bytes
 from fastinfer.modelspec import (
     ArtefactSpec,
@@ -65,6 +66,7 @@ class ServedModel:
     source: VersionSource = field(default_factory=lambda: VersionSource(path=""))
     engine: ModelEngine | None = None  # attached by the engine once loaded
     in_flight: int = 0  # requests that resolved this version and have not been answered
+    hooks: Hooks = field(default_factory=Hooks)
 
     @property
     def revision(self) -> int:
@@ -367,6 +369,8 @@ class ModelRegistry:
             model.sha256 = sha256_bytes(data)
         with _import_lock:  # unpickling imports modules; keep that single-threaded
             runtime.load(data)
+            spec = config.hooks
+            model.hooks = load_hooks(spec.pre, spec.post, spec.timeout_ms)
         model.runtime = runtime
         model.prepared = True
 

@@ -86,6 +86,7 @@ def test_probes_and_health(tiny_client: TestClient) -> None:
             "reason": None,
             "default": True,
             "in_flight": 0,
+            "hooks": None,
         }
     ]
     assert {"booted_at", "version"} <= set(health)

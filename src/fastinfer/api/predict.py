@@ -7,6 +7,7 @@ validator parses the bytes in one pass.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import orjson
 from starlette.types import Receive, Scope
@@ -19,6 +20,7 @@ from fastinfer.observability.logging import get_logger
 log = get_logger("fastinfer.v1")
 MODEL_VERSION_HEADER = "X-Model-Version"
 SERVER_TIMING_HEADER = "Server-Timing"
+AFTER_RESPONSE = "after_response"  # scope state: a callable to run once the response is sent
 _LOGGED_BODY_BYTES = 8192
 
 
@@ -79,10 +81,22 @@ async def predict_exchange(
         if plane.settings.log_request_bodies:  # off by default: bodies may hold personal data
             log.debug("request_body", body=body[:_LOGGED_BODY_BYTES].decode("utf-8", "replace"))
         rows = plane.parse(model, body)
-        result, item = await plane.predict(model, rows, deadline, request_id_of(scope))
+        request_id = request_id_of(scope)
+        if model.hooks.pre:
+            rows = await plane.before_hooks(model, rows, request_id)
+        result, item = await plane.predict(model, rows, deadline, request_id)
+        if model.hooks.post:  # run by the transport once the response is sent
+            state[AFTER_RESPONSE] = plane.after_hooks(
+                model, rows, result["predictions"], request_id
+            )
         encoding = time.perf_counter()
         body = orjson.dumps(result)
         timing = item.server_timing(time.perf_counter() - encoding)
         return body, {MODEL_VERSION_HEADER: model.version, SERVER_TIMING_HEADER: timing}
     finally:
         plane.release(model)
+
+
+async def run_after(after: Callable[[], None]) -> None:
+    """A background task for Starlette responses: on the event loop, not its thread pool."""
+    after()

@@ -5,6 +5,7 @@ prediction, so a saturated engine can not starve them."""
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 import platform
 import time
 from datetime import datetime
@@ -41,6 +42,7 @@ class ModelHealth(BaseModel):
     reason: str | None
     default: bool
     in_flight: int
+    hooks: dict[str, int] | None = None  # what the model's hooks did (failures are counted)
 
 
 class Health(BaseModel):
@@ -164,6 +166,7 @@ async def health(request: Request) -> Health:
                 reason=m.reason,
                 default=defaults.get(m.name) == m.version,
                 in_flight=m.in_flight,
+                hooks=asdict(m.hooks.counters) if m.hooks else None,
             )
             for m in registry
         ],

@@ -20,7 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from fastinfer.api.context import incoming_request_id
 from fastinfer.api.errors import error_json
-from fastinfer.api.predict import header, predict_exchange
+from fastinfer.api.predict import AFTER_RESPONSE, header, predict_exchange
 from fastinfer.api.probes import ProbeAnswer, liveness, readiness
 from fastinfer.api.v2 import INFER_PREFIX, INFER_SUFFIX, infer_exchange, infer_target
 from fastinfer.dataplane import DataPlane
@@ -67,6 +67,9 @@ class ServiceApp:
             if target is not None and not (self._cors and header(scope, b"origin")):
                 status, payload, extra = await infer_exchange(self._plane, *target, scope, receive)
                 await _send(send, status, payload, request_id, extra)
+                after = scope["state"].pop(AFTER_RESPONSE, None)
+                if after is not None:
+                    after()
                 return status
         elif method == "GET" and path in _PROBES:
             answer: ProbeAnswer = _PROBES[path](self.state, request_id)
@@ -98,6 +101,9 @@ class ServiceApp:
                 "internal_error", "the server failed to answer this request", None, request_id
             )
         await _send_json(send, status, body, request_id, headers)
+        after = scope["state"].pop(AFTER_RESPONSE, None)
+        if after is not None:
+            after()
         return status
 
     async def _through_fastapi(

@@ -11,10 +11,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from fastinfer.api.errors import ERROR_RESPONSES
-from fastinfer.api.predict import predict_exchange
+from fastinfer.api.predict import AFTER_RESPONSE, predict_exchange, run_after
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import ModelNotFound
 from fastinfer.registry import ModelVersions, ServedModel
@@ -156,4 +157,6 @@ async def predict_version(name: str, version: str, request: Request) -> Response
 async def _predict(request: Request, name: str, version: str | None) -> Response:
     plane: DataPlane = request.app.state.dataplane
     body, headers = await predict_exchange(plane, name, version, request.scope, request.receive)
-    return Response(body, media_type="application/json", headers=headers)
+    after = request.scope["state"].pop(AFTER_RESPONSE, None)
+    background = BackgroundTask(run_after, after) if after is not None else None
+    return Response(body, media_type="application/json", headers=headers, background=background)

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
@@ -20,10 +21,12 @@ from fastinfer import __version__
 from fastinfer.api.admin import ChangeFailed, require_admin
 from fastinfer.api.context import request_id_of
 from fastinfer.api.predict import (
+    AFTER_RESPONSE,
     MODEL_VERSION_HEADER,
     SERVER_TIMING_HEADER,
     header,
     read_body,
+    run_after,
 )
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import InferenceFailed, ServiceError
@@ -98,7 +101,11 @@ async def _infer(
     if available is not None:
         v2.check_requested_outputs(request.outputs, available)
     rows = plane.validate(model, request.rows)
+    if model.hooks.pre:
+        rows = await plane.before_hooks(model, rows, request_id)
     predictions, item = await plane.infer(model, rows, deadline, request_id)
+    if model.hooks.post:
+        scope["state"][AFTER_RESPONSE] = plane.after_hooks(model, rows, predictions, request_id)
     encoding = time.perf_counter()
     try:
         tensors = v2.predictions_to_outputs(predictions, kind, model.runtime.output_labels())
@@ -247,7 +254,9 @@ async def _infer_route(request: Request, name: str, version: str | None) -> Resp
         plane, name, version, request.scope, request.receive
     )
     media_type = headers.pop("Content-Type", "application/json")
-    return Response(body, status, headers, media_type=media_type)
+    after = request.scope["state"].pop(AFTER_RESPONSE, None)
+    background = BackgroundTask(run_after, after) if after is not None else None
+    return Response(body, status, headers, media_type=media_type, background=background)
 
 
 # -- the repository extension -----------------------------------------------------------------
