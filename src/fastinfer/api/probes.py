@@ -5,9 +5,9 @@ prediction, so a saturated engine can not starve them."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
 import platform
 import time
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
