@@ -56,7 +56,7 @@ lock: ## Re-resolve requirements/*.lock from pyproject.toml
 		--generate-hashes --extra dev --extra bench -o requirements/bench.lock pyproject.toml
 
 clean:  ## Remove the environment and built artefacts
-	rm -rf $(VENV) .lock-venv $(ARTEFACTS) examples/titanic/holdout.csv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .lock-venv $(ARTEFACTS) examples/titanic/holdout.csv examples/*/reference.json .pytest_cache .mypy_cache .ruff_cache
 
 # By hand only, never in CI: several minutes of load on this machine (BENCH_DURATION=3 for a quick pass).
 .PHONY: bench

@@ -363,3 +363,21 @@ def test_car_model_agrees_with_the_rules(
     example = pd.DataFrame([directory.config.example])
     assert model.predict(example)[0] == car_train.label_car(directory.config.example)
     assert directory.config.expected_example_output == model.predict(example)[0]
+
+
+def test_training_writes_reference_statistics_for_drift(examples_built: None) -> None:
+    from fastinfer.modelspec import load_model_directory
+    from fastinfer.monitoring.reference import read_reference
+
+    for folder, labels in (
+        (EXAMPLES / "titanic", {"died", "survived"}),
+        (EXAMPLES / "car_evaluation", {"unacc", "acc", "good", "vgood"}),
+    ):
+        reference = read_reference(folder / "reference.json")
+        config = load_model_directory(folder).config
+        assert set(reference["features"]) == {f.name for f in config.inputs or []}
+        for stats in reference["features"].values():
+            counted = stats["counts"]
+            total = sum(counted.values()) if isinstance(counted, dict) else sum(counted)
+            assert total + stats["missing"] == reference["rows"]
+        assert set(reference["prediction"]["counts"]) <= labels

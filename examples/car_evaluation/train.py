@@ -50,10 +50,12 @@ from fastinfer.modelspec import (
     OutputSpec,
     dump_config,
 )
+from fastinfer.monitoring.reference import reference_statistics, write_reference
 
 HERE = Path(__file__).resolve().parent
 SEED = 1988  # the year of the original model
 MODEL_FILENAME = "model.joblib"
+REFERENCE_FILENAME = "reference.json"  # training-data statistics, for drift checks
 
 # Attribute values in UCI order, which is worst first for every attribute.
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -211,7 +213,11 @@ def main(out_dir: Path = HERE) -> None:
     model_path = out_dir / MODEL_FILENAME
     joblib.dump(pipeline, model_path)
     sha256 = sha256_file(model_path)
-    (out_dir / CONFIG_FILENAME).write_text(dump_config(build_config(sha256)), encoding="utf-8")
+    config = build_config(sha256)
+    (out_dir / CONFIG_FILENAME).write_text(dump_config(config), encoding="utf-8")
+    predicted = [str(label) for label in pipeline.predict(features)]
+    stats = reference_statistics(features, config.inputs or [], predicted)
+    write_reference(out_dir / REFERENCE_FILENAME, stats)  # for drift checks while serving
     print(f"wrote {model_path.name} sha256={sha256}")
     print(f"took {time.perf_counter() - started:.1f}s")
 

@@ -63,6 +63,7 @@ from fastinfer.modelspec import (
     OutputSpec,
     dump_config,
 )
+from fastinfer.monitoring.reference import reference_statistics, write_reference
 
 HERE = Path(__file__).resolve().parent
 # The pickle must name `titanic_features.TitanicFeatures`, the module the server imports from
@@ -75,6 +76,7 @@ SEED = 1912  # the year of the sinking
 N_PASSENGERS = 1309  # Kaggle train (891) + test (418)
 N_HOLDOUT = 418  # the size of Kaggle's test set
 MODEL_FILENAME = "model.joblib"
+REFERENCE_FILENAME = "reference.json"  # training-data statistics, for drift checks
 HOLDOUT_FILENAME = "holdout.csv"
 KAGGLE_COLUMNS = ("PassengerId", "Survived", *RAW_COLUMNS[1:])  # train.csv's column order
 
@@ -379,6 +381,16 @@ def build_config(sha256: str) -> ModelConfig:
     )
 
 
+def write_training_reference(
+    out_dir: Path, config: ModelConfig, features: pd.DataFrame, pipeline: Pipeline
+) -> None:
+    """reference.json: the training data's distributions, for drift checks while serving."""
+    labels = config.output.labels or {}
+    predicted = [labels.get(str(v), str(v)) for v in pipeline.predict(features)]
+    stats = reference_statistics(features, config.inputs or [], predicted)
+    write_reference(out_dir / REFERENCE_FILENAME, stats)
+
+
 def main(out_dir: Path = HERE) -> None:
     started = time.perf_counter()
     passengers = generate_passengers()
@@ -395,7 +407,9 @@ def main(out_dir: Path = HERE) -> None:
         out_dir / HOLDOUT_FILENAME, index=False, float_format="%.10g", lineterminator="\n"
     )
     sha256 = sha256_file(model_path)
-    (out_dir / CONFIG_FILENAME).write_text(dump_config(build_config(sha256)), encoding="utf-8")
+    config = build_config(sha256)
+    (out_dir / CONFIG_FILENAME).write_text(dump_config(config), encoding="utf-8")
+    write_training_reference(out_dir, config, train[list(RAW_COLUMNS)], pipeline)
 
     rate = passengers.groupby(["Pclass", "Sex"])["Survived"].mean().round(3)
     print(f"passengers: {len(passengers)} (train {len(train)}, holdout {len(holdout)})")

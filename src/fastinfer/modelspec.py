@@ -242,6 +242,8 @@ def load_model_directory(
 def dump_config(config: ModelConfig) -> str:
     """YAML for a config, as `fastinfer` and the example training scripts write it."""
     data = config.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    if config.hooks == HooksSpec():
+        del data["hooks"]  # most models have none: keep their files short
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
