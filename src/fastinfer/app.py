@@ -11,12 +11,14 @@ from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from fastinfer import __version__
 from fastinfer.api import admin, docs, probes, v1, v2
+from fastinfer.api import metrics as metrics_api
 from fastinfer.api.errors import install_error_handlers
 from fastinfer.api.openapi import install_openapi
 from fastinfer.api.service import ServiceApp
@@ -26,6 +28,7 @@ from fastinfer.engine import Engine
 from fastinfer.health import Board, Heartbeat
 from fastinfer.modelspec import ModelDirectory, load_model_directory
 from fastinfer.observability.logging import get_logger
+from fastinfer.observability.metrics import Metrics
 from fastinfer.registry import ModelRegistry
 from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.layout import VersionPolicy, repository_directories
@@ -92,7 +95,12 @@ def create_app(
         if directories is None:
             directories = [load_model_directory(p) for p in settings.model_dirs]
         registry = build_registry(settings, directories)
-    engine = Engine(workers_per_model=settings.inference_threads, watchdog_s=settings.watchdog_s)
+    metrics = Metrics()
+    engine = Engine(
+        workers_per_model=settings.inference_threads,
+        watchdog_s=settings.watchdog_s,
+        observer=metrics,
+    )
     board, slot = control if control is not None else (ControlBoard(1), 0)
     manager = ModelManager(registry, engine, settings, board, slot)
 
@@ -100,6 +108,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in the background: /livez answers at once, /readyz says "loading" until done.
         loading = asyncio.create_task(manager.start())
+        sampling = asyncio.create_task(_sample_metrics(metrics, app.state))
         beating = (
             asyncio.create_task(Heartbeat(heartbeat[0], heartbeat[1], app.state).run())
             if heartbeat is not None
@@ -109,11 +118,12 @@ def create_app(
         try:
             yield
         finally:
-            for task in (loading, beating):
+            for task in (loading, beating, sampling):
                 if task is not None and not task.done():
                     task.cancel()
             await manager.stop()
             await engine.stop()
+            metrics.flush()  # the last counts of a process that is going away
             log.info("stopped")
 
     app = FastAPI(
@@ -128,6 +138,7 @@ def create_app(
     app.state.registry = registry
     app.state.engine = engine
     app.state.manager = manager
+    app.state.metrics = metrics
     app.state.dataplane = DataPlane(registry, engine, settings)
     app.state.booted_at = datetime.now(UTC)
     app.state.booted_monotonic = time.monotonic()
@@ -135,6 +146,7 @@ def create_app(
 
     install_error_handlers(app)
     app.include_router(probes.router)
+    app.include_router(metrics_api.router)
     app.include_router(v1.router)
     app.include_router(v2.router)
     app.include_router(admin.router)
@@ -149,4 +161,14 @@ def create_app(
             allow_headers=["Content-Type", "X-Request-ID", "Authorization"],
             expose_headers=["X-Request-ID", "X-Model-Version", "Server-Timing"],
         )
-    return ServiceApp(app, app.state.dataplane, cors=bool(settings.cors_origins))
+    return ServiceApp(app, app.state.dataplane, metrics, cors=bool(settings.cors_origins))
+
+
+async def _sample_metrics(metrics: Metrics, state: Any) -> None:
+    """Queue and in-flight gauges, the saturation average and model info, 4 times a second."""
+    while True:
+        try:
+            metrics.sample(state)
+        except Exception:  # a metrics bug must not stop the sampling, nor anything else
+            log.exception("metrics_sampling_failed")
+        await asyncio.sleep(0.25)

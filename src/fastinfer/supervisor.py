@@ -23,6 +23,11 @@ from fastinfer.config import Settings
 from fastinfer.health import PHASE_LOADING, PHASE_SERVING, PHASE_STOPPING, Board, serve_health
 from fastinfer.modelspec import ModelDirectory
 from fastinfer.observability.logging import configure_logging, flush_logging, get_logger
+from fastinfer.observability.metrics import (
+    mark_process_dead,
+    prepare_multiprocess_dir,
+    remove_multiprocess_dir,
+)
 from fastinfer.registry import ModelRegistry
 from fastinfer.repository.control import ControlBoard
 from fastinfer.server import run_server
@@ -135,6 +140,7 @@ class Supervisor:
             index = self.children.pop(pid)
             code = os.waitstatus_to_exitcode(status)
             self.control.clear(index)
+            mark_process_dead(pid)
             if self.control.release_for(pid):
                 log.error("model_change_lock_freed", pid=pid, worker=index)
             if self.stopping:
@@ -242,4 +248,8 @@ def serve(settings: Settings, directories: list[ModelDirectory]) -> int:
         run_server(create_app(settings, directories), settings)
         return 0
     configure_logging(settings.log_level, settings.log_format, background=False)
-    return Supervisor(settings, directories, workers).run()
+    metrics_dir = prepare_multiprocess_dir()  # before any worker imports prometheus_client
+    try:
+        return Supervisor(settings, directories, workers).run()
+    finally:
+        remove_multiprocess_dir(metrics_dir)

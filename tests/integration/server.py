@@ -71,6 +71,10 @@ def running_server(
             time.sleep(0.05)
         yield server
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        if process.poll() is None:  # stop it as an orchestrator would: SIGTERM, then SIGKILL
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)

@@ -26,17 +26,19 @@ from fastinfer.api.v2 import INFER_PREFIX, INFER_SUFFIX, infer_exchange, infer_t
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import ServiceError
 from fastinfer.observability.logging import emit_record, get_logger
+from fastinfer.observability.metrics import Metrics
 
 log = get_logger("fastinfer.errors")
 _PREDICT_PREFIX = "/v1/models/"
 _PREDICT_SUFFIX = "/predict"
 _PROBES = {"/livez": liveness, "/readyz": readiness}
-_QUIET_PATHS = frozenset({"/livez", "/readyz", "/health", "/favicon.ico"})
+_QUIET_PATHS = frozenset({"/livez", "/readyz", "/health", "/metrics", "/favicon.ico"})
 
 
 class ServiceApp:
-    def __init__(self, api: FastAPI, plane: DataPlane, *, cors: bool) -> None:
+    def __init__(self, api: FastAPI, plane: DataPlane, metrics: Metrics, *, cors: bool) -> None:
         self.api = api
+        self._metrics = metrics
         self.state = api.state
         self._plane = plane
         self._cors = cors  # browsers' cross-origin requests take the FastAPI path (CORS headers)
@@ -53,7 +55,11 @@ class ServiceApp:
         try:
             status = await self._dispatch(scope, receive, send, request_id)
         finally:
-            self._access_log(scope, state, status, started, request_id)
+            elapsed = time.perf_counter() - started
+            self._access_log(scope, state, status, elapsed, request_id)
+            if "version" in state:  # a prediction that reached a model version
+                protocol = "v2" if scope["path"].startswith("/v2/") else "v1"
+                self._metrics.request(state["model"], state["version"], protocol, status, elapsed)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
         path: str = scope["path"]
@@ -127,14 +133,14 @@ class ServiceApp:
 
     @staticmethod
     def _access_log(
-        scope: Scope, state: dict[str, Any], status: int, started: float, request_id: str
+        scope: Scope, state: dict[str, Any], status: int, elapsed: float, request_id: str
     ) -> None:
         path = scope["path"]
         fields: dict[str, Any] = {
             "method": scope["method"],
             "path": path,
             "status": status,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            "latency_ms": round(elapsed * 1000, 3),
             "request_id": request_id,
         }
         if "model" in state:

@@ -15,7 +15,7 @@ import math
 import queue
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 from fastinfer.engine.errors import DeadlineExceededError, OverloadedError
 from fastinfer.engine.service_time import ServiceTimeModel
@@ -25,6 +25,14 @@ from fastinfer.modelspec import BatchingSpec
 from fastinfer.runtimes import Prediction, Row, Runtime
 
 _MAX_RETRY_AFTER = 60
+
+
+class EngineObserver(Protocol):
+    """Told about batches and rejections (the metrics); called on the event loop."""
+
+    def batch(self, model: str, rows: int, seconds: float, waits: list[float]) -> None: ...
+
+    def rejected(self, model: str, reason: str) -> None: ...
 
 
 class ModelEngine:
@@ -39,8 +47,12 @@ class ModelEngine:
         *,
         workers: int,
         first_batch_seconds: float | None = None,
+        observer: EngineObserver | None = None,
+        model_name: str | None = None,
     ) -> None:
         self.name = name
+        self.model_name = model_name or name  # the metrics label (name without version)
+        self.observer = observer
         self.batching = batching
         self.service = ServiceTimeModel()
         if first_batch_seconds is not None:
@@ -80,6 +92,8 @@ class ModelEngine:
         """Queue `rows` and wait for their predictions; the item records when it queued and ran."""
         now = time.monotonic()
         if self.queued_items >= self.batching.max_queue_size:
+            if self.observer is not None:
+                self.observer.rejected(self.model_name, "queue_full")
             raise OverloadedError(
                 f"model {self.name!r} has {self.queued_items} requests queued (the limit)",
                 reason="queue_full",
@@ -88,6 +102,8 @@ class ModelEngine:
             )
         wait = self.estimated_wait(len(rows))
         if wait > deadline - now:
+            if self.observer is not None:
+                self.observer.rejected(self.model_name, "deadline")
             raise OverloadedError(
                 f"model {self.name!r} would answer in about {wait:.3f}s, after this request's "
                 f"deadline ({deadline - now:.3f}s)",
@@ -113,6 +129,8 @@ class ModelEngine:
     def _expire(self, item: WorkItem) -> None:
         if item.future.done():
             return
+        if self.observer is not None:
+            self.observer.rejected(self.model_name, "timeout")
         if item.started_at is None:
             item.cancelled = True  # never computed: the batcher skips it
             self.queued_items -= 1
@@ -187,6 +205,9 @@ class ModelEngine:
         self.completed_batches += 1
         if outcome.calls == 1:
             self.service.observe(outcome.rows, outcome.seconds)
+        if self.observer is not None:
+            waits = [i.started_at - i.enqueued_at for i in items if i.started_at is not None]
+            self.observer.batch(self.model_name, outcome.rows, outcome.seconds, waits)
         now = time.monotonic()
         for item, result in zip(items, outcome.results, strict=True):
             item.finished_at, item.infer_seconds = now, outcome.seconds

@@ -6,14 +6,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastinfer.engine.batcher import ModelEngine
+from fastinfer.engine.batcher import EngineObserver, ModelEngine
 from fastinfer.engine.work import WorkItem
 from fastinfer.registry import ServedModel
 from fastinfer.runtimes import Prediction, Row
 
 
 class Engine:
-    def __init__(self, *, workers_per_model: int = 1, watchdog_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        workers_per_model: int = 1,
+        watchdog_s: float = 60.0,
+        observer: EngineObserver | None = None,
+    ) -> None:
+        self.observer = observer
         self.workers_per_model = workers_per_model
         self.watchdog_s = watchdog_s
         self.models: dict[str, ModelEngine] = {}  # by ServedModel.label
@@ -29,6 +36,8 @@ class Engine:
             model.config.batching,
             workers=self.workers_per_model,
             first_batch_seconds=model.self_test_seconds,
+            observer=self.observer,
+            model_name=model.name,
         )
         self.models[model.label] = engine
         model.engine = engine

@@ -1,0 +1,43 @@
+"""Metrics across worker processes: any worker's /metrics counts every worker's requests."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.server import running_server
+
+pytestmark = pytest.mark.slow
+
+
+def requests_total(text: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "fastinfer_requests_total" and sample.labels["model"] == "tiny":
+                total += sample.value
+    return total
+
+
+def test_two_workers_report_one_sum(tiny_dir: Path, tmp_path: Path) -> None:
+    before = set(Path("/dev/shm").glob("fastinfer-metrics-*"))
+    with running_server([str(tiny_dir), "--workers", "2"], tmp_path / "log") as server:
+        pids = set()
+        for _ in range(60):  # new connections: the kernel spreads them over both workers
+            with httpx.Client(base_url=server.url) as client:
+                response = client.post(
+                    "/v1/models/tiny/predict", json={"inputs": [{"x": 1, "colour": 0}]}
+                )
+                assert response.status_code == 200
+                pids.add(client.get("/health").json()["pid"])
+        assert len(pids) == 2, "both workers should have answered"
+        time.sleep(0.6)  # each worker folds its counts in 4 times a second
+        for _ in range(6):  # whichever worker answers the scrape sees the same total
+            with httpx.Client(base_url=server.url) as client:
+                assert requests_total(client.get("/metrics").text) == 60
+        assert server.stop() == 0
+    assert set(Path("/dev/shm").glob("fastinfer-metrics-*")) <= before  # removed at exit
