@@ -84,12 +84,14 @@ def create_app(
     registry: ModelRegistry | None = None,
     heartbeat: tuple[Board, int] | None = None,
     control: tuple[ControlBoard, int] | None = None,
+    listen_when_loaded: bool = False,
 ) -> ServiceApp:
     """The service for `directories` (default: `settings.model_dirs`), or for a registry whose
     models were already prepared (by a supervisor, before it forked this process).
 
     `control` is the board shared with the other server processes and this one's slot on it;
-    a lone process makes its own."""
+    a lone process makes its own. `listen_when_loaded`: finish startup only once the models
+    are loaded (workers of a supervisor, whose probes the health port or siblings answer)."""
     settings = settings or Settings()
     if registry is None:
         if directories is None:
@@ -115,6 +117,10 @@ def create_app(
             else None
         )
         log.info("starting", models=[m.name for m in registry], version=__version__)
+        if listen_when_loaded:
+            # Uvicorn listens once startup is over: a worker joins the port's SO_REUSEPORT group
+            # only when it can answer, so a restarted worker never answers 503 "loading".
+            await asyncio.shield(loading)
         try:
             yield
         finally:

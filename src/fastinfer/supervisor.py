@@ -199,11 +199,14 @@ class Supervisor:
                     registry=registry,
                     heartbeat=(self.board, index),
                     control=(self.control, index),
+                    listen_when_loaded=self._reuse_port,
                 )
                 listening = self._sock
                 if self._reuse_port:
                     port = int(self._sock.getsockname()[1])  # the one the supervisor holds
-                    listening = bind_socket(self.settings.host, port, reuse_port=True)
+                    # Bound, not listening: uvicorn listens after startup (models loaded), and
+                    # until then the kernel sends this port's connections to the other workers.
+                    listening = bind_socket(self.settings.host, port, reuse_port=True, listen=False)
                     self._sock.close()
                 run_server(app, self.settings, sockets=[listening])
                 code = 0
@@ -249,6 +252,7 @@ def serve(settings: Settings, directories: list[ModelDirectory]) -> int:
         return 0
     configure_logging(settings.log_level, settings.log_format, background=False)
     metrics_dir = prepare_multiprocess_dir()  # before any worker imports prometheus_client
+    log.info("metrics_directory", path=os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     try:
         return Supervisor(settings, directories, workers).run()
     finally:

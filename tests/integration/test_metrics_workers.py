@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -24,7 +25,6 @@ def requests_total(text: str) -> float:
 
 
 def test_two_workers_report_one_sum(tiny_dir: Path, tmp_path: Path) -> None:
-    before = set(Path("/dev/shm").glob("fastinfer-metrics-*"))
     with running_server([str(tiny_dir), "--workers", "2"], tmp_path / "log") as server:
         pids = set()
         for _ in range(60):  # new connections: the kernel spreads them over both workers
@@ -39,5 +39,8 @@ def test_two_workers_report_one_sum(tiny_dir: Path, tmp_path: Path) -> None:
         for _ in range(6):  # whichever worker answers the scrape sees the same total
             with httpx.Client(base_url=server.url) as client:
                 assert requests_total(client.get("/metrics").text) == 60
+        logged = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+        directory = next(r["path"] for r in logged if r.get("event") == "metrics_directory")
+        assert Path(directory).is_dir()
         assert server.stop() == 0
-    assert set(Path("/dev/shm").glob("fastinfer-metrics-*")) <= before  # removed at exit
+    assert not Path(directory).exists()  # removed at exit

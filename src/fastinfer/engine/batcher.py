@@ -101,7 +101,10 @@ class ModelEngine:
                 queued=self.queued_items,
             )
         wait = self.estimated_wait(len(rows))
-        if wait > deadline - now:
+        # Shed only when others' work is ahead: with nothing queued or running, waiting helps
+        # no one, and one slow first measurement (a cold self-test) must not refuse every
+        # large request.
+        if (self.queued_items or self.running_items) and wait > deadline - now:
             if self.observer is not None:
                 self.observer.rejected(self.model_name, "deadline")
             raise OverloadedError(
