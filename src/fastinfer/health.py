@@ -24,6 +24,12 @@ from typing import Any
 
 import orjson
 
+from fastinfer.observability.metrics import (
+    CONTENT_TYPE,
+    MULTIPROC_ENV,
+    multiprocess_exposition,
+)
+
 # Board header: supervisor phase, expected workers. Slot: seq, pid, tick, flags, reason.
 _HEADER = struct.Struct("<qq")
 _SLOT = struct.Struct("<qqdq96s")
@@ -157,13 +163,18 @@ def serve_health(board: Board, sock: socket.socket, loop_block_s: float) -> None
                     if ready["ok"]
                     else (503, _error("not_ready", "not ready", {"models": ready["not_ready"]}))
                 )
+            elif path == "/metrics" and os.environ.get(MULTIPROC_ENV):
+                self._send(200, multiprocess_exposition(), CONTENT_TYPE)
+                return
             elif path == "/health":
                 status, body = 200, {"alive": alive, "ready": ready}
             else:
                 status, body = 404, {"code": "not_found", "message": f"no route for {path}"}
-            payload = orjson.dumps(body)
+            self._send(status, orjson.dumps(body), "application/json")
+
+        def _send(self, status: int, payload: bytes, content_type: str) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)

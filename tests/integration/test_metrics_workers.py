@@ -10,7 +10,7 @@ import httpx2 as httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.server import running_server
+from tests.integration.server import free_port, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,9 @@ def requests_total(text: str) -> float:
 
 
 def test_two_workers_report_one_sum(tiny_dir: Path, tmp_path: Path) -> None:
-    with running_server([str(tiny_dir), "--workers", "2"], tmp_path / "log") as server:
+    health_port = free_port()
+    args = [str(tiny_dir), "--workers", "2", "--health-port", str(health_port)]
+    with running_server(args, tmp_path / "log") as server:
         pids = set()
         for _ in range(60):  # new connections: the kernel spreads them over both workers
             with httpx.Client(base_url=server.url) as client:
@@ -39,6 +41,9 @@ def test_two_workers_report_one_sum(tiny_dir: Path, tmp_path: Path) -> None:
         for _ in range(6):  # whichever worker answers the scrape sees the same total
             with httpx.Client(base_url=server.url) as client:
                 assert requests_total(client.get("/metrics").text) == 60
+        on_health_port = httpx.get(f"http://127.0.0.1:{health_port}/metrics")
+        assert on_health_port.headers["content-type"].startswith("text/plain")
+        assert requests_total(on_health_port.text) == 60  # the health process sums them too
         logged = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
         directory = next(r["path"] for r in logged if r.get("event") == "metrics_directory")
         assert Path(directory).is_dir()

@@ -244,16 +244,23 @@ class Metrics:
     def exposition(self) -> bytes:
         from prometheus_client import CollectorRegistry, generate_latest
 
-        if not self.multiprocess:
-            source: Any = self.registry
-        else:
-            from prometheus_client import multiprocess
-
-            source = CollectorRegistry()
-            multiprocess.MultiProcessCollector(source)  # type: ignore[no-untyped-call]
+        if self.multiprocess:
+            return multiprocess_exposition()
         registry = CollectorRegistry()
-        registry.register(_WithSaturation(source))
+        registry.register(_WithSaturation(self.registry))
         return bytes(generate_latest(registry))
+
+
+def multiprocess_exposition() -> bytes:
+    """Every server process's metrics, summed, from the shared directory (for any process of
+    the server: a worker, or the health process serving /metrics on the health port)."""
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+    source = CollectorRegistry()
+    multiprocess.MultiProcessCollector(source)  # type: ignore[no-untyped-call]
+    registry = CollectorRegistry()
+    registry.register(_WithSaturation(source))
+    return bytes(generate_latest(registry))
 
 
 class _Pending:
