@@ -24,9 +24,10 @@ from fastinfer.errors import (
     ServiceError,
 )
 from fastinfer.hooks import HookContext, Reject
-from fastinfer.registry import ModelRegistry, ServedModel
+from fastinfer.registry import ModelRegistry
 from fastinfer.runtimes import Prediction, Row
 from fastinfer.schema import InvalidRowsError, MalformedBodyError, TooManyRowsError
+from fastinfer.served import ServedModel
 
 TIMEOUT_HEADER = "X-Request-Timeout"
 

@@ -11,9 +11,10 @@ from typing import Any
 import orjson
 
 from fastinfer.modelspec import InputField, ModelDirectory
-from fastinfer.registry import ModelRegistry, ServedModel
+from fastinfer.registry import ModelRegistry
 from fastinfer.runtimes import Prediction
 from fastinfer.schema import InvalidRowsError
+from fastinfer.served import ServedModel
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}

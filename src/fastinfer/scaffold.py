@@ -54,8 +54,9 @@ from fastinfer.monitoring.reference import (
     reference_statistics,
     write_reference,
 )
-from fastinfer.registry import ModelRegistry, ServedModel
+from fastinfer.registry import ModelRegistry
 from fastinfer.runtimes import Runtime, RuntimeUnavailable, create_runtime
+from fastinfer.served import ServedModel
 
 RUNTIME_BY_EXTENSION: dict[str, str] = {
     ".joblib": "sklearn",

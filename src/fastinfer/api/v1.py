@@ -18,7 +18,7 @@ from fastinfer.api.errors import ERROR_RESPONSES
 from fastinfer.api.predict import AFTER_RESPONSE, predict_exchange, run_after
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import ModelNotFound
-from fastinfer.registry import ModelVersions, ServedModel
+from fastinfer.served import ModelVersions, ServedModel
 
 router = APIRouter(prefix="/v1", tags=["models"])
 

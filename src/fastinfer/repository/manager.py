@@ -28,10 +28,11 @@ from fastinfer.config import Settings
 from fastinfer.engine import Engine
 from fastinfer.modelspec import ModelConfigError
 from fastinfer.observability.logging import get_logger
-from fastinfer.registry import ModelRegistry, ModelState, ServedModel
+from fastinfer.registry import ModelRegistry
 from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.layout import VersionPolicy, fingerprint, scan_repository
 from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource
+from fastinfer.served import ModelState, ServedModel
 
 log = get_logger("fastinfer.repository")
 _WATCH_S = 0.05
