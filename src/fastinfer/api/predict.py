@@ -21,6 +21,7 @@ log = get_logger("fastinfer.v1")
 MODEL_VERSION_HEADER = "X-Model-Version"
 SERVER_TIMING_HEADER = "Server-Timing"
 AFTER_RESPONSE = "after_response"  # scope state: a callable to run once the response is sent
+WORK_ITEM = "work_item"  # scope state: the engine's WorkItem (timings) of a prediction
 _LOGGED_BODY_BYTES = 8192
 
 
@@ -85,6 +86,7 @@ async def predict_exchange(
         if model.hooks.pre:
             rows = await plane.before_hooks(model, rows, request_id)
         result, item = await plane.predict(model, rows, deadline, request_id)
+        state[WORK_ITEM] = item
         if model.hooks.post:  # run by the transport once the response is sent
             state[AFTER_RESPONSE] = plane.after_hooks(
                 model, rows, result["predictions"], request_id

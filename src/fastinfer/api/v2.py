@@ -24,6 +24,7 @@ from fastinfer.api.predict import (
     AFTER_RESPONSE,
     MODEL_VERSION_HEADER,
     SERVER_TIMING_HEADER,
+    WORK_ITEM,
     header,
     read_body,
     run_after,
@@ -105,6 +106,7 @@ async def _infer(
     if model.hooks.pre:
         rows = await plane.before_hooks(model, rows, request_id)
     predictions, item = await plane.infer(model, rows, deadline, request_id)
+    scope["state"][WORK_ITEM] = item
     if model.hooks.post:
         scope["state"][AFTER_RESPONSE] = plane.after_hooks(model, rows, predictions, request_id)
     encoding = time.perf_counter()
