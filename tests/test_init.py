@@ -31,7 +31,8 @@ from fastinfer.monitoring.reference import (
     reference_statistics,
     write_reference,
 )
-from fastinfer.scaffold import ScaffoldError, infer_field, model_name_for, runtime_for
+from fastinfer.scaffold import ScaffoldError, model_name_for, runtime_for
+from fastinfer.scaffold_fields import infer_field
 from tests.conftest import serve_in_process, sha256_of, wait_ready
 from tests.unit.test_onnx_runtime import make_model, tabular_regressor
 

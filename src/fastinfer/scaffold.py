@@ -14,7 +14,8 @@ How the pieces are decided:
   kind that does not fit with a TypeError (sklearn: no `predict_proba`; onnx: no [N,K]
   probability output). A "classifier" with a single output column is taken for a regressor.
 - Inputs: the artefact's fields (`Runtime.derived_inputs`, plus the categories of scikit-learn
-  encoders that refuse unknown values), refined by the sample's columns; see `build_inputs`.
+  encoders that refuse unknown values), refined by the sample's columns; see `build_inputs` in
+  `fastinfer.scaffold_fields`, which holds these rules.
 - Example: the first sample row with no missing value (and only allowed values); the class it
   predicts becomes `expected_example_output` for classifiers. Regressors get none: the
   self-test compares exactly, and a float need not reproduce to the last bit on other hardware.
@@ -22,7 +23,6 @@ How the pieces are decided:
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
 import tempfile
@@ -41,7 +41,6 @@ from fastinfer.modelspec import (
     CONFIG_FILENAME,
     RUNTIME_NAMES,
     ArtefactSpec,
-    FieldType,
     InputField,
     ModelConfig,
     ModelConfigError,
@@ -56,6 +55,13 @@ from fastinfer.monitoring.reference import (
 )
 from fastinfer.registry import ModelRegistry
 from fastinfer.runtimes import Runtime, RuntimeUnavailable, create_runtime
+from fastinfer.scaffold_fields import (
+    ScaffoldError,
+    build_inputs,
+    derived_inputs,
+    is_positional,
+    python_value,
+)
 from fastinfer.served import ServedModel
 
 RUNTIME_BY_EXTENSION: dict[str, str] = {
@@ -72,14 +78,22 @@ RUNTIME_BY_EXTENSION: dict[str, str] = {
     ".torchscript": "torchscript",
 }
 KINDS: tuple[str, ...] = ("classifier", "regressor", "tensor")
-MAX_CATEGORIES = 50  # a string column with at most this many distinct values is categorical
 SAMPLE_SUFFIXES = (".csv", ".parquet", ".pq")
 _PREDICT_BATCH = 1024
-_SHOWN_VALUES = 5
 
-
-class ScaffoldError(RuntimeError):
-    """Why a model directory could not be built; the message says what to do about it."""
+__all__ = [  # ScaffoldError is defined in scaffold_fields, whose rules raise it too
+    "KINDS",
+    "RUNTIME_BY_EXTENSION",
+    "SAMPLE_SUFFIXES",
+    "ScaffoldError",
+    "ScaffoldResult",
+    "example_row",
+    "model_name_for",
+    "open_artefact",
+    "read_sample",
+    "runtime_for",
+    "scaffold",
+]
 
 
 @dataclass(frozen=True)
@@ -143,87 +157,6 @@ def read_sample(path: Path) -> pd.DataFrame:
     return frame
 
 
-def infer_field(name: str, series: pd.Series[Any]) -> InputField:
-    """What one sample column says about its field: type, nullability, categories."""
-    field_type = _sample_type(name, series)
-    present = series.dropna()
-    allowed: list[str | int | float | bool] | None = None
-    if field_type == "string":
-        distinct = sorted({str(v) for v in present.tolist()})
-        # Every value different: an identifier or free text, not a category.
-        if 0 < len(distinct) <= MAX_CATEGORIES and len(distinct) < len(present):
-            allowed = list(distinct)
-    return InputField(
-        name=name, type=field_type, nullable=bool(series.isna().any()), allowed=allowed
-    )
-
-
-def build_inputs(
-    derived: Sequence[InputField] | None,
-    sample: pd.DataFrame | None,
-    *,
-    target: str | None = None,
-    positional: bool = False,
-) -> tuple[list[InputField], dict[str, str], list[str]]:
-    """The input fields, where each came from, and warnings.
-
-    With no sample, the artefact's fields as they are. With one, each artefact field is refined
-    by its column (`infer_field`), keeping what the artefact knew where the sample agrees; with
-    no names from the artefact, the sample's columns (less `target`) are the inputs. A model fit
-    on unnamed columns (`positional`) takes the sample's columns in order.
-    """
-    if sample is None:
-        if not derived:
-            raise ScaffoldError(
-                "the artefact names no inputs; pass --sample with rows of the data (CSV or "
-                "Parquet) so that init can read the columns"
-            )
-        return list(derived), {f.name: "artefact" for f in derived}, []
-    warnings: list[str] = []
-    columns = [c for c in sample.columns if c != target]
-    if target is not None and target not in sample.columns:
-        warnings.append(f"--target {target!r} is not a column of the sample")
-    if derived and target is not None and any(f.name == target for f in derived):
-        raise ScaffoldError(f"--target {target!r} is one of the model's own inputs")
-    known = list(derived or [])
-    if known and positional and not any(f.name in sample.columns for f in known):
-        besides = " besides --target" if target else ""
-        if len(columns) != len(known):
-            raise ScaffoldError(
-                f"the model takes {len(known)} unnamed features but the sample has "
-                f"{len(columns)} columns{besides}"
-            )
-        known = [_renamed(f, c) for f, c in zip(known, columns, strict=True)]
-        warnings.append(
-            "the artefact does not name its features: the sample's columns are taken in order"
-        )
-    if not known:
-        known = [InputField(name=c) for c in columns]
-    missing = [f.name for f in known if f.shape is None and f.name not in sample.columns]
-    if missing:
-        raise ScaffoldError(
-            f"the model needs column(s) the sample lacks: {', '.join(missing)} "
-            f"(sample columns: {', '.join(sample.columns)})"
-        )
-    names = {f.name for f in known}
-    unused = [c for c in columns if c not in names]
-    if unused:
-        warnings.append(f"sample columns the model does not use: {', '.join(unused)}")
-    fields: list[InputField] = []
-    sources: dict[str, str] = {}
-    for field in known:
-        if field.shape is not None:
-            fields.append(field)
-            sources[field.name] = "artefact"
-            continue
-        series = sample[field.name]
-        merged, notes = _merge_field(field, infer_field(field.name, series), series)
-        fields.append(merged)
-        warnings.extend(notes)
-        sources[field.name] = "sample" if _bare(field) else "artefact + sample"
-    return fields, sources, warnings
-
-
 def example_row(sample: pd.DataFrame, fields: Sequence[InputField]) -> dict[str, Any] | None:
     """The first sample row with every field present and allowed, as plain JSON values."""
     if any(f.name not in sample.columns for f in fields):
@@ -274,9 +207,9 @@ def scaffold(
 
     data = artefact.read_bytes()
     chosen_kind, loaded = open_artefact(runtime_name, data, kind, source=artefact)
-    derived = _derived_inputs(loaded)
+    derived = derived_inputs(loaded)
     fields, sources, warnings = build_inputs(
-        derived, frame, target=target, positional=_positional(loaded)
+        derived, frame, target=target, positional=is_positional(loaded)
     )
     example = example_row(frame, fields) if frame is not None else None
     artefact_name = "model" + artefact.suffix.lower()
@@ -365,192 +298,12 @@ def open_artefact(
     )
 
 
-# --- inputs ----------------------------------------------------------------------------------
-
-
-def _sample_type(name: str, series: pd.Series[Any]) -> FieldType:
-    dtype = series.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        return "boolean"
-    if isinstance(dtype, pd.CategoricalDtype):
-        return _values_type(series.dropna().tolist())
-    if pd.api.types.is_integer_dtype(dtype):
-        return "integer"
-    if pd.api.types.is_float_dtype(dtype):
-        return "number"  # integer-valued floats too: a float column means NaN, or real numbers
-    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
-        return _values_type(series.dropna().tolist())
-    raise ScaffoldError(
-        f"sample column {name!r} has dtype {dtype}, which a JSON row cannot carry; convert it "
-        "(e.g. to text or numbers) or leave it out of the sample"
-    )
-
-
-def _values_type(values: list[Any]) -> FieldType:
-    """The field type of a column of Python values (object or categorical columns)."""
-    if not values:
-        return "any"
-    if all(isinstance(v, bool | np.bool_) for v in values):
-        return "boolean"
-    if all(isinstance(v, str) for v in values):
-        return "string"
-    if any(isinstance(v, bool | np.bool_) for v in values):
-        return "any"
-    if all(isinstance(v, int | np.integer) for v in values):
-        return "integer"
-    if all(isinstance(v, int | float | np.integer | np.floating) for v in values):
-        return "number"
-    return "any"
-
-
-def _merge_field(
-    known: InputField, seen: InputField, series: pd.Series[Any]
-) -> tuple[InputField, list[str]]:
-    """The artefact's field refined by what the sample shows; the artefact wins where both know."""
-    notes: list[str] = []
-    field_type = _merged_type(known, seen, series)
-    allowed = known.allowed
-    if allowed is not None:
-        present = {_python(v) for v in series.dropna().tolist()}
-        unknown = sorted((str(v) for v in present - set(allowed)), key=str)
-        if unknown:
-            shown = ", ".join(unknown[:_SHOWN_VALUES]) + (" ..." if len(unknown) > 5 else "")
-            notes.append(
-                f"column {known.name!r}: the sample holds values the model does not know "
-                f"({shown}); requests with them will be refused"
-            )
-    elif field_type == "string":
-        allowed = seen.allowed
-    data = known.model_dump()
-    # The sample says whether values go missing; the artefact only says whether it could cope.
-    nullable = seen.nullable or (known.nullable and known.allowed is not None)
-    data.update(type=field_type, nullable=nullable, allowed=allowed)
-    return InputField.model_validate(data), notes
-
-
-def _merged_type(known: InputField, seen: InputField, series: pd.Series[Any]) -> FieldType:
-    model, sample = known.type, seen.type
-    if model == "any":
-        return sample
-    if sample in ("any", model):
-        return model
-    if model == "number" and sample == "integer":
-        return "integer"  # whole numbers in the data: the narrower type documents it better
-    if model in ("number", "integer") and sample == "boolean":
-        return "boolean"  # a 0/1 flag: numeric to the model, true/false to its clients
-    if model == "integer" and sample == "number" and _integral(series):
-        return "integer"
-    raise ScaffoldError(
-        f"column {known.name!r}: the model takes {model} values but the sample holds {sample} "
-        "values; check that the sample is data for this model"
-    )
-
-
-def _integral(series: pd.Series[Any]) -> bool:
-    values = pd.to_numeric(series.dropna(), errors="coerce")
-    return bool(values.notna().all() and (values % 1 == 0).all())
-
-
-def _bare(field: InputField) -> bool:
-    """Only a name: the artefact knew nothing else about this field."""
-    return field == InputField(name=field.name)
-
-
-def _renamed(field: InputField, name: str) -> InputField:
-    return InputField.model_validate({**field.model_dump(), "name": name})
-
-
-def _derived_inputs(runtime: Runtime) -> list[InputField] | None:
-    """The artefact's own fields, with categories from encoders that refuse unknown values."""
-    try:
-        derived = runtime.derived_inputs()
-    except (TypeError, ValueError) as exc:
-        raise ScaffoldError(f"cannot read the inputs from the artefact: {exc}") from None
-    if not derived:
-        return derived
-    categories = _encoder_categories(runtime)
-    return [
-        _with_categories(f, categories[f.name]) if f.name in categories and f.shape is None else f
-        for f in derived
-    ]
-
-
-def _positional(runtime: Runtime) -> bool:
-    """A scikit-learn model fit on an array: it takes columns by position, not by name."""
-    estimator = getattr(runtime, "estimator", None)
-    return estimator is not None and not hasattr(estimator, "feature_names_in_")
-
-
-def _encoder_categories(runtime: Runtime) -> dict[str, list[Any]]:
-    """Column → categories of scikit-learn encoders (handle_unknown="error") fit on named columns.
-
-    Such an encoder fails on any other value, so its categories are the field's true `allowed`
-    list, including those the sample happens not to hold.
-    """
-    estimator = getattr(runtime, "estimator", None)
-    if estimator is None:
-        return {}
-    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
-
-    found: dict[str, list[Any]] = {}
-    for part in _sklearn_parts(estimator):
-        if not isinstance(part, OneHotEncoder | OrdinalEncoder):
-            continue
-        names = getattr(part, "feature_names_in_", None)
-        categories = getattr(part, "categories_", None)
-        if part.handle_unknown != "error" or names is None or categories is None:
-            continue
-        for column, values in zip(names, categories, strict=False):
-            found[str(column)] = list(values)
-    return found
-
-
-def _sklearn_parts(estimator: Any, depth: int = 0) -> Iterator[Any]:
-    """The estimator and, recursively, the fitted steps of pipelines and column transformers."""
-    yield estimator
-    if depth > 8:
-        return
-    for attribute in ("steps", "transformers_", "transformer_list"):
-        members = getattr(estimator, attribute, None)
-        if isinstance(members, list):
-            for member in members:
-                if isinstance(member, tuple) and len(member) >= 2:
-                    yield from _sklearn_parts(member[1], depth + 1)
-
-
-def _with_categories(field: InputField, categories: list[Any]) -> InputField:
-    values = [_python(v) for v in categories]
-    kept = [v for v in values if not _missing(v)]
-    category_type = _values_type(kept)
-    if category_type in ("any", "boolean") or field.type not in ("any", category_type):
-        return field
-    data = field.model_dump()
-    data.update(
-        type=category_type,
-        allowed=sorted(kept),
-        nullable=field.nullable or len(kept) < len(values),  # NaN was a category: missing is fine
-    )
-    return InputField.model_validate(data)
-
-
 # --- values ----------------------------------------------------------------------------------
-
-
-def _python(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _plain(value: Any, field: InputField) -> Any:
     """A sample cell as the JSON value a client would send for `field` (None when missing)."""
-    value = _python(value)
+    value = python_value(value)
     if isinstance(value, list):
         return value
     if value is None or pd.isna(value):

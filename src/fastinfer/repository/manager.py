@@ -11,6 +11,9 @@ A change made through this process must load here first; if any version fails (b
 corrupt file, failing self-test) nothing switches, the state is not published, and the
 caller gets the reasons. Otherwise the state is published on the control board and the
 change returns once every live server process has applied it.
+
+What the repository's folders ask for (scanning, the version policy, polling) is worked out in
+`sync.py`; this module only applies it.
 """
 
 from __future__ import annotations
@@ -19,9 +22,6 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from fastinfer.config import Settings
@@ -29,35 +29,20 @@ from fastinfer.engine import Engine
 from fastinfer.modelspec import ModelConfigError
 from fastinfer.observability.logging import get_logger
 from fastinfer.registry import ModelRegistry
+from fastinfer.repository.changes import ChangeRefused, ChangeResult, Mutation
 from fastinfer.repository.control import ControlBoard
-from fastinfer.repository.layout import VersionPolicy, fingerprint, scan_repository
+from fastinfer.repository.layout import VersionPolicy
 from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource
+from fastinfer.repository.sync import RepositorySync
 from fastinfer.served import ModelState, ServedModel
 
 log = get_logger("fastinfer.repository")
 _WATCH_S = 0.05
 _ACK_POLL_S = 0.02
 
-
-class ChangeRefused(Exception):  # noqa: N818 - a refusal, with an HTTP status for the caller
-    """The change cannot be made as asked; nothing was changed."""
-
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
-
-
-@dataclass
-class ChangeResult:
-    generation: int
-    changed: bool
-    workers: dict[str, str] = field(default_factory=dict)  # worker → "applied" or its error
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"generation": self.generation, "changed": self.changed, "workers": self.workers}
-
-
-Mutation = Callable[[DesiredState], DesiredState]
+# ChangeRefused and ChangeResult live in `changes` (the sync raises and returns them too); the
+# admin and v2 APIs import them from here.
+__all__ = ["ChangeRefused", "ChangeResult", "ModelManager", "Mutation"]
 
 
 class ModelManager:
@@ -79,9 +64,10 @@ class ModelManager:
         self._reconcile_lock = asyncio.Lock()
         self._change_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._bad_versions: dict[tuple[str, str], Any] = {}  # polling skips these until edited
         self.repository = settings.model_repository
-        self.policy = VersionPolicy.parse(settings.version_policy)
+        self._repository_sync = RepositorySync(
+            self.repository, VersionPolicy.parse(settings.version_policy), self.change
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -102,7 +88,9 @@ class ModelManager:
         self.started = True
         self._spawn(self._watch(), "control-watch")
         if self.repository is not None and self.settings.repository_poll_s and self.slot == 0:
-            self._spawn(self._poll(self.settings.repository_poll_s), "repository-poll")
+            self._spawn(
+                self._repository_sync.poll(self.settings.repository_poll_s), "repository-poll"
+            )
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -243,31 +231,13 @@ class ModelManager:
 
     # -- the operations the admin API offers ---------------------------------------------------
 
-    def _repository_source(self, name: str, version: str) -> VersionSource:
-        if self.repository is None:
-            raise ChangeRefused(
-                409,
-                "no_repository",
-                "no model repository is configured (set FASTINFER_MODEL_REPOSITORY)",
-            )
-        path = self.repository / name / version
-        if not (path / "model.yaml").is_file():
-            found = scan_repository(self.repository).get(name, {})
-            raise ChangeRefused(
-                404,
-                "version_not_found",
-                f"no model {name!r} version {version!r} in the repository {self.repository}",
-                {"available": sorted(found)},
-            )
-        return VersionSource(path=str(path.resolve()))
-
     async def load(self, name: str, version: str) -> ChangeResult:
         """Load a version from the repository (reloading it if it is loaded already)."""
 
         def mutate(state: DesiredState) -> DesiredState:
             entry = state.models.get(name, ModelEntry())
             existing = entry.versions.get(version)
-            source = existing or self._repository_source(name, version)
+            source = existing or self._repository_sync.source(name, version)
             if existing is not None:
                 source = source.model_copy(update={"revision": existing.revision + 1})
             return _with_entry(
@@ -277,6 +247,14 @@ class ModelManager:
             )
 
         return await self.change(mutate)
+
+    async def load_model(self, name: str) -> ChangeResult:
+        """Load a model's versions from the repository by the version policy (v2 `load`)."""
+        return await self._repository_sync.load_model(name)
+
+    async def sync(self) -> ChangeResult:
+        """Bring the repository's models in line with its folders (the poller's step)."""
+        return await self._repository_sync.sync()
 
     async def reload(self, name: str, version: str) -> ChangeResult:
         """Re-read a loaded version's files and swap it in."""
@@ -320,76 +298,6 @@ class ModelManager:
             return _with_entry(state, name, entry.model_copy(update={"pinned": version}))
 
         return await self.change(mutate)
-
-    async def load_model(self, name: str) -> ChangeResult:
-        """Load a model's versions from the repository by the version policy (v2 `load`)."""
-        if self.repository is None:
-            self._repository_source(name, "-")
-        assert self.repository is not None
-        found = scan_repository(self.repository).get(name)
-        if not found:
-            raise ChangeRefused(
-                404, "model_not_found", f"no model {name!r} in the repository {self.repository}"
-            )
-        return await self.change(lambda state: self._synced(state, {name: found}, only=name))
-
-    async def sync(self) -> ChangeResult:
-        """Bring the repository's models in line with its folders (the poller's step).
-
-        A version that failed to load is skipped by later syncs until its files change.
-        """
-        if self.repository is None:
-            self._repository_source("-", "-")
-        assert self.repository is not None
-        found = scan_repository(self.repository)
-        for (name, version), print_ in list(self._bad_versions.items()):
-            path = found.get(name, {}).get(version)
-            if path is not None and fingerprint(path) == print_:
-                del found[name][version]
-        try:
-            return await self.change(lambda state: self._synced(state, found))
-        except ChangeRefused as refused:
-            if refused.code == "load_failed":
-                for key in (refused.details or {}).get("failed", {}):
-                    name, _, version = key.partition("/")
-                    with contextlib.suppress(OSError):
-                        self._bad_versions[(name, version)] = fingerprint(
-                            self.repository / name / version
-                        )
-            raise
-
-    def _synced(
-        self, state: DesiredState, found: dict[str, dict[str, Path]], only: str | None = None
-    ) -> DesiredState:
-        """`state` with the repository's models set to the policy's versions of `found`."""
-        assert self.repository is not None
-        root = self.repository.resolve()
-        models = dict(state.models)
-        for name in list(models):
-            in_repository = all(
-                Path(s.path).is_relative_to(root) for s in models[name].versions.values()
-            )
-            if in_repository and name not in found and only is None:
-                del models[name]
-        for name, versions in found.items():
-            entry = models.get(name, ModelEntry())
-            chosen = self.policy.select(versions)
-            sources = {
-                v: entry.versions.get(v) or VersionSource(path=str(versions[v])) for v in chosen
-            }
-            pinned = entry.pinned if entry.pinned in sources else None
-            models[name] = ModelEntry(versions=sources, pinned=pinned)
-        return state.model_copy(update={"models": models})
-
-    async def _poll(self, every: float) -> None:
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.sync()
-            except ChangeRefused as refused:
-                log.error("repository_sync_failed", reason=refused.message)
-            except Exception:
-                log.exception("repository_poll_failed")
 
 
 def _entry(state: DesiredState, name: str) -> ModelEntry:

@@ -10,31 +10,23 @@ after the parent ran a multi-threaded region hangs in its first prediction. `loa
 before the fork) caps LightGBM at one thread while it parses the trees; predictions run with
 `num_threads` (default 1: one server process per core). Rows become a float64 NumPy matrix with
 categories encoded as LightGBM's pandas codes, which predicts about 30x faster than a DataFrame.
+What this shares with the XGBoost runtime (fields, schema check, matrix) is in `trees.py`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
-import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 
-from fastinfer.modelspec import FieldType, InputField, OutputSpec
-from fastinfer.runtimes.base import Prediction, Row, Runtime, whole_number_option
-from fastinfer.runtimes.outputs import (
-    classifier_predictions,
-    index_labels,
-    regressor_predictions,
-)
-
-Category = str | int | float | bool
+from fastinfer.modelspec import InputField
+from fastinfer.runtimes.outputs import index_labels
+from fastinfer.runtimes.trees import Category, Feature, TreeRuntime, categorical_feature
 
 _TREE_SIZES = re.compile(r"\ntree_sizes=[^\n]*")
 
@@ -60,40 +52,6 @@ _REGRESSOR_OBJECTIVES = {
 
 
 @dataclass(frozen=True, slots=True)
-class _Feature:
-    """One booster column: its derived field and how its values become the booster's floats."""
-
-    field: InputField
-    codes: dict[Category, int] | None  # category → its pandas code; None: the value itself
-
-    def check(self, declared: InputField) -> None:
-        """A declared field must send values this feature can read (derived ones always do)."""
-        if self.codes is None:
-            if declared.type == "string":
-                raise ValueError(
-                    f"input field {declared.name!r} is a string but the booster reads a number "
-                    "there (declare it integer, number or boolean)"
-                )
-            return
-        types = {declared.type, self.field.type}
-        if declared.type != "any" and len(types) > 1 and not types <= {"integer", "number"}:
-            shown = ", ".join(map(repr, self.field.allowed or []))
-            raise ValueError(
-                f"input field {declared.name!r} is declared {declared.type} but the booster's "
-                f"categories there are {self.field.type} values ({shown}); declare it "
-                f"{self.field.type}, or leave inputs out to derive them"
-            )
-
-    def encode(self, values: list[Any]) -> list[Any]:
-        """Values → what NumPy turns into floats; missing and unseen categories → NaN (as
-        LightGBM's own DataFrame path does)."""
-        if self.codes is None:
-            return values
-        codes = self.codes
-        return [codes.get(v, math.nan) if v is not None else math.nan for v in values]
-
-
-@dataclass(frozen=True, slots=True)
 class _Header:
     """What the model text says about the booster before its trees."""
 
@@ -105,28 +63,18 @@ class _Header:
     tree_count: int | None  # how many trees `tree_sizes` lists (None without that line)
 
 
-class LightGBMRuntime(Runtime):
+class LightGBMRuntime(TreeRuntime):
     name = "lightgbm"
 
-    option_keys = ("num_threads",)
+    threads_option = "num_threads"
+    option_keys = (threads_option,)
+    threads_note = " (0: OpenMP's default)"
+    names_note = " (LightGBM writes spaces in feature names as underscores)"
 
-    def __init__(
-        self,
-        output: OutputSpec,
-        options: Mapping[str, Any] | None = None,
-        *,
-        directory: Path | None = None,
-    ) -> None:
-        super().__init__(output, options, directory=directory)
-        threads = whole_number_option(
-            self.options, "num_threads", default=1, minimum=0, note=" (0: OpenMP's default)"
-        )
-        self._num_threads: int = threads
-        self._labels: list[str] | None = None
-        self._binary = False
-        self._features: list[_Feature] = []
-        self._text = ""
-        self._booster: Any = None
+    # The model text is kept from `load` until the trees are parsed: in `load` where LightGBM
+    # can be held to one thread, otherwise in `start` (see `_single_threaded_booster`).
+    _text = ""
+    _booster: Any = None
 
     def needs_trust(self, data: bytes) -> bool:
         """Pinned like a pickle: LightGBM's text parser is not memory-safe on malformed input
@@ -152,44 +100,8 @@ class LightGBMRuntime(Runtime):
             self._booster = _booster(self._text)
         self._text = ""
 
-    def bind_schema(self, fields: list[InputField]) -> None:
-        """Every booster feature needs a field of a type it can read; extra fields are ignored."""
-        by_name = {f.name: f for f in fields}
-        missing = [f.field.name for f in self._features if f.field.name not in by_name]
-        if missing:
-            raise ValueError(
-                f"the booster's feature(s) {', '.join(missing)} have no input field "
-                f"(fields: {', '.join(by_name) or 'none'}); name the inputs as the model does "
-                "(LightGBM writes spaces in feature names as underscores)"
-            )
-        for feature in self._features:
-            feature.check(by_name[feature.field.name])
-
-    def predict(self, rows: list[Row], columns: list[str]) -> list[Prediction]:
-        if not rows:
-            return []
-        matrix = np.empty((len(rows), len(self._features)), dtype=np.float64)
-        for index, feature in enumerate(self._features):
-            name = feature.field.name
-            try:
-                matrix[:, index] = feature.encode([row[name] for row in rows])
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"feature {name!r}: not a number ({exc})") from None
-        raw = np.asarray(
-            self._booster.predict(matrix, num_threads=self._num_threads), dtype=np.float64
-        )
-        if self._labels is None:
-            return regressor_predictions(raw)
-        if self._binary:
-            positive = raw.reshape(-1)
-            raw = np.column_stack([1.0 - positive, positive])
-        return classifier_predictions(raw, self._labels)
-
-    def derived_inputs(self) -> list[InputField] | None:
-        return [feature.field for feature in self._features]
-
-    def output_labels(self) -> list[str] | None:
-        return self._labels
+    def _raw_predict(self, matrix: np.ndarray[Any, Any]) -> Any:
+        return self._booster.predict(matrix, num_threads=self._threads)
 
 
 def _model_text(data: bytes) -> str:
@@ -288,7 +200,7 @@ def _pandas_categorical(text: str) -> list[list[Category]] | None:
     return parsed
 
 
-def _features(header: _Header) -> list[_Feature]:
+def _features(header: _Header) -> list[Feature]:
     """One field per booster feature.
 
     Every field is nullable: LightGBM sends a missing value down each split's learned branch,
@@ -306,7 +218,7 @@ def _features(header: _Header) -> list[_Feature]:
     for index, name in enumerate(header.feature_names):
         categories = matched.get(index)
         if categories is not None:
-            features.append(_categorical_feature(name, categories))
+            features.append(categorical_feature(name, categories))
         elif index in header.categorical:
             field = InputField(
                 name=name,
@@ -314,26 +226,10 @@ def _features(header: _Header) -> list[_Feature]:
                 nullable=True,
                 description="category code (a non-negative integer, as LightGBM reads it)",
             )
-            features.append(_Feature(field, None))
+            features.append(Feature(field, None))
         else:
-            features.append(_Feature(InputField(name=name, type="number", nullable=True), None))
+            features.append(Feature(InputField(name=name, type="number", nullable=True), None))
     return features
-
-
-def _categorical_feature(name: str, categories: list[Category]) -> _Feature:
-    field_type: FieldType
-    if all(isinstance(c, bool) for c in categories):
-        field_type = "boolean"
-    elif all(isinstance(c, str) for c in categories):
-        field_type = "string"
-    elif all(isinstance(c, int) and not isinstance(c, bool) for c in categories):
-        field_type = "integer"
-    elif all(isinstance(c, int | float) and not isinstance(c, bool) for c in categories):
-        field_type = "number"
-    else:
-        field_type = "any"
-    field = InputField(name=name, type=field_type, nullable=True, allowed=list(categories))
-    return _Feature(field, {c: code for code, c in enumerate(categories)})
 
 
 def _output_width(objective: str, kind: str, num_class: int) -> int | None:

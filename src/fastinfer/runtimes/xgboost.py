@@ -9,31 +9,22 @@ after the parent ran a multi-threaded region hangs in its first prediction. `loa
 before the fork) therefore reads the file with one thread, and `start` sets `nthread` in the
 worker. Predictions go through `inplace_predict` on a float32 NumPy matrix, about 7x faster than
 on a DataFrame; categorical values are encoded to the codes the booster was trained with.
+What this shares with the LightGBM runtime (fields, schema check, matrix) is in `trees.py`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xgboost as xgb
 
-from fastinfer.modelspec import FieldType, InputField, OutputSpec
-from fastinfer.runtimes.base import Prediction, Row, Runtime, whole_number_option
-from fastinfer.runtimes.outputs import (
-    classifier_predictions,
-    index_labels,
-    regressor_predictions,
-)
-
-Category = str | int | float
+from fastinfer.modelspec import FieldType, InputField
+from fastinfer.runtimes.outputs import index_labels
+from fastinfer.runtimes.trees import Category, Feature, TreeRuntime, categorical_feature
 
 _PICKLE_MESSAGE = (
     "the xgboost artefact is a Python pickle (joblib/pickle), which the xgboost runtime does not "
@@ -53,59 +44,13 @@ _CLASSIFIER_HINTS = {
 _NUMERIC_TYPES: dict[str, FieldType] = {"int": "integer", "i": "boolean"}  # others: number
 
 
-@dataclass(frozen=True, slots=True)
-class _Feature:
-    """One booster column: its derived field and how its values become the booster's floats."""
-
-    field: InputField
-    codes: dict[Category, int] | None  # category → the code it was trained as; None: numeric
-
-    def check(self, declared: InputField) -> None:
-        """A declared field must send values this feature can read (derived ones always do)."""
-        if self.codes is None:
-            if declared.type == "string":
-                raise ValueError(
-                    f"input field {declared.name!r} is a string but the booster reads a number "
-                    "there (declare it integer, number or boolean)"
-                )
-            return
-        types = {declared.type, self.field.type}
-        if declared.type != "any" and len(types) > 1 and not types <= {"integer", "number"}:
-            shown = ", ".join(map(repr, self.field.allowed or []))
-            raise ValueError(
-                f"input field {declared.name!r} is declared {declared.type} but the booster's "
-                f"categories there are {self.field.type} values ({shown}); declare it "
-                f"{self.field.type}, or leave inputs out to derive them"
-            )
-
-    def encode(self, values: list[Any]) -> list[Any]:
-        """Values → what NumPy turns into floats; missing (and unseen categories) → NaN."""
-        if self.codes is None:
-            return values  # numbers and booleans; None becomes NaN in the float matrix
-        codes = self.codes
-        return [codes.get(v, math.nan) if v is not None else math.nan for v in values]
-
-
-class XGBoostRuntime(Runtime):
+class XGBoostRuntime(TreeRuntime):
     name = "xgboost"
 
-    option_keys = ("nthread",)
-
-    def __init__(
-        self,
-        output: OutputSpec,
-        options: Mapping[str, Any] | None = None,
-        *,
-        directory: Path | None = None,
-    ) -> None:
-        super().__init__(output, options, directory=directory)
-        nthread = whole_number_option(
-            self.options, "nthread", default=1, minimum=0, note=" (0: all cores)"
-        )
-        self._nthread: int = nthread
-        self._labels: list[str] | None = None
-        self._binary = False
-        self._features: list[_Feature] = []
+    threads_option = "nthread"
+    option_keys = (threads_option,)
+    threads_note = " (0: all cores)"
+    matrix_dtype = np.float32
 
     def needs_trust(self, data: bytes) -> bool:
         """JSON loads unpinned: its parser fails cleanly on bad input. UBJSON needs a pin:
@@ -151,43 +96,10 @@ class XGBoostRuntime(Runtime):
 
     def start(self) -> None:
         """Let predictions use `nthread` threads, now that this is the serving process."""
-        self._booster.set_param({"nthread": self._nthread})
+        self._booster.set_param({"nthread": self._threads})
 
-    def bind_schema(self, fields: list[InputField]) -> None:
-        """Every booster feature needs a field of a type it can read; extra fields are ignored."""
-        by_name = {f.name: f for f in fields}
-        missing = [f.field.name for f in self._features if f.field.name not in by_name]
-        if missing:
-            raise ValueError(
-                f"the booster's feature(s) {', '.join(missing)} have no input field "
-                f"(fields: {', '.join(by_name) or 'none'}); name the inputs as the model does"
-            )
-        for feature in self._features:
-            feature.check(by_name[feature.field.name])
-
-    def predict(self, rows: list[Row], columns: list[str]) -> list[Prediction]:
-        if not rows:
-            return []
-        matrix = np.empty((len(rows), len(self._features)), dtype=np.float32)
-        for index, feature in enumerate(self._features):
-            name = feature.field.name
-            try:
-                matrix[:, index] = feature.encode([row[name] for row in rows])
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"feature {name!r}: not a number ({exc})") from None
-        raw = np.asarray(self._booster.inplace_predict(matrix), dtype=np.float64)
-        if self._labels is None:
-            return regressor_predictions(raw)
-        if self._binary:
-            positive = raw.reshape(-1)
-            raw = np.column_stack([1.0 - positive, positive])
-        return classifier_predictions(raw, self._labels)
-
-    def derived_inputs(self) -> list[InputField] | None:
-        return [feature.field for feature in self._features]
-
-    def output_labels(self) -> list[str] | None:
-        return self._labels
+    def _raw_predict(self, matrix: np.ndarray[Any, Any]) -> Any:
+        return self._booster.inplace_predict(matrix)
 
 
 def _output_width(objective: str, kind: str, num_class: int, num_target: int) -> int | None:
@@ -218,7 +130,7 @@ def _output_width(objective: str, kind: str, num_class: int, num_target: int) ->
     raise TypeError(f"the xgboost runtime answers output kind classifier or regressor, not {kind}")
 
 
-def _feature(name: str, kind: str | None, categories: list[Category] | None) -> _Feature:
+def _feature(name: str, kind: str | None, categories: list[Category] | None) -> Feature:
     """The field for one booster column, from XGBoost's feature type (and stored categories).
 
     Every field is nullable: XGBoost sends a missing value down each split's learned default
@@ -226,7 +138,7 @@ def _feature(name: str, kind: str | None, categories: list[Category] | None) -> 
     """
     if kind != "c":
         field_type: FieldType = _NUMERIC_TYPES.get(kind or "", "number")
-        return _Feature(InputField(name=name, type=field_type, nullable=True), None)
+        return Feature(InputField(name=name, type=field_type, nullable=True), None)
     if categories is None:
         # Trained from category codes (NumPy with feature_types, or XGBoost < 3.1, or names
         # the file cannot hold faithfully): the booster knows no names, so clients send the
@@ -238,15 +150,8 @@ def _feature(name: str, kind: str | None, categories: list[Category] | None) -> 
             minimum=0,
             description="category code (the model file stores no category names)",
         )
-        return _Feature(field, None)
-    if all(isinstance(c, str) for c in categories):
-        field_type = "string"
-    elif all(isinstance(c, int) for c in categories):
-        field_type = "integer"
-    else:
-        field_type = "number"
-    field = InputField(name=name, type=field_type, nullable=True, allowed=list(categories))
-    return _Feature(field, {c: code for code, c in enumerate(categories)})
+        return Feature(field, None)
+    return categorical_feature(name, categories)
 
 
 def _stored_categories(booster: Any) -> dict[int, list[Category]]:
