@@ -375,7 +375,8 @@ def test_training_writes_reference_statistics_for_drift(examples_built: None) ->
     ):
         reference = read_reference(folder / "reference.json")
         config = load_model_directory(folder).config
-        assert set(reference["features"]) == {f.name for f in config.inputs or []}
+        identifiers = {"Name", "Ticket", "Cabin"}  # free text: left out (PSI would always fire)
+        assert set(reference["features"]) == {f.name for f in config.inputs or []} - identifiers
         for stats in reference["features"].values():
             counted = stats["counts"]
             total = sum(counted.values()) if isinstance(counted, dict) else sum(counted)

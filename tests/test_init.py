@@ -548,3 +548,20 @@ def test_bin_counts_and_category_keys_for_drift_checks() -> None:
         None,
     ]
     assert category_key(math.nan) is None and category_key(np.int64(7)) == "7"
+
+
+def test_identifier_like_text_fields_are_left_out_of_the_reference() -> None:
+    frame = pd.DataFrame(
+        {
+            "name": [f"passenger {i}" for i in range(400)],  # every value new
+            "city": [f"city {i % 60}" for i in range(400)],  # many, but each seen often
+            "code": [f"c{i}" for i in range(400)],  # unique, but the schema lists them
+        }
+    )
+    fields = [
+        InputField(name="name", type="string"),
+        InputField(name="city", type="string"),
+        InputField(name="code", type="string", allowed=[f"c{i}" for i in range(400)]),
+    ]
+    stats = reference_statistics(frame, fields)
+    assert set(stats["features"]) == {"city", "code"}

@@ -6,8 +6,9 @@ import asyncio
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -19,6 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastinfer import __version__
 from fastinfer.api import admin, docs, probes, v1, v2
 from fastinfer.api import metrics as metrics_api
+from fastinfer.api import monitoring as monitoring_api
 from fastinfer.api.errors import install_error_handlers
 from fastinfer.api.openapi import install_openapi
 from fastinfer.api.service import ServiceApp
@@ -27,12 +29,15 @@ from fastinfer.dataplane import DataPlane
 from fastinfer.engine import Engine
 from fastinfer.health import Board, Heartbeat
 from fastinfer.modelspec import ModelDirectory, load_model_directory
+from fastinfer.monitoring.monitor import Monitor
 from fastinfer.observability.logging import get_logger
 from fastinfer.observability.metrics import Metrics
+from fastinfer.observability.tracing import Tracing
 from fastinfer.registry import ModelRegistry
 from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.layout import VersionPolicy, repository_directories
 from fastinfer.repository.manager import ModelManager
+from fastinfer.rundir import remove_run_dir, run_dir
 
 log = get_logger("fastinfer.app")
 
@@ -98,25 +103,76 @@ def create_app(
             directories = [load_model_directory(p) for p in settings.model_dirs]
         registry = build_registry(settings, directories)
     metrics = Metrics()
+    shared_dir, own_dir = run_dir()
     engine = Engine(
         workers_per_model=settings.inference_threads,
         watchdog_s=settings.watchdog_s,
         observer=metrics,
     )
     board, slot = control if control is not None else (ControlBoard(1), 0)
-    manager = ModelManager(registry, engine, settings, board, slot)
+    parts = _Parts(
+        settings=settings,
+        registry=registry,
+        engine=engine,
+        manager=ModelManager(registry, engine, settings, board, slot),
+        metrics=metrics,
+        monitor=Monitor(settings, shared_dir, metrics),
+        run_dir=shared_dir if own_dir else None,
+    )
+    app = FastAPI(
+        title="fastinfer",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=_lifespan(parts, heartbeat, listen_when_loaded=listen_when_loaded),
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.engine = engine
+    app.state.manager = parts.manager
+    app.state.metrics = metrics
+    app.state.monitor = parts.monitor
+    app.state.dataplane = DataPlane(registry, engine, settings, parts.monitor)
+    app.state.booted_at = datetime.now(UTC)
+    app.state.booted_monotonic = time.monotonic()
+    app.state.git_revision = git_revision()
+    _install_routes(app, registry, settings)
+    service = ServiceApp(app, app.state.dataplane, metrics, cors=bool(settings.cors_origins))
+    app.state.service = service
+    return service
 
+
+@dataclass(frozen=True)
+class _Parts:
+    """What one server process is made of (its lifespan starts and stops them)."""
+
+    settings: Settings
+    registry: ModelRegistry
+    engine: Engine
+    manager: ModelManager
+    metrics: Metrics
+    monitor: Monitor
+    run_dir: Path | None  # a run directory this process made (and removes)
+
+
+def _lifespan(
+    parts: _Parts, heartbeat: tuple[Board, int] | None, *, listen_when_loaded: bool
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service: ServiceApp = app.state.service
+        _start_tracing(service, enabled=parts.settings.tracing)
         # Load in the background: /livez answers at once, /readyz says "loading" until done.
-        loading = asyncio.create_task(manager.start())
-        sampling = asyncio.create_task(_sample_metrics(metrics, app.state))
+        loading = asyncio.create_task(parts.manager.start())
+        sampling = asyncio.create_task(_sample_metrics(parts.metrics, app.state))
+        await parts.monitor.start()
         beating = (
             asyncio.create_task(Heartbeat(heartbeat[0], heartbeat[1], app.state).run())
             if heartbeat is not None
             else None
         )
-        log.info("starting", models=[m.name for m in registry], version=__version__)
+        log.info("starting", models=[m.name for m in parts.registry], version=__version__)
         if listen_when_loaded:
             # Uvicorn listens once startup is over: a worker joins the port's SO_REUSEPORT group
             # only when it can answer, so a restarted worker never answers 503 "loading".
@@ -127,38 +183,27 @@ def create_app(
             for task in (loading, beating, sampling):
                 if task is not None and not task.done():
                     task.cancel()
-            await manager.stop()
-            await engine.stop()
-            metrics.flush()  # the last counts of a process that is going away
+            await parts.manager.stop()
+            await parts.engine.stop()
+            await parts.monitor.stop()  # the prediction log's last batches, after the last answer
+            parts.metrics.flush()  # the last counts of a process that is going away
+            await _stop_tracing(service)
+            remove_run_dir(parts.run_dir)
             log.info("stopped")
 
-    app = FastAPI(
-        title="fastinfer",
-        version=__version__,
-        description=DESCRIPTION,
-        docs_url=None,
-        redoc_url=None,
-        lifespan=lifespan,
-    )
-    app.state.settings = settings
-    app.state.registry = registry
-    app.state.engine = engine
-    app.state.manager = manager
-    app.state.metrics = metrics
-    app.state.dataplane = DataPlane(registry, engine, settings)
-    app.state.booted_at = datetime.now(UTC)
-    app.state.booted_monotonic = time.monotonic()
-    app.state.git_revision = git_revision()
+    return lifespan
 
+
+def _install_routes(app: FastAPI, registry: ModelRegistry, settings: Settings) -> None:
     install_error_handlers(app)
     app.include_router(probes.router)
     app.include_router(metrics_api.router)
     app.include_router(v1.router)
     app.include_router(v2.router)
+    app.include_router(monitoring_api.router)
     app.include_router(admin.router)
     docs.install_docs(app)
     install_openapi(app, registry)
-
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -167,7 +212,19 @@ def create_app(
             allow_headers=["Content-Type", "X-Request-ID", "Authorization"],
             expose_headers=["X-Request-ID", "X-Model-Version", "Server-Timing"],
         )
-    return ServiceApp(app, app.state.dataplane, metrics, cors=bool(settings.cors_origins))
+
+
+def _start_tracing(service: ServiceApp, *, enabled: bool) -> None:
+    """Tracing exports from a thread: made in the lifespan, in the server process after any
+    fork. `state.tracing` is None when off."""
+    service.state.tracing = service.tracing = Tracing() if enabled else None
+
+
+async def _stop_tracing(service: ServiceApp) -> None:
+    """Export the spans still buffered (after the engine stopped: its last requests' spans)."""
+    tracing, service.tracing = service.tracing, None
+    if tracing is not None:
+        await asyncio.to_thread(tracing.shutdown)
 
 
 async def _sample_metrics(metrics: Metrics, state: Any) -> None:

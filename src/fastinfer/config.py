@@ -130,8 +130,65 @@ class Settings(BaseSettings):
         gt=0,
         description="/livez fails when inference makes no progress this long with work waiting.",
     )
+    tracing: bool = Field(
+        default=False,
+        description="Export OpenTelemetry traces (request, queue, inference spans) over OTLP/HTTP "
+        "to OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT. Needs the extra: pip install 'fastinfer[otel]'.",
+    )
 
-    @field_validator("model_dirs", "cors_origins", mode="before")
+    prediction_log: Literal["off", "jsonl", "postgres"] = Field(
+        default="off",
+        description="Where each prediction is logged (inputs, outputs, latency): off, jsonl "
+        "(rotating files in prediction_log_dir) or postgres (prediction_log_dsn).",
+    )
+    prediction_log_dir: Path = Field(
+        default=Path("predictions"),
+        description="Directory of the JSONL prediction log (one file per server process).",
+    )
+    prediction_log_dsn: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL connection string of the postgres prediction log "
+        "(libpq form, e.g. postgresql://user:password@host/db); its tables are created.",
+    )
+    prediction_log_sample_rate: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Fraction of prediction requests logged."
+    )
+    prediction_log_redact: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description='Input fields whose values are replaced by "[redacted]" in the log '
+        "(comma-separated names).",
+    )
+    prediction_log_buffer: int = Field(
+        default=10_000,
+        ge=1,
+        description="Rows waiting to be written, per server process; more are dropped (counted), "
+        "never waited for.",
+    )
+    prediction_log_batch: int = Field(
+        default=1_000, ge=1, description="Most rows the prediction log writes in one batch."
+    )
+    prediction_log_flush_s: float = Field(
+        default=1.0, gt=0, description="How often the prediction log writes what is waiting."
+    )
+    prediction_log_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="A JSONL file is rotated once it would grow past this size.",
+    )
+    prediction_log_backups: int = Field(
+        default=10, ge=0, description="Rotated JSONL files kept (the oldest are deleted)."
+    )
+    feedback_window_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Live accuracy covers the feedback of this many seconds; predictions can be "
+        "given feedback for this long.",
+    )
+    drift_window_s: float = Field(
+        default=3600.0, gt=0, description="Drift compares the inputs of this many seconds."
+    )
+
+    @field_validator("model_dirs", "cors_origins", "prediction_log_redact", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         return _split_list(value)

@@ -24,6 +24,7 @@ from fastinfer.errors import (
     ServiceError,
 )
 from fastinfer.hooks import HookContext, Reject
+from fastinfer.monitoring.monitor import Monitor
 from fastinfer.registry import ModelRegistry
 from fastinfer.runtimes import Prediction, Row
 from fastinfer.schema import InvalidRowsError, MalformedBodyError, TooManyRowsError
@@ -33,10 +34,17 @@ TIMEOUT_HEADER = "X-Request-Timeout"
 
 
 class DataPlane:
-    def __init__(self, registry: ModelRegistry, engine: Engine, settings: Settings) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        engine: Engine,
+        settings: Settings,
+        monitor: Monitor | None = None,
+    ) -> None:
         self.registry = registry
         self.engine = engine
         self.settings = settings
+        self.monitor = monitor
 
     def model(self, name: str, version: str | None = None) -> ServedModel:
         """The named version (default: the model's default), ready to predict; 404 or 503.
@@ -139,6 +147,18 @@ class DataPlane:
             raise InferenceFailed(
                 f"model {model.name!r} failed on this input; quote the request id when reporting it"
             ) from None
+
+    def observe(
+        self,
+        model: ServedModel,
+        rows: list[Row],
+        predictions: list[Prediction],
+        request_id: str,
+        started: float | None,
+    ) -> None:
+        """Hand a request's predictions to monitoring (prediction log, drift): cheap, no raise."""
+        if self.monitor is not None:
+            self.monitor.observe(model, rows, predictions, request_id, started)
 
     async def predict(
         self, model: ServedModel, rows: list[Row], deadline: float, request_id: str

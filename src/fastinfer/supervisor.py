@@ -30,6 +30,7 @@ from fastinfer.observability.metrics import (
 )
 from fastinfer.registry import ModelRegistry
 from fastinfer.repository.control import ControlBoard
+from fastinfer.rundir import RUN_DIR_ENV, prepare_run_dir, remove_run_dir
 from fastinfer.server import run_server
 
 log = get_logger("fastinfer.supervisor")
@@ -252,8 +253,14 @@ def serve(settings: Settings, directories: list[ModelDirectory]) -> int:
         return 0
     configure_logging(settings.log_level, settings.log_format, background=False)
     metrics_dir = prepare_multiprocess_dir()  # before any worker imports prometheus_client
-    log.info("metrics_directory", path=os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    shared_dir = prepare_run_dir()  # the workers' shared monitoring state
+    log.info(
+        "shared_directories",
+        metrics=os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
+        run=os.environ.get(RUN_DIR_ENV),
+    )
     try:
         return Supervisor(settings, directories, workers).run()
     finally:
         remove_multiprocess_dir(metrics_dir)
+        remove_run_dir(shared_dir)

@@ -45,7 +45,8 @@ def test_two_workers_report_one_sum(tiny_dir: Path, tmp_path: Path) -> None:
         assert on_health_port.headers["content-type"].startswith("text/plain")
         assert requests_total(on_health_port.text) == 60  # the health process sums them too
         logged = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
-        directory = next(r["path"] for r in logged if r.get("event") == "metrics_directory")
-        assert Path(directory).is_dir()
+        shared = next(r for r in logged if r.get("event") == "shared_directories")
+        directories = [Path(shared["metrics"]), Path(shared["run"])]
+        assert all(d.is_dir() for d in directories)
         assert server.stop() == 0
-    assert not Path(directory).exists()  # removed at exit
+    assert not any(d.exists() for d in directories)  # removed at exit

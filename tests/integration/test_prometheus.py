@@ -3,7 +3,6 @@ rules checked by promtool."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -15,6 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.integration.debian import apt_install
 from tests.integration.server import free_port, running_server
 
 pytestmark = pytest.mark.slow
@@ -25,12 +25,7 @@ RULES = REPO / "deploy" / "prometheus"
 def prometheus() -> str:
     """The prometheus binary, installed from Debian's registry if it is not there yet."""
     if shutil.which("prometheus") is None:
-        assert os.geteuid() == 0 and shutil.which("apt-get"), "needs apt-get as root"
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
-        if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
-            subprocess.run(install, env=env, capture_output=True, check=True)
+        apt_install("prometheus")
     binary = shutil.which("prometheus")
     assert binary is not None
     return binary

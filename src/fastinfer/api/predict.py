@@ -87,6 +87,7 @@ async def predict_exchange(
             rows = await plane.before_hooks(model, rows, request_id)
         result, item = await plane.predict(model, rows, deadline, request_id)
         state[WORK_ITEM] = item
+        plane.observe(model, rows, result["predictions"], request_id, state.get("started"))
         if model.hooks.post:  # run by the transport once the response is sent
             state[AFTER_RESPONSE] = plane.after_hooks(
                 model, rows, result["predictions"], request_id

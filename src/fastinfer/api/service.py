@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -28,6 +28,9 @@ from fastinfer.errors import ServiceError
 from fastinfer.observability.logging import emit_record, get_logger
 from fastinfer.observability.metrics import Metrics
 
+if TYPE_CHECKING:
+    from fastinfer.observability.tracing import Tracing
+
 log = get_logger("fastinfer.errors")
 _PREDICT_PREFIX = "/v1/models/"
 _PREDICT_SUFFIX = "/predict"
@@ -42,6 +45,7 @@ class ServiceApp:
         self.state = api.state
         self._plane = plane
         self._cors = cors  # browsers' cross-origin requests take the FastAPI path (CORS headers)
+        self.tracing: Tracing | None = None  # set by the lifespan when tracing is on
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,6 +55,7 @@ class ServiceApp:
         request_id = incoming_request_id(scope)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
+        state["started"] = started
         status = 500
         try:
             status = await self._dispatch(scope, receive, send, request_id)
@@ -60,6 +65,8 @@ class ServiceApp:
             if "version" in state:  # a prediction that reached a model version
                 protocol = "v2" if scope["path"].startswith("/v2/") else "v1"
                 self._metrics.request(state["model"], state["version"], protocol, status, elapsed)
+            if self.tracing is not None:  # spans after the fact, from the times taken anyway
+                self.tracing.record(scope, state, status, started, elapsed)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
         path: str = scope["path"]

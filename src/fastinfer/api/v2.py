@@ -107,6 +107,7 @@ async def _infer(
         rows = await plane.before_hooks(model, rows, request_id)
     predictions, item = await plane.infer(model, rows, deadline, request_id)
     scope["state"][WORK_ITEM] = item
+    plane.observe(model, rows, predictions, request_id, scope["state"].get("started"))
     if model.hooks.post:
         scope["state"][AFTER_RESPONSE] = plane.after_hooks(model, rows, predictions, request_id)
     encoding = time.perf_counter()

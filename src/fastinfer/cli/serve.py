@@ -10,6 +10,7 @@ import typer
 from fastinfer.config import Settings
 from fastinfer.modelspec import ModelConfigError, ModelDirectory, load_model_directory
 from fastinfer.observability.logging import configure_logging, flush_logging, get_logger
+from fastinfer.observability.tracing import TracingUnavailableError, require_otel
 from fastinfer.registry import parse_model_option
 from fastinfer.supervisor import serve
 
@@ -108,6 +109,12 @@ def serve_command(
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if settings.tracing:
+        try:
+            require_otel()  # before any fork: one clear error, not a crash in every worker
+        except TracingUnavailableError as exc:
+            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_format)
     log = get_logger("fastinfer.cli")
     try:

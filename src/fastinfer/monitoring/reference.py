@@ -43,7 +43,10 @@ Rules a drift check must follow to compare like with like:
   Python writes them.
 - A field is categorical when it has `allowed` values or is a string or boolean; integer and
   number fields are numeric; `any` fields follow the sample's dtype. Tensor fields (`shape`) are
-  left out. Predictions are categorical when they are labels (strings), numeric otherwise.
+  left out, and so are identifier-like categorical fields without `allowed` values (names,
+  tickets, ids: more than `MAX_CATEGORIES` distinct values, on average fewer than four rows
+  each), whose live values are nearly all unseen, so their PSI would always read as drift.
+  Predictions are categorical when they are labels (strings), numeric otherwise.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ from fastinfer.modelspec import InputField
 FORMAT_VERSION = 1
 REFERENCE_FILENAME = "reference.json"
 _INFINITIES = {"-inf": -math.inf, "inf": math.inf}
+MAX_CATEGORIES = 50  # a free-text field with more distinct values is left out (see above)
 
 
 def category_key(value: Any) -> str | None:
@@ -126,6 +130,8 @@ def reference_statistics(
             raise ValueError(f"the sample has no column {field.name!r}")
         series = frame[field.name]
         if _is_categorical(field, series):
+            if field.allowed is None and _identifier_like(series):
+                continue  # names, tickets, ids: every value new, so PSI says nothing
             features[field.name] = _categorical(series)
         else:
             features[field.name] = _numeric(series)
@@ -178,6 +184,13 @@ def _is_categorical(field: InputField, series: pd.Series[Any]) -> bool:
         return False
     dtype = series.dtype
     return bool(pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype))
+
+
+def _identifier_like(series: pd.Series[Any]) -> bool:
+    """More than MAX_CATEGORIES distinct values, most of them seen once or twice."""
+    values = series.dropna()
+    distinct = values.nunique()
+    return bool(distinct > MAX_CATEGORIES and distinct > len(values) / 4)
 
 
 def _categorical(series: pd.Series[Any]) -> dict[str, Any]:

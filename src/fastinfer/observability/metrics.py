@@ -33,6 +33,7 @@ _LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+PREDICTION_FEATURE = "__prediction__"  # the drift gauges' label for the prediction
 _EMA = 0.1  # weight of each 0.25 s sample: the average spans a few seconds
 
 
@@ -156,6 +157,58 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=registry,
         )
+        self.prediction_log_rows = Counter(
+            "fastinfer_prediction_log_rows",
+            "Prediction log rows by outcome: written, dropped_buffer_full, dropped_shutdown "
+            "(and failed_writes: batches the sink refused, retried).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.feedback_accuracy = Gauge(
+            "fastinfer_feedback_accuracy",
+            "Share of correct predictions among those given feedback in the feedback window "
+            "(classifiers).",
+            ["model", "version"],
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.feedback_error = Gauge(
+            "fastinfer_feedback_mean_absolute_error",
+            "Mean absolute error of the predictions given feedback in the window (regressors).",
+            ["model", "version"],
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.feedback_count = Gauge(
+            "fastinfer_feedback_window_predictions",
+            "Predictions given feedback in the feedback window.",
+            ["model", "version"],
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.drift_psi = Gauge(
+            "fastinfer_drift_psi",
+            "Population stability index of each input feature (and of the prediction, feature "
+            '"__prediction__") over the drift window against the reference; > 0.2 is drift.',
+            ["model", "version", "feature"],
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.drift_missing = Gauge(
+            "fastinfer_drift_missing_ratio",
+            "Share of missing values of each input feature over the drift window.",
+            ["model", "version", "feature"],
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.drift_out_of_range = Gauge(
+            "fastinfer_drift_out_of_range",
+            "Values outside the reference's range (numeric) or categories (categorical) in the "
+            "drift window.",
+            ["model", "version", "feature"],
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
         self._average_load = 0.0
         self._info_keys: set[tuple[str, str, str, str]] = set()
         self._requests: dict[tuple[str, str, str, str], int] = {}
@@ -199,6 +252,30 @@ class Metrics:
             for labels, counts in pending.items():
                 counts.fold_into(metric.labels(*labels))
                 counts.reset()
+
+    def prediction_log(self, outcome: str, rows: int) -> None:
+        self.prediction_log_rows.labels(outcome).inc(rows)  # per batch or drop: not per request
+
+    def accuracy(self, values: dict[tuple[str, str], Any]) -> None:
+        """Live accuracy per (model, version), as every process computes it from the index."""
+        for (model, version), value in values.items():
+            self.feedback_count.labels(model, version).set(value.feedback)
+            if value.accuracy is not None:
+                self.feedback_accuracy.labels(model, version).set(value.accuracy)
+            if value.mean_absolute_error is not None:
+                self.feedback_error.labels(model, version).set(value.mean_absolute_error)
+
+    def drift(self, model: str, version: str, report: dict[str, Any]) -> None:
+        """One version's drift report (`monitoring.drift.drift_report`) into the gauges."""
+        entries = dict(report["features"])
+        if report.get("prediction") is not None:
+            entries[PREDICTION_FEATURE] = report["prediction"]
+        for feature, entry in entries.items():
+            if entry["psi"] is not None:
+                self.drift_psi.labels(model, version, feature).set(entry["psi"])
+            if entry.get("missing_rate") is not None:
+                self.drift_missing.labels(model, version, feature).set(entry["missing_rate"])
+            self.drift_out_of_range.labels(model, version, feature).set(entry["out_of_range"])
 
     # -- sampled state ---------------------------------------------------------------------------
 

@@ -1,0 +1,204 @@
+"""OpenTelemetry traces of requests: optional (the `otel` extra) and off by default.
+
+A request's spans are made after the fact, once it has been answered, from the clock readings the
+server takes anyway (arrival, and the WorkItem's queue and batch times): nothing runs on the
+request path while it is served, and with tracing off nothing runs at all. Each traced request
+gives a SERVER span joined to the caller's trace (W3C `traceparent`) and, for a prediction, a
+`queue` and an `inference` child.
+
+Export is OTLP/HTTP through a BatchSpanProcessor (a background thread, so it is made in the
+server process's lifespan, after the fork). Endpoint, headers, sampler, service name and resource
+attributes come from the standard `OTEL_*` variables, which the SDK reads itself.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import Scope
+
+from fastinfer import __version__
+from fastinfer.api.predict import WORK_ITEM
+from fastinfer.api.service import predict_target
+from fastinfer.api.v2 import INFER_PREFIX, INFER_SUFFIX, infer_target
+from fastinfer.engine.work import WorkItem
+from fastinfer.observability.logging import get_logger
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.propagators.textmap import TextMapPropagator
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Span, SpanKind, Status, Tracer
+
+log = get_logger("fastinfer.tracing")
+INSTALL_HINT = "pip install 'fastinfer[otel]'"
+# Probes and scrapes: frequent, uninteresting, and they would drown the traces that matter.
+UNTRACED_PATHS = frozenset({"/livez", "/readyz", "/health", "/metrics", "/favicon.ico"})
+_V1_PREFIX, _V1_SUFFIX = "/v1/models/", "/predict"
+_V1_ROUTE = "/v1/models/{name}/predict"
+_V1_VERSION_ROUTE = "/v1/models/{name}/versions/{version}/predict"
+_V2_ROUTE = "/v2/models/{name}/infer"
+_V2_VERSION_ROUTE = "/v2/models/{name}/versions/{version}/infer"
+
+
+class TracingUnavailableError(RuntimeError):
+    """Tracing is on, but the OpenTelemetry packages (the `otel` extra) are not installed."""
+
+
+def require_otel() -> None:
+    """Raise TracingUnavailableError, naming the fix, unless the `otel` extra is importable.
+
+    Called at startup when tracing is on, so a missing extra stops the server with a clear
+    message rather than failing in every process's lifespan."""
+    try:
+        import opentelemetry.exporter.otlp.proto.http.trace_exporter
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError as exc:
+        raise TracingUnavailableError(
+            f"FASTINFER_TRACING is on but OpenTelemetry is not installed ({exc}): "
+            f"install the extra with `{INSTALL_HINT}`, or turn tracing off"
+        ) from exc
+
+
+class Tracing:
+    """One server process's tracer: a provider of its own (the global one is left alone), a
+    batch processor and the OTLP/HTTP exporter (or `exporter`: tests, embedding). `shutdown`
+    flushes what is still buffered."""
+
+    def __init__(self, exporter: SpanExporter | None = None) -> None:
+        require_otel()
+        from opentelemetry import propagate, trace
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        # Our defaults, overridden by OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES.
+        resource = Resource.create(
+            {
+                "service.name": "fastinfer",
+                "service.version": __version__,
+                **OTELResourceDetector().detect().attributes,
+                "process.pid": os.getpid(),
+            }
+        )
+        # The sampler (OTEL_TRACES_SAMPLER, default parent-based always-on) and the exporter's
+        # endpoint, headers, timeout and compression (OTEL_EXPORTER_OTLP_*) come from the SDK.
+        self._provider: TracerProvider = TracerProvider(resource=resource)
+        self._provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter()))
+        self._tracer: Tracer = self._provider.get_tracer("fastinfer", __version__)
+        # OTEL_PROPAGATORS (default: W3C tracecontext and baggage).
+        self._propagator: TextMapPropagator = propagate.get_global_textmap()
+        self._in_context = trace.set_span_in_context
+        self._server: SpanKind = trace.SpanKind.SERVER
+        self._error: Status = trace.Status(trace.StatusCode.ERROR)
+
+    def record(
+        self, scope: Scope, state: dict[str, Any], status: int, started: float, elapsed: float
+    ) -> None:
+        """The spans of a request just answered: `started` is its `time.perf_counter()` at
+        arrival, `elapsed` its duration in seconds. Never raises: tracing must not fail a
+        request."""
+        try:
+            if scope["path"] not in UNTRACED_PATHS:
+                self._record(scope, state, status, started, elapsed)
+        except Exception:
+            log.exception("tracing_failed", path=scope.get("path"))
+
+    def _record(
+        self, scope: Scope, state: dict[str, Any], status: int, started: float, elapsed: float
+    ) -> None:
+        # Epoch nanoseconds = a clock's reading + that clock's offset, taken now.
+        wall = time.time_ns()
+        perf_offset = wall - time.perf_counter_ns()
+        mono_offset = wall - time.monotonic_ns()
+        start = perf_offset + int(started * 1e9)
+        end = start + int(elapsed * 1e9)
+
+        method: str = scope["method"]
+        route = route_of(scope)
+        attributes: dict[str, str | int] = {
+            "http.request.method": method,
+            "url.path": scope["path"],
+            "http.response.status_code": status,
+            "fastinfer.request_id": state.get("request_id", ""),
+        }
+        if route is not None:
+            attributes["http.route"] = route
+        if "model" in state:
+            attributes["fastinfer.model"] = state["model"]
+            attributes["fastinfer.model_version"] = state.get("version") or ""
+        if status >= 500:
+            attributes["error.type"] = str(status)
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        span = self._tracer.start_span(
+            f"{method} {route}" if route is not None else method,
+            context=self._propagator.extract(carrier),
+            kind=self._server,
+            attributes=attributes,
+            start_time=start,
+        )
+        if status >= 500:
+            span.set_status(self._error)
+        item = state.get(WORK_ITEM)
+        if isinstance(item, WorkItem) and item.started_at is not None and span.is_recording():
+            self._children(span, item, mono_offset, start, end)
+        span.end(end_time=end)
+
+    def _children(self, parent: Span, item: WorkItem, offset: int, low: int, high: int) -> None:
+        """`queue` and `inference` spans from the WorkItem's monotonic times, kept inside the
+        request span (the clocks' offsets are read a few nanoseconds apart)."""
+
+        def epoch(moment: float) -> int:
+            return min(max(offset + int(moment * 1e9), low), high)
+
+        assert item.started_at is not None
+        context: Context = self._in_context(parent)
+        taken = epoch(item.started_at)
+        queue = self._tracer.start_span(
+            "queue",
+            context=context,
+            attributes={"fastinfer.batch_wait_seconds": item.batch_wait},
+            start_time=epoch(item.enqueued_at),
+        )
+        queue.end(end_time=taken)
+        if item.finished_at is None:  # timed out or failed before the batch came back
+            return
+        inference = self._tracer.start_span(
+            "inference",
+            context=context,
+            attributes={
+                "fastinfer.batch_rows": item.batch_rows,
+                "fastinfer.batch_requests": item.batch_requests,
+                "fastinfer.infer_seconds": item.infer_seconds,
+            },
+            start_time=taken,
+        )
+        inference.end(end_time=epoch(item.finished_at))
+
+    def shutdown(self) -> None:
+        """Export what is buffered and stop the export thread (blocks up to the export timeout)."""
+        self._provider.shutdown()
+
+
+def route_of(scope: Scope) -> str | None:
+    """The route template of a request (low-cardinality span names), None when none matched.
+
+    FastAPI records the route it matched in the scope; the hot-path routes are recognised here."""
+    route = scope.get("route")
+    if route is not None:
+        template = getattr(route, "path", None)
+        return template if isinstance(template, str) else None
+    path: str = scope["path"]
+    if path.startswith(_V1_PREFIX) and path.endswith(_V1_SUFFIX):
+        target = predict_target(path[len(_V1_PREFIX) : -len(_V1_SUFFIX)])
+        if target is not None:
+            return _V1_ROUTE if target[1] is None else _V1_VERSION_ROUTE
+    elif path.startswith(INFER_PREFIX) and path.endswith(INFER_SUFFIX):
+        target = infer_target(path)
+        if target is not None:
+            return _V2_ROUTE if target[1] is None else _V2_VERSION_ROUTE
+    return None

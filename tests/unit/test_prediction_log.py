@@ -1,0 +1,195 @@
+"""The prediction log's buffer and batches, the JSONL sink's rotation, feedback scoring and the
+shared feedback index."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fastinfer.monitoring.feedback import FeedbackIndex, OutcomeError, score
+from fastinfer.monitoring.prediction_log import REDACTED, PredictionLog
+from fastinfer.monitoring.sinks import JsonlSink, Record
+
+ROW = {"name": "Ada", "age": 36.0}
+LABEL = {"label": "yes", "probabilities": {"no": 0.2, "yes": 0.8}}
+
+
+def read_records(directory: Path) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for path in sorted(directory.glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+
+
+def test_each_row_becomes_a_record_with_redacted_fields(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        log = PredictionLog(JsonlSink(tmp_path, max_bytes=1 << 20, backups=2), redact=["name"])
+        log.offer("m", "1", "req-1", [ROW, {"name": None, "age": 1.0}], [LABEL, LABEL], 2.5)
+        await log.close()
+
+    asyncio.run(scenario())
+    records = read_records(tmp_path)
+    assert [(r["request_id"], r["row"]) for r in records] == [("req-1", 0), ("req-1", 1)]
+    first = records[0]
+    assert first["type"] == "prediction"
+    assert (first["model"], first["version"], first["latency_ms"]) == ("m", "1", 2.5)
+    assert first["input"] == {"name": REDACTED, "age": 36.0}
+    assert records[1]["input"] == {"name": None, "age": 1.0}  # nothing to hide in a null
+    assert first["output"] == LABEL
+    assert first["time"].endswith("+00:00")
+    assert ROW["name"] == "Ada"  # the request's own row is not changed
+
+
+def test_sampling_logs_about_the_configured_share_of_requests(tmp_path: Path) -> None:
+    random.seed(7)
+
+    async def scenario() -> int:
+        log = PredictionLog(
+            JsonlSink(tmp_path, max_bytes=1 << 20, backups=2), sample_rate=0.25, capacity=10_000
+        )
+        for i in range(2000):
+            log.offer("m", "1", f"r{i}", [ROW], [LABEL], None)
+        await log.close()
+        return log.written
+
+    written = asyncio.run(scenario())
+    assert 400 < written < 600
+    assert len(read_records(tmp_path)) == written
+
+
+def test_a_full_buffer_drops_and_counts_instead_of_waiting(tmp_path: Path) -> None:
+    counted: dict[str, int] = {}
+
+    def count(outcome: str, rows: int) -> None:
+        counted[outcome] = counted.get(outcome, 0) + rows
+
+    async def scenario() -> PredictionLog:
+        log = PredictionLog(
+            JsonlSink(tmp_path, max_bytes=1 << 20, backups=2), capacity=10, count=count
+        )
+        for i in range(15):  # no task is writing: the buffer fills at 10 rows
+            log.offer("m", "1", f"r{i}", [ROW], [LABEL], None)
+        log.offer("m", "1", "big", [ROW] * 3, [LABEL] * 3, None)
+        await log.close()
+        return log
+
+    log = asyncio.run(scenario())
+    assert (log.written, log.dropped) == (10, 8)
+    assert counted == {"written": 10, "dropped_buffer_full": 8}
+    assert [r["request_id"] for r in read_records(tmp_path)] == [f"r{i}" for i in range(10)]
+
+
+class FlakySink:
+    """Refuses the first `failures` writes, like a database that is restarting."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.batches: list[list[Record]] = []
+
+    def write(self, records: list[Record]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("database restarting")
+        self.batches.append(records)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_refused_batch_is_written_again_without_loss_or_duplicates() -> None:
+    indexed: list[int] = []
+    sink = FlakySink(failures=2)
+
+    async def scenario() -> PredictionLog:
+        log = PredictionLog(
+            sink, batch_rows=4, flush_s=0.01, on_batch=lambda records: indexed.append(len(records))
+        )
+        log.start()
+        for i in range(10):
+            log.offer("m", "1", f"r{i}", [ROW], [LABEL], None)
+        for _ in range(500):
+            if log.written == 10:
+                break
+            await asyncio.sleep(0.01)
+        await log.close()
+        return log
+
+    log = asyncio.run(scenario())
+    written = [r["request_id"] for batch in sink.batches for r in batch]
+    assert written == [f"r{i}" for i in range(10)]
+    assert (log.written, log.dropped) == (10, 0)
+    assert sum(indexed) == 10  # each batch was indexed once, however often it was retried
+
+
+def test_what_is_left_at_shutdown_when_the_sink_is_down_is_counted_as_lost() -> None:
+    async def scenario() -> PredictionLog:
+        log = PredictionLog(FlakySink(failures=1000))
+        log.offer("m", "1", "r", [ROW, ROW], [LABEL, LABEL], None)
+        await log.close(timeout=1)
+        return log
+
+    log = asyncio.run(scenario())
+    assert (log.written, log.dropped) == (0, 2)
+
+
+def test_jsonl_files_rotate_and_old_ones_are_deleted(tmp_path: Path) -> None:
+    sink = JsonlSink(tmp_path, max_bytes=2048, backups=2)
+    record = {"type": "prediction", "request_id": "r", "input": {"text": "x" * 200}}
+    for _ in range(40):  # ~9 KB: four rotations
+        sink.write([record])
+    sink.close()
+    files = sorted(tmp_path.glob("*.jsonl"))
+    assert len(files) == 3  # the current file and two rotated ones
+    assert all(f.stat().st_size <= 2048 for f in files)
+    assert sink.path in files
+
+
+def test_classifier_outcomes_may_be_labels_or_classes() -> None:
+    labels = {"0": "died", "1": "survived"}
+    survived = {"label": "survived", "probabilities": {}}
+    assert score(survived, "survived", labels).correct is True
+    assert score(survived, 1, labels).correct is True
+    assert score(survived, "1", labels).correct is True
+    assert score(survived, 0, labels).correct is False
+    assert score({"label": "3"}, 3.0).correct is True  # category keys: 3.0 is "3"
+
+
+def test_regressor_outcomes_give_the_absolute_error() -> None:
+    assert score({"value": 2.5}, 4).abs_error == 1.5
+    with pytest.raises(OutcomeError):
+        score({"value": 2.5}, "four")
+    with pytest.raises(OutcomeError):
+        score({"value": 2.5}, True)
+
+
+def test_the_feedback_index_is_shared_between_processes(tmp_path: Path) -> None:
+    path = tmp_path / "feedback.sqlite"
+    writer = FeedbackIndex(path, window_s=3600)  # as if in two server processes
+    reader = FeedbackIndex(path, window_s=3600)
+    writer.add_predictions(
+        [
+            {"type": "prediction", "model": "m", "version": "2", "request_id": "a", "row": 0,
+             "output": LABEL},
+            {"type": "prediction", "model": "m", "version": "2", "request_id": "a", "row": 1,
+             "output": {"label": "no"}},
+            {"type": "feedback", "model": "m", "version": "2", "request_id": "a", "row": 0},
+        ]
+    )  # fmt: skip
+    found = reader.lookup("m", "a", 1)
+    assert found is not None
+    assert (found.version, found.output) == ("2", {"label": "no"})
+    assert reader.lookup("m", "a", 2) is None
+    assert reader.lookup("other", "a", 0) is None
+    reader.add_feedback("m", "2", "a", 0, score(LABEL, "yes"))
+    reader.add_feedback("m", "2", "a", 1, score({"label": "no"}, "yes"))
+    reader.add_feedback("m", "2", "a", 1, score({"label": "no"}, "no"))  # a corrected retry
+    accuracy = writer.accuracy()[("m", "2")]
+    assert (accuracy.feedback, accuracy.accuracy, accuracy.mean_absolute_error) == (2, 1.0, None)
+    writer.close()
+    reader.close()
