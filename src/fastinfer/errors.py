@@ -69,3 +69,18 @@ class RequestRejected(ServiceError):  # noqa: N818
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+class PredictionNotFound(ServiceError):  # noqa: N818 - named for what is missing
+    status = 404
+    code = "prediction_not_found"
+
+
+class NoReference(ServiceError):  # noqa: N818
+    status = 409
+    code = "no_reference"
+
+
+class FeedbackDisabled(ServiceError):  # noqa: N818
+    status = 409
+    code = "feedback_disabled"

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fastinfer.api.errors import ERROR_RESPONSES
 from fastinfer.dataplane import DataPlane
-from fastinfer.errors import ModelNotFound
-from fastinfer.monitoring.monitor import Monitor, NoReference
+from fastinfer.errors import ModelNotFound, NoReference
+from fastinfer.monitoring.monitor import Monitor
 from fastinfer.served import ModelVersions
 
 router = APIRouter(prefix="/v1", tags=["monitoring"])

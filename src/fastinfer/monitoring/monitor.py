@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fastinfer.config import Settings
-from fastinfer.errors import InvalidInput, ServiceError
+from fastinfer.errors import FeedbackDisabled, InvalidInput, PredictionNotFound
 from fastinfer.monitoring.drift import DriftStore, DriftWindow, drift_report, merge_snapshots
 from fastinfer.monitoring.feedback import FeedbackIndex, OutcomeError, score
 from fastinfer.monitoring.prediction_log import PredictionLog
@@ -30,22 +30,6 @@ log = get_logger("fastinfer.monitoring")
 FEEDBACK_INDEX = "feedback.sqlite"
 WATCH_INTERVAL_S = 5.0  # gauges: live accuracy and drift
 FOLD_INTERVAL_S = 1.0  # drift: bin new rows, publish this process's window
-_UNKNOWN: Any = object()
-
-
-class PredictionNotFound(ServiceError):  # noqa: N818 - named for what is missing
-    status = 404
-    code = "prediction_not_found"
-
-
-class NoReference(ServiceError):  # noqa: N818
-    status = 409
-    code = "no_reference"
-
-
-class FeedbackDisabled(ServiceError):  # noqa: N818
-    status = 409
-    code = "feedback_disabled"
 
 
 def make_sink(settings: Settings) -> Sink | None:
@@ -76,7 +60,9 @@ class Monitor:
         self.metrics = metrics
         self._task: asyncio.Task[None] | None = None
         self.drift_store = DriftStore(run_dir / "drift")
-        self._windows: dict[str, tuple[ServedModel, DriftWindow] | None] = {}  # by label
+        # id(model) -> the version and its drift window (None: no reference statistics); the
+        # entry holds the model, so its id is not reused while it is here.
+        self._windows: dict[int, tuple[ServedModel, DriftWindow | None]] = {}
         self._reports_at = 0.0
         self.log: PredictionLog | None = None
         self.feedback: FeedbackIndex | None = None
@@ -108,13 +94,14 @@ class Monitor:
         if self.log is not None:
             latency = None if started is None else round((time.perf_counter() - started) * 1e3, 3)
             self.log.offer(model.name, model.version, request_id, rows, predictions, latency)
-        window = self._windows.get(model.label, _UNKNOWN)
-        if window is _UNKNOWN:
-            window = self._windows[model.label] = self._drift_window(model)
+        entry = self._windows.get(id(model))
+        if entry is None:
+            entry = self._windows[id(model)] = (model, self._drift_window(model))
+        window = entry[1]
         if window is not None:
-            window[1].observe(rows, predictions)
+            window.observe(rows, predictions)
 
-    def _drift_window(self, model: ServedModel) -> tuple[ServedModel, DriftWindow] | None:
+    def _drift_window(self, model: ServedModel) -> DriftWindow | None:
         """The version's drift window, if it ships reference statistics (read once)."""
         path = model.directory.root / REFERENCE_FILENAME
         if not path.is_file():
@@ -125,8 +112,7 @@ class Monitor:
             log.warning("reference_unreadable", model=model.label, error=str(exc)[:200])
             return None
         window_s = self.settings.drift_window_s
-        drift = DriftWindow(reference, window_s=window_s, bucket_s=max(1.0, window_s / 60))
-        return model, drift
+        return DriftWindow(reference, window_s=window_s, bucket_s=max(1.0, window_s / 60))
 
     async def start(self) -> None:
         if self.log is not None:
@@ -148,24 +134,20 @@ class Monitor:
 
     def _share_windows(self) -> None:
         """Bin this process's new rows and publish its windows for the other processes."""
-        for label, entry in list(self._windows.items()):
-            if entry is None:
-                continue
-            model, window = entry
-            self.drift_store.write(model.name, model.version, window.snapshot())
-            if not model.serving and model.in_flight == 0:  # retired: its file ages out
-                del self._windows[label]
+        for key, (model, window) in list(self._windows.items()):
+            if window is not None:
+                self.drift_store.write(model.name, model.version, window.snapshot())
+            if not model.serving and model.in_flight == 0:  # retired (its file ages out)
+                del self._windows[key]
         self.drift_store.prune(self.settings.drift_window_s + 60)
 
     def _update_gauges(self) -> None:
         if self.metrics is None:
             return
         self.metrics.accuracy(self.accuracy())
-        for entry in list(self._windows.values()):
-            if entry is not None:
-                model, window = entry
-                report = self._report(model, window)
-                self.metrics.drift(model.name, model.version, report)
+        for model, window in list(self._windows.values()):
+            if window is not None:
+                self.metrics.drift(model.name, model.version, self._report(model, window))
 
     def _report(self, model: ServedModel, window: DriftWindow) -> dict[str, Any]:
         snapshots = self.drift_store.read(model.name, model.version)
@@ -174,12 +156,13 @@ class Monitor:
 
     async def drift(self, model: ServedModel) -> dict[str, Any] | None:
         """The version's drift over the window, from every server process; None: no reference."""
-        entry = self._windows.get(model.label, _UNKNOWN)
-        if entry is _UNKNOWN:
-            entry = self._windows[model.label] = self._drift_window(model)
+        entry = self._windows.get(id(model))
         if entry is None:
+            entry = self._windows[id(model)] = (model, self._drift_window(model))
+        model, window = entry
+        if window is None:
             return None
-        return await asyncio.to_thread(self._publish_and_report, *entry)
+        return await asyncio.to_thread(self._publish_and_report, model, window)
 
     def _publish_and_report(self, model: ServedModel, window: DriftWindow) -> dict[str, Any]:
         self.drift_store.write(model.name, model.version, window.snapshot())  # the latest rows
