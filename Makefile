@@ -56,7 +56,20 @@ lock: ## Re-resolve requirements/*.lock from pyproject.toml
 		--generate-hashes --extra dev --extra bench -o requirements/bench.lock pyproject.toml
 
 clean:  ## Remove the environment and built artefacts
-	rm -rf $(VENV) .lock-venv $(ARTEFACTS) examples/titanic/holdout.csv examples/*/reference.json .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .lock-venv $(DEPLOY_VENV) build/deploy $(ARTEFACTS) examples/titanic/holdout.csv examples/*/reference.json .pytest_cache .mypy_cache .ruff_cache
+
+# The deploy/ checkers live in their own environment: checkov pins many packages of its own.
+DEPLOY_VENV ?= .deploy-venv
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed-stamp
+
+$(DEPLOY_STAMP): requirements/deploy-checks.lock
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements/deploy-checks.lock
+	@touch $(DEPLOY_STAMP)
+
+.PHONY: check-deploy
+check-deploy: $(DEPLOY_STAMP)  ## Offline checks of deploy/: kustomize, kubernetes-validate, checkov, hadolint, yamllint
+	PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" deploy/check.sh
 
 # By hand only, never in CI: several minutes of load on this machine (BENCH_DURATION=3 for a quick pass).
 .PHONY: bench
