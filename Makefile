@@ -36,10 +36,11 @@ serve: models  ## Serve both examples on http://127.0.0.1:8000
 test: models  ## Run the whole test suite (slow integration tests included)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff and mypy
+lint: $(STAMP)  ## ruff, mypy and bandit (fails on any high-severity finding)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
+	$(BIN)/bandit -c pyproject.toml -r src --severity-level high --quiet
 
 format: $(STAMP)  ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format src tests examples bench

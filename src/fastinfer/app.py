@@ -38,6 +38,8 @@ from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.layout import VersionPolicy, repository_directories
 from fastinfer.repository.manager import ModelManager
 from fastinfer.rundir import remove_run_dir, run_dir
+from fastinfer.schema import InputLimits
+from fastinfer.security.keys import build_guard
 
 log = get_logger("fastinfer.app")
 
@@ -79,6 +81,9 @@ def build_registry(settings: Settings, directories: list[ModelDirectory]) -> Mod
         max_rows=settings.max_rows,
         trust_unpinned=settings.trust_unpinned_artefacts,
         pins=settings.default_versions,
+        limits=InputLimits(
+            settings.max_string_length, settings.max_json_depth, settings.max_fields_per_row
+        ),
     )
 
 
@@ -138,7 +143,14 @@ def create_app(
     app.state.booted_monotonic = time.monotonic()
     app.state.git_revision = git_revision()
     _install_routes(app, registry, settings)
-    service = ServiceApp(app, app.state.dataplane, metrics, cors=bool(settings.cors_origins))
+    # Each server process gets its share of every key's rate limit (the board has a slot each).
+    guard = build_guard(settings, processes=board.slots)
+    if guard is not None:
+        for key, rate in guard.limits.items():
+            metrics.rate_limit.labels(key).set(rate)
+    service = ServiceApp(
+        app, app.state.dataplane, metrics, cors=bool(settings.cors_origins), guard=guard
+    )
     app.state.service = service
     return service
 
@@ -209,7 +221,7 @@ def _install_routes(app: FastAPI, registry: ModelRegistry, settings: Settings) -
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type", "X-Request-ID", "Authorization"],
+            allow_headers=["Content-Type", "X-Request-ID", "Authorization", "X-API-Key"],
             expose_headers=["X-Request-ID", "X-Model-Version", "Server-Timing"],
         )
 

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from fastinfer.security.keys import ApiKeySpec
+
 
 def _split_list(value: object) -> object:
     """Accept `a,b` as well as a JSON list for list-valued env vars."""
@@ -56,6 +58,24 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token of the admin API (load, unload, reload, default version). "
         "The admin API is off when unset.",
+    )
+    api_keys: list[ApiKeySpec] = Field(
+        default_factory=list,
+        description="API keys, as a JSON list of {name, sha256, scopes, models, rate, burst} "
+        "(sha256 of the key: `fastinfer new-key`). Any key turns authentication on.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="A JSON file of API keys like FASTINFER_API_KEYS (e.g. a mounted Secret).",
+    )
+    metrics_auth: bool = Field(
+        default=False,
+        description="With API keys: /metrics needs a key with the metrics or admin scope "
+        "(off: /metrics is open; the health port's /metrics is always open).",
+    )
+    docs_auth: bool = Field(
+        default=False,
+        description="With API keys: /docs, /redoc and /openapi.json need a predict key.",
     )
     reload_timeout_s: float = Field(
         default=120.0,
@@ -186,6 +206,30 @@ class Settings(BaseSettings):
     )
     drift_window_s: float = Field(
         default=3600.0, gt=0, description="Drift compares the inputs of this many seconds."
+    )
+    max_string_length: int = Field(
+        default=65_536,
+        ge=1,
+        description="Longest string value accepted in any input field (a field's own max_length "
+        "wins when smaller).",
+    )
+    max_json_depth: int = Field(
+        default=32,
+        ge=4,
+        description="Deepest nesting of a v1 body where the schema does not bound it (the "
+        "ignored extra fields of models with allow_extra_fields).",
+    )
+    max_fields_per_row: int = Field(
+        default=1024,
+        ge=1,
+        description="Most keys in one row, for models with allow_extra_fields (others refuse "
+        "unknown fields anyway).",
+    )
+    body_read_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request body not received in full within this many seconds is answered "
+        "408 and its connection closed (slow clients cannot hold a worker).",
     )
 
     @field_validator("model_dirs", "cors_origins", "prediction_log_redact", mode="before")

@@ -22,15 +22,18 @@ from fastinfer.errors import (
     PayloadTooLarge,
     RequestRejected,
     ServiceError,
+    new_error_id,
 )
 from fastinfer.hooks import HookContext, Reject
 from fastinfer.monitoring.monitor import Monitor
+from fastinfer.observability.logging import get_logger
 from fastinfer.registry import ModelRegistry
 from fastinfer.runtimes import Prediction, Row
 from fastinfer.schema import InvalidRowsError, MalformedBodyError, TooManyRowsError
 from fastinfer.served import ServedModel
 
 TIMEOUT_HEADER = "X-Request-Timeout"
+log = get_logger("fastinfer.dataplane")
 
 
 class DataPlane:
@@ -143,9 +146,19 @@ class DataPlane:
             return await self.engine.infer(model, rows, deadline, request_id)
         except ServiceError:
             raise
-        except Exception:  # logged with its traceback by the worker that ran it
+        except Exception as exc:  # its traceback is logged by the worker that ran it
+            error_id = new_error_id()
+            log.error(
+                "inference_failed",
+                error_id=error_id,
+                request_id=request_id,
+                model=model.name,
+                version=model.version,
+                error=type(exc).__name__,
+            )
             raise InferenceFailed(
-                f"model {model.name!r} failed on this input; quote the request id when reporting it"
+                f"model {model.name!r} failed on this input (error id {error_id})",
+                details={"error_id": error_id},
             ) from None
 
     def observe(

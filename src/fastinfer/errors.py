@@ -5,7 +5,13 @@ The data plane raises these; each protocol's routes render them in its own wire 
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
+
+
+def new_error_id() -> str:
+    """A short random id for a 500: the response and the log line with the traceback share it."""
+    return secrets.token_hex(6)
 
 
 class ServiceError(Exception):
@@ -38,6 +44,13 @@ class ModelNotFound(ServiceError):  # noqa: N818
 class PayloadTooLarge(ServiceError):  # noqa: N818
     status = 413
     code = "payload_too_large"
+
+
+class RequestTimeout(ServiceError):  # noqa: N818
+    """The client did not send its body in time (the connection is closed after the answer)."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class UnsupportedMediaType(ServiceError):  # noqa: N818

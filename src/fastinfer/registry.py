@@ -26,7 +26,7 @@ from fastinfer.modelspec import (
 from fastinfer.observability.logging import get_logger
 from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource, source_of
 from fastinfer.runtimes import Runtime, create_runtime
-from fastinfer.schema import RowSchema
+from fastinfer.schema import InputLimits, RowSchema
 from fastinfer.served import ModelState, ModelVersions, ServedModel
 
 if TYPE_CHECKING:
@@ -77,8 +77,10 @@ class ModelRegistry:
         max_rows: int,
         trust_unpinned: bool,
         pins: dict[str, str] | None = None,
+        limits: InputLimits | None = None,
     ) -> None:
         self._max_rows = max_rows
+        self._limits = limits or InputLimits()
         self._trust_unpinned = trust_unpinned
         self._models: dict[str, ModelVersions] = {}
         self.changes = 0  # bumped on every install (documents built from the registry go stale)
@@ -288,6 +290,7 @@ class ModelRegistry:
             allow_extra=config.allow_extra_fields,
             max_rows=self._max_rows,
             example=config.example,
+            limits=self._limits,
         )
         runtime.bind_schema(inputs)
         started = time.perf_counter()

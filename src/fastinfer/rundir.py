@@ -16,7 +16,8 @@ RUN_DIR_ENV = "FASTINFER_RUN_DIR"
 
 
 def _make() -> Path:
-    shm = Path("/dev/shm")  # noqa: S108 - memory-backed; mkdtemp makes a private folder in it
+    # Memory-backed; mkdtemp makes a private (0700) folder in it: no predictable shared path.
+    shm = Path("/dev/shm")  # noqa: S108  # nosec B108
     base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
     return Path(tempfile.mkdtemp(prefix="fastinfer-run-", dir=base))
 

@@ -11,13 +11,16 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NotRequired, Optional, cast
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, WrapValidator
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from fastinfer import fastvalidate
 from fastinfer.fastvalidate import NumericRows
 from fastinfer.modelspec import InputField
+
+_ROW_DEPTH = 3  # `{"inputs": [{...}]}`: a row's values sit inside three containers
 
 _SHOULD = re.compile(r"^(?:Input|String|Value|List|Dictionary|Object) should ")
 _BASE_TYPES: dict[str, Any] = {
@@ -27,6 +30,16 @@ _BASE_TYPES: dict[str, Any] = {
     "boolean": bool,
     "any": int | float | str | bool | None,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class InputLimits:
+    """Caps that hold whatever a model.yaml says: no input can make the server hold huge
+    strings, deep structures or unbounded rows (the body size caps the rest)."""
+
+    max_string_length: int = 65_536
+    max_depth: int = 32
+    max_fields: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +90,23 @@ def pascal_case(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part)
 
 
-def _field_annotation(spec: InputField) -> Any:
-    base: Any = Literal[tuple(spec.allowed)] if spec.allowed is not None else _BASE_TYPES[spec.type]
+def _base_type(spec: InputField, max_string: int) -> Any:
+    """The field's scalar type; strings are capped by `max_string` (an `any` field's too), and
+    an `any` field takes no NaN/Infinity (pydantic reads the `NaN` literal that some JSON
+    writers emit)."""
+    if spec.allowed is not None:
+        return Literal[tuple(spec.allowed)]
+    if spec.type == "any":
+        capped = Annotated[str, Field(max_length=max_string)]
+        finite = Annotated[float, Field(allow_inf_nan=False)]
+        return int | finite | capped | bool | None
+    if spec.type == "string" and spec.shape is not None:
+        return Annotated[str, Field(max_length=min(spec.max_length or max_string, max_string))]
+    return _BASE_TYPES[spec.type]
+
+
+def _field_annotation(spec: InputField, max_string: int) -> Any:
+    base = _base_type(spec, max_string)
     if spec.shape is not None:
         element = Annotated[base, Field(allow_inf_nan=False)] if spec.type == "number" else base
         for size in reversed(spec.shape):
@@ -92,7 +120,9 @@ def _field_annotation(spec: InputField) -> Any:
             description=spec.description,
             ge=spec.minimum,
             le=spec.maximum,
-            max_length=spec.max_length,
+            max_length=min(spec.max_length or max_string, max_string)
+            if spec.type == "string" and spec.allowed is None
+            else spec.max_length,
             allow_inf_nan=False if spec.type == "number" else None,
         )
     )
@@ -108,6 +138,39 @@ def _typed_dict(name: str, fields: dict[str, Any], config: ConfigDict) -> Any:
     typed = factory(name, fields)
     typed.__pydantic_config__ = config
     return typed
+
+
+def _depth(value: Any, limit: int) -> bool:
+    """Whether `value` nests at most `limit` containers deep (stops at the first too deep)."""
+    if type(value) is dict:
+        return limit > 0 and all(_depth(v, limit - 1) for v in value.values())
+    if type(value) is list:
+        return limit > 0 and all(_depth(v, limit - 1) for v in value)
+    return True
+
+
+def _open_row_guard(limits: InputLimits) -> WrapValidator:
+    """For models that allow (and ignore) extra fields: cap a row's keys and the nesting of
+    what it holds, which no field type bounds. Rows of closed schemas never need it."""
+    max_fields, max_depth = limits.max_fields, limits.max_depth - _ROW_DEPTH
+
+    def guard(value: Any, handler: Any) -> Any:
+        if type(value) is dict:
+            if len(value) > max_fields:
+                raise PydanticCustomError(
+                    "too_many_fields",
+                    "the row has {fields} fields; at most {max_fields} are accepted",
+                    {"fields": len(value), "max_fields": max_fields},
+                )
+            if not all(_depth(v, max_depth) for v in value.values()):
+                raise PydanticCustomError(
+                    "too_deep",
+                    "a value nests deeper than {max_depth} levels (the body's limit)",
+                    {"max_depth": max_depth + _ROW_DEPTH},
+                )
+        return handler(value)
+
+    return WrapValidator(guard)
 
 
 def _list_of(item: Any) -> Any:
@@ -126,7 +189,9 @@ class RowSchema:
         allow_extra: bool,
         max_rows: int,
         example: dict[str, Any] | None,
+        limits: InputLimits | None = None,
     ) -> None:
+        limits = limits or InputLimits()
         self.fields = fields
         self.columns = [f.name for f in fields]
         self.max_rows = max_rows
@@ -137,7 +202,7 @@ class RowSchema:
         extra: Any = {"examples": [example]} if example is not None else None
         row_type = _typed_dict(
             self.row_name,
-            {f.name: _field_annotation(f) for f in fields},
+            {f.name: _field_annotation(f, limits.max_string_length) for f in fields},
             ConfigDict(
                 title=self.row_name,
                 extra="ignore" if allow_extra else "forbid",
@@ -145,6 +210,8 @@ class RowSchema:
                 json_schema_extra=extra,
             ),
         )
+        if allow_extra:
+            row_type = Annotated[row_type, _open_row_guard(limits)]
         request_type = _typed_dict(
             self.request_name,
             {"inputs": Annotated[_list_of(row_type), Field(min_length=1, max_length=max_rows)]},
@@ -201,6 +268,8 @@ def _translate(exc: ValidationError, *, row_offset: int) -> ValueError:
         kind = err["type"]
         if kind == "json_invalid":
             detail = err["msg"].removeprefix("Invalid JSON: ")
+            if detail.startswith("recursion limit exceeded"):
+                detail = f"it nests too deep ({detail})"
             return MalformedBodyError(f"the body is not valid JSON: {detail}")
         if kind == "too_long" and loc == ("inputs",):
             ctx = err.get("ctx", {})

@@ -68,5 +68,9 @@ def run_server(
         date_header=True,
         lifespan="on",
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        # Idle keep-alive connections close after 5 s; with the h11 parser a request head
+        # larger than 16 KiB is refused. Slow bodies are cut by body_read_timeout_s (408).
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=16 * 1024,
     )
     DrainingServer(config, app, settings.drain_delay_s).run(sockets=sockets)

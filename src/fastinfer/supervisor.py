@@ -31,6 +31,7 @@ from fastinfer.observability.metrics import (
 from fastinfer.registry import ModelRegistry
 from fastinfer.repository.control import ControlBoard
 from fastinfer.rundir import RUN_DIR_ENV, prepare_run_dir, remove_run_dir
+from fastinfer.security.keys import warn_if_unprotected
 from fastinfer.server import run_server
 
 log = get_logger("fastinfer.supervisor")
@@ -247,6 +248,7 @@ class Supervisor:
 
 def serve(settings: Settings, directories: list[ModelDirectory]) -> int:
     """Serve in one process, or in one per CPU under a supervisor; the exit status."""
+    warn_if_unprotected(settings)
     workers = settings.workers or available_cpus()
     if workers == 1 and settings.health_port is None:
         run_server(create_app(settings, directories), settings)

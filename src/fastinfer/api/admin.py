@@ -1,6 +1,7 @@
 """The admin API: load, unload and reload model versions and choose the default, while serving.
 
-Off unless `FASTINFER_ADMIN_TOKEN` is set; every call needs `Authorization: Bearer <token>`.
+Off unless `FASTINFER_ADMIN_TOKEN` is set or an API key has the `admin` scope; every call needs
+`Authorization: Bearer <token>` (or an admin API key: docs/auth.md).
 A change returns once every server process applied it (or says which did not); a version
 that fails to load changes nothing and the answer says why.
 """
@@ -41,6 +42,13 @@ class ChangeFailed(ServiceError):  # noqa: N818
 
 
 def require_admin(request: Request) -> None:
+    """With API keys the service's guard already checked the key and its `admin` scope (its
+    name is in the request state); without, the admin token alone guards these routes."""
+    scopes = request.scope.get("state", {}).get("api_scopes")
+    if scopes is not None:
+        if "admin" not in scopes:  # the guard answers 403 first; this is a second lock
+            raise Unauthorized("this API key lacks the admin scope")
+        return
     settings: Settings = request.app.state.settings
     if settings.admin_token is None:
         raise AdminDisabled("the admin API is off; set FASTINFER_ADMIN_TOKEN to turn it on")

@@ -17,13 +17,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from fastinfer.api.context import REQUEST_ID_HEADER, request_id_of
-from fastinfer.errors import ServiceError
+from fastinfer.errors import ServiceError, new_error_id
 from fastinfer.observability.logging import get_logger
 
 log = get_logger("fastinfer.errors")
 
 _HTTP_CODES = {
-    400: "bad_request",
+    400: "malformed_request",  # the code the predict routes use for a body that does not parse
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
@@ -54,6 +54,18 @@ def error_json(code: str, message: str, details: Any, request_id: str) -> bytes:
     return orjson.dumps(
         {"code": code, "message": message, "details": details, "request_id": request_id}
     )
+
+
+INTERNAL_MESSAGE = "the server failed to answer this request; quote the error id when reporting it"
+
+
+def internal_error(request_id: str, path: str, exc: BaseException) -> tuple[str, bytes]:
+    """Log an unexpected exception with its traceback and a fresh error id; the id and a
+    generic body (no exception text, path or version) are what the client gets."""
+    error_id = new_error_id()
+    log.error("unhandled_error", error_id=error_id, request_id=request_id, path=path, exc_info=exc)
+    body = error_json("internal_error", INTERNAL_MESSAGE, {"error_id": error_id}, request_id)
+    return error_id, body
 
 
 def error_response(
@@ -92,6 +104,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route for {request.method} {request.url.path}"
+    if exc.status_code == 400 and message == "There was an error parsing the body":
+        message = "the body is not valid JSON"
     if exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
     return error_response(request, exc.status_code, code, message, headers=exc.headers)
@@ -109,10 +123,12 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    log.error("unhandled_error", path=request.url.path, exc_info=exc)
-    return error_response(
-        request, 500, "internal_error", "the server failed to answer this request"
-    )
+    request_id = request_id_of(request.scope)
+    error_id, body = internal_error(request_id, request.url.path, exc)
+    if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
+        body = orjson.dumps({"error": f"{INTERNAL_MESSAGE} (error id {error_id})"})
+    headers = {REQUEST_ID_HEADER: request_id}
+    return Response(body, 500, headers, media_type="application/json")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -74,7 +74,49 @@ def build_openapi(app: FastAPI, registry: ModelRegistry) -> dict[str, Any]:
             paths[f"/v1/models/{name}/versions/{model.version}/predict"] = {
                 "post": _predict_operation(model, schema, model_response, model.version)
             }
+    _document_v2_errors(paths, schemas)
+    _document_malformed_bodies(paths)
     return document
+
+
+# The statuses the v2 model routes answer besides 200 and FastAPI's 422, all `{"error": ...}`.
+_V2_MODEL_ERRORS = {404: "No such model or version.", 503: "The model version is not ready."}
+_V2_INFER_ERRORS = {
+    400: "The body is not a valid v2 inference request.",
+    413: "Too many rows, or too large a body.",
+    500: "The model failed on this input.",
+    504: "The request's deadline passed.",
+}
+
+
+def _document_v2_errors(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
+    schemas["V2Error"] = {
+        "title": "V2Error",
+        "type": "object",
+        "properties": {"error": {"type": "string"}},
+        "required": ["error"],
+    }
+    content = {"application/json": {"schema": {"$ref": _REF.format(model="V2Error")}}}
+    for path, operations in paths.items():
+        if not path.startswith("/v2/models/"):
+            continue
+        errors = {**_V2_MODEL_ERRORS, **(_V2_INFER_ERRORS if path.endswith("/infer") else {})}
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for status, text in errors.items():
+                responses.setdefault(str(status), {"description": text, "content": content})
+
+
+def _document_malformed_bodies(paths: dict[str, Any]) -> None:
+    """Every operation that reads a JSON body answers 400 when it does not parse."""
+    for path, operations in paths.items():
+        model = "V2Error" if path.startswith("/v2/") else "ErrorBody"
+        content = {"application/json": {"schema": {"$ref": _REF.format(model=model)}}}
+        for operation in operations.values():
+            if "requestBody" in operation:
+                operation.setdefault("responses", {}).setdefault(
+                    "400", {"description": "The body is not valid JSON.", "content": content}
+                )
 
 
 def _predict_operation(

@@ -6,7 +6,9 @@ validator parses the bytes in one pass.
 
 from __future__ import annotations
 
+import asyncio
 import time
+import zlib
 from collections.abc import Callable
 
 import orjson
@@ -14,7 +16,12 @@ from starlette.types import Receive, Scope
 
 from fastinfer.api.context import request_id_of
 from fastinfer.dataplane import DataPlane
-from fastinfer.errors import MalformedRequest, PayloadTooLarge, UnsupportedMediaType
+from fastinfer.errors import (
+    MalformedRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from fastinfer.observability.logging import get_logger
 
 log = get_logger("fastinfer.v1")
@@ -42,14 +49,48 @@ def check_json_content_type(scope: Scope) -> None:
         )
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it passes `limit` (declared or streamed)."""
-    declared = header(scope, b"content-length")
+async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float = 30.0) -> bytes:
+    """The whole body, refused with 413 as soon as it passes `limit` (declared or streamed).
+
+    A gzip body (`Content-Encoding: gzip`) is inflated as it arrives, and the same `limit`
+    caps its inflated size, so a zip bomb is refused after at most `limit` bytes. The body must
+    arrive within `timeout` seconds (408, connection closed), or a client trickling bytes would
+    hold a request slot for as long as it likes.
+    """
+    declared: bytes | None = None
+    encoding: bytes | None = None
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            declared = value
+        elif key == b"content-encoding":
+            encoding = value.strip().lower()
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(
-            f"the body is {declared} bytes; at most {limit} are accepted",
+            f"the body is {declared.decode()} bytes; at most {limit} are accepted",
             details={"max_body_bytes": limit},
         )
+    inflate = None
+    if encoding is not None and encoding != b"identity":
+        if encoding not in (b"gzip", b"x-gzip"):
+            shown = encoding.decode("latin-1")[:32]
+            raise UnsupportedMediaType(
+                f"Content-Encoding {shown!r} is not supported (use gzip or none)",
+                details={"content_encoding": shown, "supported": ["gzip", "identity"]},
+            )
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        async with asyncio.timeout(timeout):
+            raw = await _receive_all(receive, limit)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the body did not arrive within {timeout:g} seconds",
+            details={"body_read_timeout_s": timeout},
+            headers={"Connection": "close"},
+        ) from None
+    return raw if inflate is None else _inflate(inflate, raw, limit)
+
+
+async def _receive_all(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -67,6 +108,22 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def _inflate(inflate: zlib._Decompress, data: bytes, limit: int) -> bytes:
+    """Gzip bytes → the body, never producing more than `limit` + 1 bytes before refusing."""
+    too_large = PayloadTooLarge(
+        f"the body inflates to more than {limit} bytes", details={"max_body_bytes": limit}
+    )
+    try:
+        out = inflate.decompress(data, limit + 1)
+        if len(out) > limit or inflate.unconsumed_tail:
+            raise too_large  # more output waits: the inflated body passes the limit
+        if not inflate.eof or inflate.unused_data:
+            raise MalformedRequest("the body is not one complete gzip stream")
+    except zlib.error:
+        raise MalformedRequest("the body is not valid gzip") from None
+    return out
+
+
 async def predict_exchange(
     plane: DataPlane, name: str, version: str | None, scope: Scope, receive: Receive
 ) -> tuple[bytes, dict[str, str]]:
@@ -78,7 +135,10 @@ async def predict_exchange(
         state["model"], state["version"] = model.name, model.version
         deadline = plane.deadline(header(scope, b"x-request-timeout"))  # counts from arrival
         check_json_content_type(scope)
-        body = await read_body(scope, receive, plane.settings.max_body_bytes)
+        settings = plane.settings
+        body = await read_body(
+            scope, receive, settings.max_body_bytes, settings.body_read_timeout_s
+        )
         if plane.settings.log_request_bodies:  # off by default: bodies may hold personal data
             log.debug("request_body", body=body[:_LOGGED_BODY_BYTES].decode("utf-8", "replace"))
         rows = plane.parse(model, body)

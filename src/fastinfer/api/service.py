@@ -19,10 +19,10 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
 
 from fastinfer.api.context import incoming_request_id
-from fastinfer.api.errors import error_json
+from fastinfer.api.errors import error_json, internal_error
 from fastinfer.api.predict import AFTER_RESPONSE, header, predict_exchange
 from fastinfer.api.probes import ProbeAnswer, liveness, readiness
-from fastinfer.api.v2 import INFER_PREFIX, INFER_SUFFIX, infer_exchange, infer_target
+from fastinfer.api.v2 import INFER_PREFIX, INFER_SUFFIX, error_body, infer_exchange, infer_target
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import ServiceError
 from fastinfer.observability.logging import emit_record, get_logger
@@ -30,6 +30,7 @@ from fastinfer.observability.metrics import Metrics
 
 if TYPE_CHECKING:
     from fastinfer.observability.tracing import Tracing
+    from fastinfer.security.keys import Guard
 
 log = get_logger("fastinfer.errors")
 _PREDICT_PREFIX = "/v1/models/"
@@ -39,8 +40,17 @@ _QUIET_PATHS = frozenset({"/livez", "/readyz", "/health", "/metrics", "/favicon.
 
 
 class ServiceApp:
-    def __init__(self, api: FastAPI, plane: DataPlane, metrics: Metrics, *, cors: bool) -> None:
+    def __init__(
+        self,
+        api: FastAPI,
+        plane: DataPlane,
+        metrics: Metrics,
+        *,
+        cors: bool,
+        guard: Guard | None = None,
+    ) -> None:
         self.api = api
+        self.guard = guard  # None: authentication is off (no API key configured)
         self._metrics = metrics
         self.state = api.state
         self._plane = plane
@@ -58,6 +68,12 @@ class ServiceApp:
         state["started"] = started
         status = 500
         try:
+            if self.guard is not None:
+                try:
+                    self.guard.check(scope, state)
+                except ServiceError as exc:
+                    status = await self._deny(exc, scope, send, request_id)
+                    return
             status = await self._dispatch(scope, receive, send, request_id)
         finally:
             elapsed = time.perf_counter() - started
@@ -108,16 +124,27 @@ class ServiceApp:
             status, headers = exc.status, exc.headers
             body = error_json(exc.code, exc.message, exc.details, request_id)
         except Exception as exc:
-            log.error("unhandled_error", request_id=request_id, path=scope["path"], exc_info=exc)
-            status = 500
-            body = error_json(
-                "internal_error", "the server failed to answer this request", None, request_id
-            )
+            status, body = 500, internal_error(request_id, scope["path"], exc)[1]
         await _send_json(send, status, body, request_id, headers)
         after = scope["state"].pop(AFTER_RESPONSE, None)
         if after is not None:
             after()
         return status
+
+    async def _deny(self, exc: ServiceError, scope: Scope, send: Send, request_id: str) -> int:
+        """Answer a 401, 403 or 429 of the guard, in the error shape of the path's protocol."""
+        state = scope["state"]
+        if "rate_limited" in state:
+            self._metrics.rate_limit_hit(state["rate_limited"])
+        else:
+            self._metrics.auth_failure(state.get("auth_failure", "invalid"))
+        path: str = scope["path"]
+        if path == "/v2" or path.startswith("/v2/"):
+            body = error_body(exc.message)
+        else:
+            body = error_json(exc.code, exc.message, exc.details, request_id)
+        await _send_json(send, exc.status, body, request_id, exc.headers)
+        return exc.status
 
     async def _through_fastapi(
         self, scope: Scope, receive: Receive, send: Send, request_id: str
@@ -129,6 +156,7 @@ class ServiceApp:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 MutableHeaders(scope=message)["x-request-id"] = request_id
+                MutableHeaders(scope=message).setdefault("x-content-type-options", "nosniff")
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -153,6 +181,8 @@ class ServiceApp:
         if "model" in state:
             fields["model"] = state["model"]
             fields["version"] = state.get("version")
+        if "api_key" in state:
+            fields["api_key"] = state["api_key"]  # the key's name; the key is never kept
         quiet = path in _QUIET_PATHS and status < 400
         emit_record("fastinfer.access", logging.DEBUG if quiet else logging.INFO, "request", fields)
 
@@ -174,6 +204,7 @@ async def _send_json(
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode("latin-1")),
+        (b"x-content-type-options", b"nosniff"),
     ]
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -186,6 +217,7 @@ async def _send(
     raw = [
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode("latin-1")),
+        (b"x-content-type-options", b"nosniff"),
     ]
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     if not any(key == b"content-type" for key, _ in raw):

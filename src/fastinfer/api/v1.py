@@ -91,11 +91,21 @@ def _lookup(plane: DataPlane, name: str, version: str | None) -> tuple[ModelVers
     return group, model
 
 
+def _allowed_models(request: Request) -> frozenset[str] | None:
+    """The models the request's API key may use; None: every model (or auth is off)."""
+    guard = getattr(request.app.state.service, "guard", None)
+    name = request.scope.get("state", {}).get("api_key")
+    return guard.models_of(name) if guard is not None and name is not None else None
+
+
 @router.get("/models", response_model=ModelList, summary="List the served models")
 async def list_models(request: Request) -> ModelList:
     plane: DataPlane = request.app.state.dataplane
     summaries = []
+    allowed = _allowed_models(request)
     for name in plane.registry.names():
+        if allowed is not None and name not in allowed:
+            continue  # an API key limited to some models sees only those
         group, model = _lookup(plane, name, None)
         summaries.append(_summary(group, model))
     return ModelList(models=summaries)

@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope
 from fastinfer import __version__
 from fastinfer.api.admin import ChangeFailed, require_admin
 from fastinfer.api.context import request_id_of
+from fastinfer.api.errors import INTERNAL_MESSAGE, internal_error
 from fastinfer.api.predict import (
     AFTER_RESPONSE,
     MODEL_VERSION_HEADER,
@@ -84,6 +85,9 @@ async def infer_exchange(
         return 400, error_body(str(exc)), {}
     except ServiceError as exc:
         return exc.status, error_body(exc.message), exc.headers
+    except Exception as exc:  # a bug: logged with an error id, never shown to the client
+        error_id, _ = internal_error(request_id, scope["path"], exc)
+        return 500, error_body(f"{INTERNAL_MESSAGE} (error id {error_id})"), {}
     finally:
         plane.release(model)
 
@@ -93,7 +97,8 @@ async def _infer(
 ) -> tuple[bytes, dict[str, str]]:
     assert model.schema is not None and model.runtime is not None
     deadline = plane.deadline(header(scope, b"x-request-timeout"))
-    body = await read_body(scope, receive, plane.settings.max_body_bytes)
+    settings = plane.settings
+    body = await read_body(scope, receive, settings.max_body_bytes, settings.body_read_timeout_s)
     length = v2.parse_header_length(header(scope, b"inference-header-content-length"))
     request = v2.decode_infer_request(
         body, length, model.schema.fields, max_rows=model.schema.max_rows

@@ -47,7 +47,8 @@ def prepare_multiprocess_dir() -> Path | None:
         for stale in directory.glob("*.db"):
             stale.unlink()
         return None
-    shm = Path("/dev/shm")  # noqa: S108 - memory-backed; mkdtemp makes a private folder in it
+    # memory-backed; mkdtemp makes a private folder in it
+    shm = Path("/dev/shm")  # noqa: S108  # nosec B108
     base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
     directory = Path(tempfile.mkdtemp(prefix="fastinfer-metrics-", dir=base))
     os.environ[MULTIPROC_ENV] = str(directory)
@@ -209,7 +210,29 @@ class Metrics:
             multiprocess_mode="livemostrecent",
             registry=registry,
         )
+        self.auth_failures = Counter(
+            "fastinfer_auth_failures",
+            "Requests refused by authentication: missing or invalid key (401), scope or model "
+            "not allowed (403).",
+            ["reason"],
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "fastinfer_rate_limited",
+            "Requests refused (429) because their API key was over its rate limit.",
+            ["key"],
+            registry=registry,
+        )
+        self.rate_limit = Gauge(
+            "fastinfer_rate_limit_requests_per_second",
+            "Each rate-limited API key's configured rate (the sum of every process's share).",
+            ["key"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
         self._average_load = 0.0
+        self._auth_failures: dict[str, int] = {}
+        self._rate_limited: dict[str, int] = {}
         self._info_keys: set[tuple[str, str, str, str]] = set()
         self._requests: dict[tuple[str, str, str, str], int] = {}
         self._latency: dict[tuple[str, ...], _Pending] = {}
@@ -235,6 +258,13 @@ class Metrics:
         for wait in waits:
             queue_wait.add(wait)
 
+    def auth_failure(self, reason: str) -> None:
+        """A 401/403 (counted here: a flood of bad keys must not cost a file write each)."""
+        self._auth_failures[reason] = self._auth_failures.get(reason, 0) + 1
+
+    def rate_limit_hit(self, key: str) -> None:
+        self._rate_limited[key] = self._rate_limited.get(key, 0) + 1
+
     def rejected(self, model: str, reason: str) -> None:
         self.rejections.labels(model, reason).inc()  # rare: straight through
 
@@ -243,6 +273,12 @@ class Metrics:
         requests, self._requests = self._requests, {}
         for key, count in requests.items():
             self.requests.labels(*key).inc(count)
+        failures, self._auth_failures = self._auth_failures, {}
+        for reason, count in failures.items():
+            self.auth_failures.labels(reason).inc(count)
+        limited, self._rate_limited = self._rate_limited, {}
+        for name, count in limited.items():
+            self.rate_limited.labels(name).inc(count)
         for metric, pending in (
             (self.latency, self._latency),
             (self.batch_rows, self._batch_rows),

@@ -60,6 +60,7 @@ __all__ = [
 HEADER_LENGTH_HEADER = "Inference-Header-Content-Length"
 JSON_CONTENT_TYPE = "application/json"
 BINARY_CONTENT_TYPE = "application/octet-stream"
+MAX_PARAMETER_DEPTH = 8  # parameters are scalars in the protocol; the tensors' depth is their shape
 _UNSUPPORTED_PARAMETERS = {
     "shared_memory_region": "shared memory",
     "shared_memory_byte_size": "shared memory",
@@ -196,10 +197,24 @@ def _parameters(value: Any, owner: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise V2Error(f"'parameters' of {owner} must be an object, not {_json_type(value)}")
+    if not _shallow(value, MAX_PARAMETER_DEPTH):
+        raise V2Error(
+            f"'parameters' of {owner} nest deeper than {MAX_PARAMETER_DEPTH} levels; "
+            "parameters hold scalars (or small objects)"
+        )
     for key, feature in _UNSUPPORTED_PARAMETERS.items():
         if key in value:
             raise V2Error(f"{owner}: parameter {key!r} asks for {feature}, which is not supported")
     return value
+
+
+def _shallow(value: Any, limit: int) -> bool:
+    """Whether `value` nests at most `limit` containers deep (parameters are kept as given)."""
+    if type(value) is dict:
+        return limit > 0 and all(_shallow(v, limit - 1) for v in value.values())
+    if type(value) is list:
+        return limit > 0 and all(_shallow(v, limit - 1) for v in value)
+    return True
 
 
 def _requested_outputs(value: Any) -> list[RequestedOutput] | None:

@@ -62,11 +62,27 @@ class VersionPolicy:
         return ordered if self.latest is None else ordered[-self.latest :]
 
 
+def valid_name(name: str) -> bool:
+    """Whether `name` can be a model folder: no `/`, no `..`, nothing hidden."""
+    return _NAME.match(name) is not None
+
+
+def valid_version(version: str) -> bool:
+    return _VERSION.match(version) is not None
+
+
+def inside(root: Path, path: Path) -> bool:
+    """Whether `path`, symlinks resolved, lies in `root` (a link out of the repository is not
+    part of it, whatever its name)."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
 def scan_repository(root: Path) -> dict[str, dict[str, Path]]:
     """Model name → version → directory, for every `<name>/<version>/model.yaml` under root.
 
     Folders that do not look like a model or a version (hidden, bad names, no config) are
-    skipped, so editors' and tools' files in the repository do no harm.
+    skipped, so editors' and tools' files in the repository do no harm; so are symlinks that
+    lead out of the repository.
     """
     found: dict[str, dict[str, Path]] = {}
     if not root.is_dir():
@@ -80,6 +96,7 @@ def scan_repository(root: Path) -> dict[str, dict[str, Path]]:
             if version_dir.is_dir()
             and _VERSION.match(version_dir.name)
             and (version_dir / CONFIG_FILENAME).is_file()
+            and inside(root, version_dir)
         }
         if versions:
             found[model_dir.name] = versions

@@ -18,7 +18,14 @@ from typing import Any
 
 from fastinfer.observability.logging import get_logger
 from fastinfer.repository.changes import ChangeRefused, ChangeResult, Mutation
-from fastinfer.repository.layout import VersionPolicy, fingerprint, scan_repository
+from fastinfer.repository.layout import (
+    VersionPolicy,
+    fingerprint,
+    inside,
+    scan_repository,
+    valid_name,
+    valid_version,
+)
 from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource
 
 log = get_logger("fastinfer.repository")
@@ -48,10 +55,21 @@ class RepositorySync:
         return self.root
 
     def source(self, name: str, version: str) -> VersionSource:
-        """Where a version lives in the repository, for a change that loads it."""
+        """Where a version lives in the repository, for a change that loads it.
+
+        The names come from a request: one that is not a plain folder name (`..`, `/`), or a
+        folder that links out of the repository, is refused before any file is read.
+        """
         root = self._root()
+        if not (valid_name(name) and valid_version(version)):
+            raise ChangeRefused(
+                400,
+                "invalid_name",
+                "model and version names are plain folder names (letters, digits, _ . - +; "
+                "no '/' and not starting with '.')",
+            )
         path = root / name / version
-        if not (path / "model.yaml").is_file():
+        if not inside(root, path) or not (path / "model.yaml").is_file():
             found = scan_repository(root).get(name, {})
             raise ChangeRefused(
                 404,

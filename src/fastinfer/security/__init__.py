@@ -1,0 +1,1 @@
+"""Authentication with scoped API keys, per-key rate limits, and the start-up exposure check."""

@@ -1,0 +1,278 @@
+"""Scoped API keys: who may call what, checked once per request before any routing.
+
+Keys are configured by the sha256 of the key, never the key itself, so a leaked configuration
+or log does not leak a credential. A presented key is hashed and compared with every configured
+hash with `hmac.compare_digest`, all of them every time, so the time taken says nothing about
+which key (or how much of one) matched. Only the key's name is ever kept or logged.
+
+Auth is on as soon as one API key is configured (`FASTINFER_API_KEYS` or
+`FASTINFER_API_KEYS_FILE`). `FASTINFER_ADMIN_TOKEN` is then one more key, with the `admin` scope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from fastinfer.errors import ServiceError
+from fastinfer.observability.logging import get_logger
+from fastinfer.security.ratelimit import TokenBucket, retry_after, share
+
+if TYPE_CHECKING:
+    from starlette.types import Scope
+
+    from fastinfer.config import Settings
+
+log = get_logger("fastinfer.security")
+
+Scope_ = Literal["predict", "admin", "metrics"]
+PREDICT: Scope_ = "predict"
+ADMIN: Scope_ = "admin"
+METRICS: Scope_ = "metrics"
+ADMIN_TOKEN_KEY = "admin-token"  # noqa: S105 - the name (not the value) of the admin token key
+
+# Paths anyone may call: probes (orchestrators send no credentials) and the favicon.
+_OPEN = frozenset({"/livez", "/readyz", "/health", "/v2/health/live", "/v2/health/ready"})
+_DOCS = frozenset({"/", "/docs", "/redoc", "/openapi.json", "/favicon.ico"})
+_DOCS_ASSETS = "/_assets/"
+_MODEL_PREFIXES = ("/v1/models/", "/v2/models/")
+_ADMIN_PREFIXES = ("/admin/", "/v2/repository/models/")
+
+
+class ApiKeySpec(BaseModel):
+    """One configured key: its name, the sha256 of the key, what it may do."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Shown in logs and metrics.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex sha256 of the key.")
+    scopes: list[Scope_] = Field(default_factory=lambda: [PREDICT], min_length=1)
+    models: list[str] | None = Field(
+        default=None, description="The models this key may use; absent: every model."
+    )
+    rate: float | None = Field(default=None, gt=0, description="Requests a second (average).")
+    burst: float | None = Field(default=None, ge=1, description="Requests at once (default: rate).")
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+_SPECS = TypeAdapter(list[ApiKeySpec])
+
+
+def hash_key(key: str) -> str:
+    """The hex sha256 a key is configured by."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_entry(name: str, key: str, scopes: list[str], models: list[str] | None = None) -> str:
+    """A `FASTINFER_API_KEYS` entry for `key`, as JSON (the key itself is not in it)."""
+    entry: dict[str, Any] = {"name": name, "sha256": hash_key(key), "scopes": scopes}
+    if models:
+        entry["models"] = models
+    ApiKeySpec.model_validate(entry)  # a bad name or scope fails here, not at serve time
+    return json.dumps(entry)
+
+
+def load_specs(settings: Settings) -> list[ApiKeySpec]:
+    """The configured keys: `api_keys`, then the file's, then the admin token as a key."""
+    specs = list(settings.api_keys)
+    if settings.api_keys_file is not None:
+        specs += _SPECS.validate_json(Path(settings.api_keys_file).read_bytes())
+    if specs and settings.admin_token is not None:
+        token = settings.admin_token.get_secret_value()
+        specs.append(ApiKeySpec(name=ADMIN_TOKEN_KEY, sha256=hash_key(token), scopes=[ADMIN]))
+    names = [spec.name for spec in specs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"API key names must be unique; repeated: {', '.join(duplicates)}")
+    return specs
+
+
+class Unauthorized(ServiceError):  # noqa: N818
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ServiceError):  # noqa: N818
+    status = 403
+    code = "forbidden"
+
+
+class RateLimited(ServiceError):  # noqa: N818
+    status = 429
+    code = "rate_limited"
+
+
+class _Key:
+    __slots__ = ("bucket", "digest", "limit", "models", "name", "scopes")
+
+    def __init__(self, spec: ApiKeySpec, processes: int) -> None:
+        self.name = spec.name
+        self.digest = bytes.fromhex(spec.sha256)
+        self.scopes = frozenset(spec.scopes)
+        self.models = frozenset(spec.models) if spec.models is not None else None
+        self.limit = spec.rate
+        self.bucket: TokenBucket | None = None
+        if spec.rate is not None:
+            self.bucket = TokenBucket(*share(spec.rate, spec.burst, processes))
+
+
+def required_scope(
+    method: str, path: str, *, metrics_auth: bool, docs_auth: bool
+) -> tuple[Scope_ | None, str | None]:
+    """The scope a request needs (None: open to all) and the model it names, if any."""
+    if path in _OPEN or method == "OPTIONS":  # OPTIONS: CORS preflights carry no credentials
+        return None, None
+    if path == "/metrics":
+        return (METRICS if metrics_auth else None), None
+    if path in _DOCS or path.startswith(_DOCS_ASSETS):
+        return (PREDICT if docs_auth else None), None
+    if path.startswith(_ADMIN_PREFIXES) or path == "/admin":
+        return ADMIN, None
+    for prefix in _MODEL_PREFIXES:
+        if path.startswith(prefix):
+            return PREDICT, path[len(prefix) :].partition("/")[0] or None
+    return PREDICT, None  # everything else, unknown paths too (no route probing without a key)
+
+
+class Guard:
+    """Checks every request's key, scope, model and rate (one per server process)."""
+
+    def __init__(
+        self,
+        specs: list[ApiKeySpec],
+        *,
+        processes: int = 1,
+        metrics_auth: bool = False,
+        docs_auth: bool = False,
+    ) -> None:
+        self._keys = [_Key(spec, processes) for spec in specs]
+        self._metrics_auth = metrics_auth
+        self._docs_auth = docs_auth
+        self.admin_enabled = any(ADMIN in key.scopes for key in self._keys)
+
+    @property
+    def limits(self) -> dict[str, float]:
+        """Each rate-limited key's name and this process's share of its rate."""
+        return {k.name: k.bucket.rate for k in self._keys if k.bucket is not None}
+
+    def models_of(self, name: str) -> frozenset[str] | None:
+        """The models the key `name` may use; None: every model."""
+        return next((key.models for key in self._keys if key.name == name), None)
+
+    def check(self, scope: Scope, state: dict[str, Any]) -> None:
+        """Raise the 401, 403 or 429 this request gets; else note the key's name in `state`."""
+        needed, model = required_scope(
+            scope["method"],
+            scope["path"],
+            metrics_auth=self._metrics_auth,
+            docs_auth=self._docs_auth,
+        )
+        if needed is None:
+            return
+        presented = _presented_key(scope["headers"])
+        if presented is None:
+            state["auth_failure"] = "missing"
+            raise Unauthorized(
+                "an API key is required: Authorization: Bearer <key> or X-API-Key: <key>",
+                headers=_CHALLENGE,
+            )
+        key = self._match(presented)
+        if key is None:
+            state["auth_failure"] = "invalid"
+            raise Unauthorized("the API key is not valid", headers=_CHALLENGE)
+        state["api_key"] = key.name
+        state["api_scopes"] = key.scopes
+        if needed not in key.scopes and not (needed == METRICS and ADMIN in key.scopes):
+            state["auth_failure"] = "scope"
+            raise Forbidden(f"the API key {key.name!r} lacks the {needed!r} scope")
+        if model is not None and key.models is not None and model not in key.models:
+            state["auth_failure"] = "model"
+            raise Forbidden(f"the API key {key.name!r} may not use the model {model!r}")
+        if key.bucket is not None:
+            wait = key.bucket.take()
+            if wait:
+                state["rate_limited"] = key.name
+                raise RateLimited(
+                    f"the API key {key.name!r} is over its rate limit of {key.limit:g} requests/s",
+                    headers={
+                        "Retry-After": str(retry_after(wait)),
+                        "X-RateLimit-Limit": f"{key.limit:g}",
+                        "X-RateLimit-Remaining": "0",
+                    },
+                )
+
+    def _match(self, presented: bytes) -> _Key | None:
+        digest = hashlib.sha256(presented).digest()
+        found = None
+        for key in self._keys:  # every key, no early exit: constant time in which one matched
+            if hmac.compare_digest(digest, key.digest):
+                found = key
+        return found
+
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fastinfer"'}
+
+
+def _presented_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The key of `X-API-Key`, else of `Authorization: Bearer`; None when neither is there."""
+    bearer = None
+    for name, value in headers:
+        if name == b"x-api-key":
+            return value.strip() or None
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                bearer = token.strip()
+    return bearer
+
+
+def build_guard(settings: Settings, processes: int = 1) -> Guard | None:
+    """The guard of a server process; None when no API key is configured (auth off)."""
+    specs = load_specs(settings)
+    if not specs:
+        return None
+    return Guard(
+        specs,
+        processes=processes,
+        metrics_auth=settings.metrics_auth,
+        docs_auth=settings.docs_auth,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on `host` is reachable from this machine only."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a hostname, or "" (every address): assume it is reachable
+
+
+def warn_if_unprotected(settings: Settings) -> bool:
+    """Warn, loudly, when the server listens beyond this machine with no API key (True then)."""
+    if is_loopback(settings.host) or settings.api_keys or settings.api_keys_file is not None:
+        return False
+    log.warning(
+        "auth_disabled_on_public_address",
+        host=settings.host,
+        hint="anyone who can reach this address can call every model; set FASTINFER_API_KEYS "
+        "(see docs/auth.md), or listen on 127.0.0.1",
+    )
+    sys.stderr.write(
+        f"WARNING: fastinfer listens on {settings.host} with authentication OFF: anyone who can "
+        "reach it can call every model. Set FASTINFER_API_KEYS (docs/auth.md).\n"
+    )
+    sys.stderr.flush()
+    return True

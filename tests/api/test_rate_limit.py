@@ -1,0 +1,83 @@
+"""Per-key token buckets: 429 with Retry-After past a key's burst; other keys unaffected."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fastinfer.config import Settings
+from fastinfer.security.keys import Guard, hash_key, load_specs
+from fastinfer.security.ratelimit import TokenBucket, retry_after, share
+from tests.conftest import build_tiny_model, serve_in_process, wait_ready
+
+ROW = {"inputs": [{"x": 1, "colour": 0}]}
+KEYS = [
+    {"name": "limited", "sha256": hash_key("limited-key"), "rate": 5, "burst": 5},
+    {"name": "slow", "sha256": hash_key("slow-key"), "rate": 0.5, "burst": 1},
+    {"name": "free", "sha256": hash_key("free-key")},
+]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_bucket_allows_the_burst_then_the_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=2.0, burst=3.0, clock=clock)
+    assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take() == 0.5  # one token comes in 1/rate seconds
+    clock.now += 0.25
+    assert bucket.take() == 0.25
+    clock.now += 0.25
+    assert bucket.take() == 0.0
+    clock.now += 100  # refills to the burst, no more
+    assert [bucket.take() for _ in range(4)] == [0.0, 0.0, 0.0, 0.5]
+    assert retry_after(0.01) == 1 and retry_after(1.2) == 2
+
+
+def test_each_process_gets_its_share() -> None:
+    assert share(50.0, 100.0, 4) == (12.5, 25.0)
+    assert share(2.0, None, 4) == (0.5, 1.0)  # a process's burst is at least one request
+    guard = Guard(load_specs(Settings(api_keys=KEYS)), processes=2)
+    assert guard.limits == {"limited": 2.5, "slow": 0.25}
+
+
+def test_429_with_retry_after_and_other_keys_unaffected(tmp_path: Path) -> None:
+    model = build_tiny_model(tmp_path / "tiny")
+    with serve_in_process(model, api_keys=KEYS) as client:
+        wait_ready(client)
+        slow = {"X-API-Key": "slow-key"}
+        assert client.post("/v1/models/tiny/predict", json=ROW, headers=slow).status_code == 200
+        limited = client.post("/v1/models/tiny/predict", json=ROW, headers=slow)
+        assert limited.status_code == 429
+        assert limited.json()["code"] == "rate_limited"
+        assert int(limited.headers["retry-after"]) >= 1
+        assert limited.headers["x-ratelimit-limit"] == "0.5"
+        assert limited.headers["x-ratelimit-remaining"] == "0"
+        v2 = client.post("/v2/models/tiny/infer", json={}, headers=slow)
+        assert v2.status_code == 429 and set(v2.json()) == {"error"}
+
+        headers = {"X-API-Key": "limited-key"}
+        statuses = [
+            client.post("/v1/models/tiny/predict", json=ROW, headers=headers).status_code
+            for _ in range(6)
+        ]
+        assert statuses[:5] == [200] * 5 and statuses[5] == 429
+        free = {"X-API-Key": "free-key"}
+        assert all(
+            client.post("/v1/models/tiny/predict", json=ROW, headers=free).status_code == 200
+            for _ in range(20)
+        )
+        time.sleep(0.25)  # a token of "limited" (5/s) is back; Retry-After said at most 1 s
+        assert client.post("/v1/models/tiny/predict", json=ROW, headers=headers).status_code == 200
+
+        client.app.state.metrics.flush()  # type: ignore[attr-defined]
+        text = client.get("/metrics").text
+        assert 'fastinfer_rate_limited_total{key="limited"} 1.0' in text
+        assert 'fastinfer_rate_limited_total{key="slow"} 2.0' in text
+        assert 'fastinfer_rate_limit_requests_per_second{key="limited"} 5.0' in text
