@@ -81,3 +81,18 @@ def test_429_with_retry_after_and_other_keys_unaffected(tmp_path: Path) -> None:
         assert 'fastinfer_rate_limited_total{key="limited"} 1.0' in text
         assert 'fastinfer_rate_limited_total{key="slow"} 2.0' in text
         assert 'fastinfer_rate_limit_requests_per_second{key="limited"} 5.0' in text
+
+
+def test_a_daily_quota_answers_429_quota_exceeded(tmp_path: Path) -> None:
+    model = build_tiny_model(tmp_path / "tiny")
+    keys = [{"name": "trial", "sha256": hash_key("trial-key"), "daily_quota": 3}]
+    with serve_in_process(model, api_keys=keys) as client:
+        wait_ready(client)
+        headers = {"X-API-Key": "trial-key"}
+        answers = [
+            client.post("/v1/models/tiny/predict", json=ROW, headers=headers) for _ in range(4)
+        ]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        assert answers[3].json()["code"] == "quota_exceeded"
+        # one request's worth of the quota comes back in a day / 3 = 8 hours
+        assert 28_000 <= int(answers[3].headers["retry-after"]) <= 28_800

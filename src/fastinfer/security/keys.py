@@ -59,6 +59,11 @@ class ApiKeySpec(BaseModel):
     )
     rate: float | None = Field(default=None, gt=0, description="Requests a second (average).")
     burst: float | None = Field(default=None, ge=1, description="Requests at once (default: rate).")
+    daily_quota: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests a day: a bucket of this size refilled evenly over 24 hours.",
+    )
 
     @field_validator("sha256", mode="before")
     @classmethod
@@ -113,8 +118,15 @@ class RateLimited(ServiceError):  # noqa: N818
     code = "rate_limited"
 
 
+class QuotaExceeded(RateLimited):
+    code = "quota_exceeded"
+
+
+_DAY_S = 86_400.0
+
+
 class _Key:
-    __slots__ = ("bucket", "digest", "limit", "models", "name", "scopes")
+    __slots__ = ("bucket", "digest", "limit", "models", "name", "quota", "quota_bucket", "scopes")
 
     def __init__(self, spec: ApiKeySpec, processes: int) -> None:
         self.name = spec.name
@@ -125,6 +137,11 @@ class _Key:
         self.bucket: TokenBucket | None = None
         if spec.rate is not None:
             self.bucket = TokenBucket(*share(spec.rate, spec.burst, processes))
+        self.quota = spec.daily_quota
+        self.quota_bucket: TokenBucket | None = None
+        if spec.daily_quota is not None:
+            quota = float(spec.daily_quota)
+            self.quota_bucket = TokenBucket(*share(quota / _DAY_S, quota, processes))
 
 
 def required_scope(
@@ -210,6 +227,14 @@ class Guard:
                         "X-RateLimit-Limit": f"{key.limit:g}",
                         "X-RateLimit-Remaining": "0",
                     },
+                )
+        if key.quota_bucket is not None:
+            wait = key.quota_bucket.take()
+            if wait:
+                state["rate_limited"] = key.name
+                raise QuotaExceeded(
+                    f"the API key {key.name!r} has used its quota of {key.quota} requests a day",
+                    headers={"Retry-After": str(retry_after(wait))},
                 )
 
     def _match(self, presented: bytes) -> _Key | None:
