@@ -110,6 +110,14 @@ def test_feedback_errors_say_what_is_wrong(monitored: TestClient) -> None:
     missing = monitored.post("/v1/models/titanic/feedback", json={"request_id": "x"})
     assert missing.status_code == 422
     assert "outcome" in str(missing.json()["details"])
+    garbage = monitored.post(
+        "/v1/models/titanic/feedback",
+        content=b"\xff{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    assert garbage.status_code == 400
+    assert garbage.json()["code"] == "malformed_request"
+    assert garbage.json()["message"] == "the body is not valid JSON"
     no_model = monitored.post("/v1/models/nope/feedback", json={"request_id": "x", "outcome": 1})
     assert no_model.status_code == 404
     assert no_model.json()["code"] == "model_not_found"
