@@ -30,7 +30,7 @@ from fastinfer.observability.logging import get_logger
 from fastinfer.registry import ModelRegistry
 from fastinfer.runtimes import Prediction, Row
 from fastinfer.schema import InvalidRowsError, MalformedBodyError, TooManyRowsError
-from fastinfer.served import ServedModel
+from fastinfer.served import ModelVersions, ServedModel
 
 TIMEOUT_HEADER = "X-Request-Timeout"
 log = get_logger("fastinfer.dataplane")
@@ -55,16 +55,10 @@ class DataPlane:
         The caller holds the version until it answers: call `release` when done, so that a
         version being retired is only stopped once nothing is using it.
         """
-        group = self.registry.get(name)
-        if group is None:
-            known = self.registry.names()
-            raise ModelNotFound(f"no model named {name!r}", details={"available": known})
+        group = self.group(name)
         model = group.default() if version is None else group.versions.get(version)
         if model is None and version is not None:
-            raise ModelNotFound(
-                f"model {name!r} has no version {version!r}",
-                details={"available": sorted(group.versions)},
-            )
+            raise _no_version(group, version)
         if model is None or not model.serving:
             shown = model or self.registry.resolve(name)
             reason = (shown.reason if shown else None) or "no version loaded"
@@ -75,6 +69,23 @@ class DataPlane:
             )
         model.in_flight += 1
         return model
+
+    def group(self, name: str) -> ModelVersions:
+        """The model's versions; 404 naming the models there are."""
+        group = self.registry.get(name)
+        if group is None:
+            known = self.registry.names()
+            raise ModelNotFound(f"no model named {name!r}", details={"available": known})
+        return group
+
+    def version(self, name: str, version: str | None) -> tuple[ModelVersions, ServedModel]:
+        """The named version, or the default (else the newest), in any state: to describe or
+        monitor it, not to predict with it; 404."""
+        group = self.group(name)
+        model = self.registry.resolve(name, version)
+        if model is None:
+            raise _no_version(group, version)
+        return group, model
 
     @staticmethod
     def release(model: ServedModel) -> None:
@@ -190,4 +201,11 @@ def _invalid(model: ServedModel, exc: InvalidRowsError) -> InvalidInput:
     return InvalidInput(
         f"the input does not match the schema of model {model.name!r}: {exc}",
         details=[p.as_dict() for p in exc.problems],
+    )
+
+
+def _no_version(group: ModelVersions, version: str | None) -> ModelNotFound:
+    return ModelNotFound(
+        f"model {group.name!r} has no version {version!r}",
+        details={"available": sorted(group.versions)},
     )

@@ -9,9 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fastinfer.api.errors import ERROR_RESPONSES
 from fastinfer.dataplane import DataPlane
-from fastinfer.errors import ModelNotFound, NoReference
+from fastinfer.errors import NoReference
 from fastinfer.monitoring.monitor import Monitor
-from fastinfer.served import ModelVersions
 
 router = APIRouter(prefix="/v1", tags=["monitoring"])
 
@@ -48,15 +47,6 @@ class FeedbackAnswer(BaseModel):
     abs_error: float | None = Field(description="A regressor's absolute error.")
 
 
-def _group(plane: DataPlane, name: str) -> ModelVersions:
-    group = plane.registry.get(name)
-    if group is None:
-        raise ModelNotFound(
-            f"no model named {name!r}", details={"available": plane.registry.names()}
-        )
-    return group
-
-
 @router.post(
     "/models/{name}/feedback",
     response_model=FeedbackAnswer,
@@ -73,7 +63,7 @@ async def feedback(name: str, body: Feedback, request: Request) -> FeedbackAnswe
     (`fastinfer_feedback_accuracy`, `fastinfer_feedback_mean_absolute_error`)."""
     plane: DataPlane = request.app.state.dataplane
     monitor: Monitor = request.app.state.monitor
-    group = _group(plane, name)
+    group = plane.group(name)
 
     def labels_of(version: str) -> dict[str, str] | None:
         model = group.versions.get(version) or group.default()
@@ -128,13 +118,7 @@ async def drift(
     that `reference.json` describes; a PSI above 0.2 is usually read as a real shift."""
     plane: DataPlane = request.app.state.dataplane
     monitor: Monitor = request.app.state.monitor
-    group = _group(plane, name)
-    model = group.versions.get(version) if version is not None else group.default()
-    if model is None:
-        raise ModelNotFound(
-            f"model {name!r} has no version {version!r}" if version else f"{name!r} is not ready",
-            details={"available": sorted(group.versions)},
-        )
+    _, model = plane.version(name, version)
     report: dict[str, Any] | None = await monitor.drift(model)
     if report is None:
         raise NoReference(

@@ -17,7 +17,6 @@ from starlette.responses import Response
 from fastinfer.api.errors import ERROR_RESPONSES
 from fastinfer.api.predict import AFTER_RESPONSE, predict_exchange, run_after
 from fastinfer.dataplane import DataPlane
-from fastinfer.errors import ModelNotFound
 from fastinfer.served import ModelVersions, ServedModel
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -76,21 +75,6 @@ def _summary(group: ModelVersions, model: ServedModel) -> ModelSummary:
     )
 
 
-def _lookup(plane: DataPlane, name: str, version: str | None) -> tuple[ModelVersions, ServedModel]:
-    group = plane.registry.get(name)
-    if group is None:
-        raise ModelNotFound(
-            f"no model named {name!r}", details={"available": plane.registry.names()}
-        )
-    model = plane.registry.resolve(name, version)
-    if model is None:
-        raise ModelNotFound(
-            f"model {name!r} has no version {version!r}",
-            details={"available": sorted(group.versions)},
-        )
-    return group, model
-
-
 def _allowed_models(request: Request) -> frozenset[str] | None:
     """The models the request's API key may use; None: every model (or auth is off)."""
     guard = getattr(request.app.state.service, "guard", None)
@@ -106,7 +90,7 @@ async def list_models(request: Request) -> ModelList:
     for name in plane.registry.names():
         if allowed is not None and name not in allowed:
             continue  # an API key limited to some models sees only those
-        group, model = _lookup(plane, name, None)
+        group, model = plane.version(name, None)
         summaries.append(_summary(group, model))
     return ModelList(models=summaries)
 
@@ -118,7 +102,7 @@ async def list_models(request: Request) -> ModelList:
     responses={404: ERROR_RESPONSES[404]},
 )
 async def model_metadata(name: str, request: Request) -> ModelMetadata:
-    return _metadata(*_lookup(request.app.state.dataplane, name, None))
+    return _metadata(*request.app.state.dataplane.version(name, None))
 
 
 @router.get(
@@ -128,7 +112,7 @@ async def model_metadata(name: str, request: Request) -> ModelMetadata:
     responses={404: ERROR_RESPONSES[404]},
 )
 async def version_metadata(name: str, version: str, request: Request) -> ModelMetadata:
-    return _metadata(*_lookup(request.app.state.dataplane, name, version))
+    return _metadata(*request.app.state.dataplane.version(name, version))
 
 
 def _metadata(group: ModelVersions, model: ServedModel) -> ModelMetadata:
