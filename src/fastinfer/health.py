@@ -24,11 +24,8 @@ from typing import Any
 
 import orjson
 
-from fastinfer.observability.metrics import (
-    CONTENT_TYPE,
-    MULTIPROC_ENV,
-    multiprocess_exposition,
-)
+from fastinfer.observability.metrics import CONTENT_TYPE
+from fastinfer.observability.metrics_multiprocess import MULTIPROC_ENV, multiprocess_exposition
 
 # Board header: supervisor phase, expected workers. Slot: seq, pid, tick, flags, reason.
 _HEADER = struct.Struct("<qq")

@@ -23,7 +23,7 @@ from fastinfer.config import Settings
 from fastinfer.health import PHASE_LOADING, PHASE_SERVING, PHASE_STOPPING, Board, serve_health
 from fastinfer.modelspec import ModelDirectory
 from fastinfer.observability.logging import configure_logging, flush_logging, get_logger
-from fastinfer.observability.metrics import (
+from fastinfer.observability.metrics_multiprocess import (
     mark_process_dead,
     prepare_multiprocess_dir,
     remove_multiprocess_dir,

@@ -15,12 +15,12 @@ import pytest
 
 from fastinfer.modelspec import InputField
 from fastinfer.monitoring.drift import (
-    DriftStore,
     DriftWindow,
     drift_report,
     merge_snapshots,
     psi,
 )
+from fastinfer.monitoring.drift_store import DriftStore
 from fastinfer.monitoring.reference import (
     bin_counts,
     read_reference,

@@ -14,22 +14,21 @@ Design:
 - Sliding window of time buckets, so that old traffic ages out without keeping rows.
 - One snapshot file per process. A server runs several worker processes, each seeing only its
   share of the traffic, and they share no memory. Each process writes its own window as a
-  `DriftStore` file (one writer per file, atomic replace: no locks); any process, or a separate
-  health process, reads all files of a model version and adds them up with `merge_snapshots`.
-  Files of dead processes stop being refreshed and are removed by `prune`.
+  `drift_store.DriftStore` file (one writer per file, atomic replace: no locks); any process, or
+  a separate health process, reads all files of a model version and adds them up with
+  `merge_snapshots`. Files of dead processes stop being refreshed and are removed by `prune`.
+
+This module is the arithmetic (windows, merging, PSI, the report); the files are `drift_store`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import numpy.typing as npt
@@ -366,56 +365,3 @@ def drift_report(
         else None,
         "drifted": [name for name, f in features.items() if f["drifted"]],
     }
-
-
-def _safe_name(name: str) -> str:
-    """A user-controlled name as one path component: percent-encoded, never "." or ".."."""
-    safe = quote(name, safe="")
-    if safe in ("", ".", ".."):
-        raise ValueError(f"{name!r} cannot be used as a file name")
-    return safe
-
-
-class DriftStore:
-    """Per-process snapshot files: `<directory>/<model>/<version>/<pid>.json`."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-
-    def _folder(self, model: str, version: str) -> Path:
-        return self.directory / _safe_name(model) / _safe_name(version)
-
-    def write(self, model: str, version: str, snapshot: dict[str, Any]) -> None:
-        """Replace this process's file atomically: readers see the old or the new file, whole."""
-        folder = self._folder(model, version)
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.getpid()}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(orjson.dumps(snapshot))
-            Path(temporary).replace(folder / f"{os.getpid()}.json")  # atomic (os.replace)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-
-    def read(self, model: str, version: str) -> list[dict[str, Any]]:
-        """Every process's snapshot of a model version; unreadable files are skipped."""
-        snapshots: list[dict[str, Any]] = []
-        for path in sorted(self._folder(model, version).glob("*.json")):
-            try:
-                snapshot = orjson.loads(path.read_bytes())
-            except (OSError, orjson.JSONDecodeError):
-                continue  # removed meanwhile, or not ours
-            if isinstance(snapshot, dict):
-                snapshots.append(snapshot)
-        return snapshots
-
-    def prune(self, max_age_s: float) -> None:
-        """Remove files not modified for `max_age_s` (dead processes, orphaned temporaries)."""
-        cutoff = time.time() - max_age_s
-        for path in self.directory.glob("*/*/*"):
-            try:
-                if path.is_file() and path.stat().st_mtime < cutoff:
-                    path.unlink(missing_ok=True)
-            except OSError:
-                continue

@@ -16,7 +16,8 @@ from typing import Any
 
 from fastinfer.config import Settings
 from fastinfer.errors import FeedbackDisabled, InvalidInput, PredictionNotFound
-from fastinfer.monitoring.drift import DriftStore, DriftWindow, drift_report, merge_snapshots
+from fastinfer.monitoring.drift import DriftWindow, drift_report, merge_snapshots
+from fastinfer.monitoring.drift_store import DriftStore
 from fastinfer.monitoring.feedback import FeedbackIndex, OutcomeError, score
 from fastinfer.monitoring.prediction_log import PredictionLog
 from fastinfer.monitoring.reference import REFERENCE_FILENAME, read_reference

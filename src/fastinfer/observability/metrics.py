@@ -14,20 +14,24 @@ where load is the time-averaged number of busy inference workers plus queued row
 full batches, and capacity is the number of inference workers. 1.0 means every inference worker
 is busy all the time (more traffic would only queue); above 1.0 a backlog is building. Scale out
 before 1.0, e.g. an HPA target of 0.7.
+
+This module is what is measured (`Metrics`); the shared directory and the summed exposition are
+`metrics_multiprocess`, the per-request histogram counts folded in by `flush` `metrics_pending`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
-from bisect import bisect_left
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from fastinfer.observability.metrics_multiprocess import (
+    MULTIPROC_ENV,
+    _WithSaturation,
+    multiprocess_exposition,
+)
+from fastinfer.observability.metrics_pending import _Pending, _pending
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -35,38 +39,6 @@ _LATENCY_BUCKETS = (
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 PREDICTION_FEATURE = "__prediction__"  # the drift gauges' label for the prediction
 _EMA = 0.1  # weight of each 0.25 s sample: the average spans a few seconds
-
-
-def prepare_multiprocess_dir() -> Path | None:
-    """Make (or empty) the directory the worker processes share; None if already set by the
-    operator, whose directory is then emptied of old values. Call before forking workers."""
-    configured = os.environ.get(MULTIPROC_ENV)
-    if configured:
-        directory = Path(configured)
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("*.db"):
-            stale.unlink()
-        return None
-    # memory-backed; mkdtemp makes a private folder in it
-    shm = Path("/dev/shm")  # noqa: S108  # nosec B108
-    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-    directory = Path(tempfile.mkdtemp(prefix="fastinfer-metrics-", dir=base))
-    os.environ[MULTIPROC_ENV] = str(directory)
-    return directory
-
-
-def remove_multiprocess_dir(directory: Path | None) -> None:
-    if directory is not None:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def mark_process_dead(pid: int) -> None:
-    """Drop a dead worker's live gauges (its counters stay: they are history)."""
-    if os.environ.get(MULTIPROC_ENV):
-        from prometheus_client import multiprocess
-
-        with contextlib.suppress(OSError):
-            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 class Metrics:
@@ -362,77 +334,3 @@ class Metrics:
         registry = CollectorRegistry()
         registry.register(_WithSaturation(self.registry))
         return bytes(generate_latest(registry))
-
-
-def multiprocess_exposition() -> bytes:
-    """Every server process's metrics, summed, from the shared directory (for any process of
-    the server: a worker, or the health process serving /metrics on the health port)."""
-    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
-
-    source = CollectorRegistry()
-    multiprocess.MultiProcessCollector(source)  # type: ignore[no-untyped-call]
-    registry = CollectorRegistry()
-    registry.register(_WithSaturation(source))
-    return bytes(generate_latest(registry))
-
-
-class _Pending:
-    """Observations of one histogram child not yet folded in: per-bucket counts and the sum."""
-
-    __slots__ = ("bounds", "counts", "total")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
-        self.total = 0.0
-
-    def add(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.total += value
-
-    def fold_into(self, child: Any) -> None:
-        """Add to a prometheus_client Histogram child as `observe` would, in one go per bucket
-        (its `_sum` and `_buckets` values: the same per-bucket counts `observe` increments)."""
-        if not any(self.counts):
-            return
-        child._sum.inc(self.total)
-        for index, count in enumerate(self.counts):
-            if count:
-                child._buckets[index].inc(count)
-
-    def reset(self) -> None:
-        self.counts = [0] * len(self.counts)
-        self.total = 0.0
-
-
-def _pending(
-    table: dict[tuple[str, ...], _Pending], labels: tuple[str, ...], bounds: tuple[float, ...]
-) -> _Pending:
-    pending = table.get(labels)
-    if pending is None:
-        pending = table[labels] = _Pending(bounds)
-    return pending
-
-
-class _WithSaturation:
-    """Every metric of `source`, plus fastinfer_saturation = sum(load) / sum(capacity)."""
-
-    def __init__(self, source: Any) -> None:
-        self._source = source
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        totals = {"fastinfer_load": 0.0, "fastinfer_capacity": 0.0}
-        for family in self._source.collect():
-            if family.name in totals:
-                totals[family.name] = sum(s.value for s in family.samples)
-            yield family
-        capacity = totals["fastinfer_capacity"]
-        saturation = totals["fastinfer_load"] / capacity if capacity else 0.0
-        yield GaugeMetricFamily(
-            "fastinfer_saturation",
-            "Load over capacity of the inference workers: 1.0 = every worker busy all the time "
-            "(scale out before it; e.g. an HPA target of 0.7); above 1.0 a backlog grows.",
-            value=saturation,
-        )
