@@ -24,10 +24,7 @@ How the pieces are decided:
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,17 +40,14 @@ from fastinfer.modelspec import (
     ArtefactSpec,
     InputField,
     ModelConfig,
-    ModelConfigError,
     OutputSpec,
     dump_config,
-    load_model_directory,
 )
 from fastinfer.monitoring.reference import (
     REFERENCE_FILENAME,
     reference_statistics,
     write_reference,
 )
-from fastinfer.registry import ModelRegistry
 from fastinfer.runtimes import Runtime, RuntimeUnavailable, create_runtime
 from fastinfer.scaffold_fields import (
     ScaffoldError,
@@ -61,6 +55,14 @@ from fastinfer.scaffold_fields import (
     derived_inputs,
     is_positional,
     python_value,
+)
+from fastinfer.scaffold_install import (
+    PREDICT_BATCH,
+    check_destination,
+    install,
+    load_staged,
+    predict,
+    staging,
 )
 from fastinfer.served import ServedModel
 
@@ -79,7 +81,6 @@ RUNTIME_BY_EXTENSION: dict[str, str] = {
 }
 KINDS: tuple[str, ...] = ("classifier", "regressor", "tensor")
 SAMPLE_SUFFIXES = (".csv", ".parquet", ".pq")
-_PREDICT_BATCH = 1024
 
 __all__ = [  # ScaffoldError is defined in scaffold_fields, whose rules raise it too
     "KINDS",
@@ -202,7 +203,7 @@ def scaffold(
     name = name or model_name_for(artefact)
     _check_name_version(name, version)
     destination = output if output is not None else Path("models") / name / version
-    _check_destination(destination, force=force)
+    check_destination(destination, force=force)
     frame = read_sample(sample) if sample is not None else None
 
     data = artefact.read_bytes()
@@ -226,26 +227,26 @@ def scaffold(
     except ValidationError as exc:
         raise ScaffoldError(f"the config init would write is not valid: {exc}") from None
 
-    with _staging(destination) as staging:
-        (staging / artefact_name).write_bytes(data)
-        (staging / CONFIG_FILENAME).write_text(dump_config(config), encoding="utf-8")
-        served = _load(staging)
+    with staging(destination) as staged:
+        (staged / artefact_name).write_bytes(data)
+        (staged / CONFIG_FILENAME).write_text(dump_config(config), encoding="utf-8")
+        served = load_staged(staged)
         if example is not None and chosen_kind == "classifier":
-            (prediction,) = _predict(served, [example])
+            (prediction,) = predict(served, [example])
             config = ModelConfig.model_validate(
                 {**config.model_dump(), "expected_example_output": prediction["label"]}
             )
-            (staging / CONFIG_FILENAME).write_text(dump_config(config), encoding="utf-8")
-            served = _load(staging)  # the pin, the config and the expected output, for real
+            (staged / CONFIG_FILENAME).write_text(dump_config(config), encoding="utf-8")
+            served = load_staged(staged)  # the pin, the config and the expected output, for real
         files = [artefact_name, CONFIG_FILENAME]
         if frame is not None:
             predictions, notes = _predict_sample(served, frame, fields)
             warnings.extend(notes)
             write_reference(
-                staging / REFERENCE_FILENAME, reference_statistics(frame, fields, predictions)
+                staged / REFERENCE_FILENAME, reference_statistics(frame, fields, predictions)
             )
             files.append(REFERENCE_FILENAME)
-        _install(staging, destination)
+        install(staged, destination)
     return ScaffoldResult(
         directory=destination,
         config=config,
@@ -322,32 +323,12 @@ def _rows(sample: pd.DataFrame, fields: Sequence[InputField]) -> list[dict[str, 
     ]
 
 
-# --- loading and predicting ------------------------------------------------------------------
-
-
-def _load(root: Path) -> ServedModel:
-    """Load a model directory exactly as the server does (pinned, self-tested)."""
-    try:
-        directory = load_model_directory(root)
-    except ModelConfigError as exc:
-        raise ScaffoldError(f"the written config is not valid: {exc}") from None
-    registry = ModelRegistry([directory], max_rows=_PREDICT_BATCH, trust_unpinned=False)
-    model = next(iter(registry))
-    registry.load(model)
-    if not model.ready:
-        raise ScaffoldError(f"the new model directory does not load: {model.reason}")
-    return model
-
-
-def _predict(model: ServedModel, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    assert model.schema is not None and model.runtime is not None
-    valid = model.schema.validate_rows(rows)
-    return model.runtime.predict(valid, model.schema.columns)
+# --- predicting the sample ------------------------------------------------------------------
 
 
 def _predict_or_none(model: ServedModel, rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
     try:
-        return _predict(model, rows)
+        return predict(model, rows)
     except Exception:
         return None
 
@@ -364,15 +345,15 @@ def _predict_sample(
     rows = _rows(frame, fields)
     predicted: list[Any] = []
     failures: list[str] = []
-    for start in range(0, len(rows), _PREDICT_BATCH):
-        batch = rows[start : start + _PREDICT_BATCH]
+    for start in range(0, len(rows), PREDICT_BATCH):
+        batch = rows[start : start + PREDICT_BATCH]
         whole = _predict_or_none(model, batch)
         if whole is not None:
             predicted.extend(p[key] for p in whole)
             continue
         for offset, row in enumerate(batch):  # find the rows at fault
             try:
-                predicted.append(_predict(model, [row])[0][key])
+                predicted.append(predict(model, [row])[0][key])
             except Exception as exc:
                 predicted.append(None)
                 failures.append(f"row {start + offset}: {exc}")
@@ -385,7 +366,7 @@ def _predict_sample(
     return predicted, notes
 
 
-# --- the directory ---------------------------------------------------------------------------
+# --- checks --------------------------------------------------------------------------------
 
 
 def _check_runtime(name: str) -> None:
@@ -408,49 +389,3 @@ def _check_name_version(name: str, version: str) -> None:
             raise ScaffoldError(
                 f"{option} {value!r} is not valid: {exc.errors()[0]['msg'].lower()}"
             ) from None
-
-
-def _check_destination(destination: Path, *, force: bool) -> None:
-    if not destination.exists():
-        return
-    if not destination.is_dir():
-        raise ScaffoldError(f"{destination} exists and is not a directory")
-    if any(destination.iterdir()) and not force:
-        raise ScaffoldError(
-            f"{destination} already exists; pass --force to overwrite it, or choose another "
-            "place with --output or --version"
-        )
-
-
-@contextmanager
-def _staging(destination: Path) -> Iterator[Path]:
-    """A fresh folder beside `destination`; removed (with any parents it made) on failure."""
-    parent = destination.absolute().parent
-    made = [p for p in (parent, *parent.parents) if not p.exists()]
-    parent.mkdir(parents=True, exist_ok=True)
-    # Hidden, and "~" is no valid version: a server scanning the repository ignores it.
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.init~", dir=parent))
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        for folder in made:  # deepest first; stop at the first one that is not empty
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        raise
-    shutil.rmtree(staging, ignore_errors=True)  # emptied, or already moved into place
-
-
-def _install(staging: Path, destination: Path) -> None:
-    """Move the staged files into place (over an existing directory only with --force)."""
-    if not destination.exists():
-        staging.rename(destination)
-        return
-    if not (staging / REFERENCE_FILENAME).exists():
-        (destination / REFERENCE_FILENAME).unlink(missing_ok=True)  # stale: another sample
-    # model.yaml last: a server reloading the directory meanwhile sees the old config fail its
-    # pin (and keeps the old version serving) rather than a new config with an old artefact.
-    for item in sorted(staging.iterdir(), key=lambda p: p.name == CONFIG_FILENAME):
-        item.replace(destination / item.name)

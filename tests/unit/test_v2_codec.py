@@ -20,18 +20,20 @@ from fastinfer.modelspec import InputField
 from fastinfer.protocols.v2 import (
     HEADER_LENGTH_HEADER,
     InferRequest,
-    OutputTensor,
     RequestedOutput,
     V2Error,
     V2TooManyRows,
-    available_outputs,
-    check_requested_outputs,
     decode_infer_request,
-    encode_infer_response,
     model_metadata,
     parse_header_length,
-    predictions_to_outputs,
     server_metadata,
+)
+from fastinfer.protocols.v2_outputs import (
+    OutputTensor,
+    available_outputs,
+    check_requested_outputs,
+    encode_infer_response,
+    predictions_to_outputs,
 )
 from fastinfer.schema import RowSchema
 

@@ -33,7 +33,7 @@ from fastinfer.api.predict import (
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import InferenceFailed, ServiceError
 from fastinfer.observability.logging import get_logger
-from fastinfer.protocols import v2
+from fastinfer.protocols import v2, v2_outputs
 from fastinfer.registry import ModelRegistry
 from fastinfer.repository.layout import scan_repository, version_key
 from fastinfer.repository.manager import ChangeRefused, ModelManager
@@ -104,9 +104,9 @@ async def _infer(
         body, length, model.schema.fields, max_rows=model.schema.max_rows
     )
     kind = model.config.output.kind
-    available = v2.available_outputs(kind, model.runtime.output_schemas())
+    available = v2_outputs.available_outputs(kind, model.runtime.output_schemas())
     if available is not None:
-        v2.check_requested_outputs(request.outputs, available)
+        v2_outputs.check_requested_outputs(request.outputs, available)
     rows = plane.validate(model, request.rows)
     if model.hooks.pre:
         rows = await plane.before_hooks(model, rows, request_id)
@@ -117,11 +117,13 @@ async def _infer(
         scope["state"][AFTER_RESPONSE] = plane.after_hooks(model, rows, predictions, request_id)
     encoding = time.perf_counter()
     try:
-        tensors = v2.predictions_to_outputs(predictions, kind, model.runtime.output_labels())
+        tensors = v2_outputs.predictions_to_outputs(
+            predictions, kind, model.runtime.output_labels()
+        )
     except ValueError as exc:
         log.error("v2_output_encoding_failed", model=model.label, error=str(exc))
         raise InferenceFailed("the model's outputs do not fit a v2 tensor") from None
-    body, headers = v2.encode_infer_response(
+    body, headers = v2_outputs.encode_infer_response(
         model.name,
         model.version,
         request_id,
