@@ -336,7 +336,8 @@ def test_hpa_scales_on_saturation_at_the_documented_target(
     assert quantity(pods[0]["target"]["averageValue"]) == SATURATION_TARGET
     assert spec["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
     # The metric exists: the server exports it under this name.
-    source = (REPO / "src" / "fastinfer" / "observability" / "metrics.py").read_text()
+    observability = REPO / "src" / "fastinfer" / "observability"
+    source = "".join(p.read_text() for p in sorted(observability.glob("metrics*.py")))
     assert f'"{SATURATION}"' in source
 
 
