@@ -88,8 +88,8 @@ def titanic_rows(count: int, *, exact: bool = True) -> list[dict[str, Any]]:
 
     With `exact=False` fewer rows are fine (the in-process limit cycles through them).
     """
-    from fastinfer.local import coerce_text
-    from fastinfer.modelspec import load_model_directory
+    from fastinfer.model.spec import load_model_directory
+    from fastinfer.repository.local import coerce_text
 
     config = load_model_directory(TITANIC_DIR).config
     fields = {f.name: f for f in config.inputs or []}
@@ -106,7 +106,7 @@ def titanic_rows(count: int, *, exact: bool = True) -> list[dict[str, Any]]:
 
 def mlp_input_name(model_dir: Path = MLP_DIR) -> str:
     """The MLP's one input field: from its model.yaml, else the ONNX graph's input (as served)."""
-    from fastinfer.modelspec import load_model_directory
+    from fastinfer.model.spec import load_model_directory
 
     directory = load_model_directory(model_dir)
     if directory.config.inputs:

@@ -50,8 +50,8 @@ def _time_batches(
     barrier: Barrier,
 ) -> dict[int, dict[str, float]]:
     from bench.common import quiet_logging
-    from fastinfer.local import load_local
-    from fastinfer.modelspec import load_model_directory
+    from fastinfer.model.spec import load_model_directory
+    from fastinfer.repository.local import load_local
 
     quiet_logging()
     model = load_local(load_model_directory(Path(directory)))

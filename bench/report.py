@@ -428,7 +428,7 @@ def write_markdown(results: dict[str, Any], path: Path, plot_name: str | None) -
         "(`bench/wrk/post.lua`); rows/s = req/s x rows per request; errors = connect + read + "
         "write + timeout (5 s) + non-2xx/3xx responses.",
         "- In-process limit (`bench/inprocess.py`): the model loaded with "
-        "`fastinfer.local.load_local`, rows validated once, then "
+        "`fastinfer.repository.local.load_local`, rows validated once, then "
         "`model.runtime.predict(rows, model.schema.columns)` timed back to back for batch sizes "
         f"{', '.join(str(b) for b in meta['batch_sizes'])} ({meta['inprocess_seconds']} s "
         f"each), once in 1 process and once in {meta['workers']} spawned processes that start "

@@ -153,8 +153,8 @@ def build_models(models: list[str]) -> None:
 
 def check_models(models: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Load each model as fastinfer does: its answer to row 0 (for the floor), or why it fails."""
-    from fastinfer.local import load_local
-    from fastinfer.modelspec import load_model_directory
+    from fastinfer.model.spec import load_model_directory
+    from fastinfer.repository.local import load_local
 
     answers: dict[str, dict[str, Any]] = {}
     failures: dict[str, str] = {}

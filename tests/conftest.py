@@ -17,8 +17,8 @@ import yaml
 from fastapi.testclient import TestClient
 from sklearn.linear_model import LogisticRegression
 
-from fastinfer.app import create_app
 from fastinfer.config import Settings
+from fastinfer.serving.app import create_app
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from fastinfer.modelspec import ModelConfig, load_model_directory
+from fastinfer.model.spec import ModelConfig, load_model_directory
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -366,7 +366,7 @@ def test_car_model_agrees_with_the_rules(
 
 
 def test_training_writes_reference_statistics_for_drift(examples_built: None) -> None:
-    from fastinfer.modelspec import load_model_directory
+    from fastinfer.model.spec import load_model_directory
     from fastinfer.monitoring.reference import read_reference
 
     for folder, labels in (

@@ -23,7 +23,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from typer.testing import CliRunner, Result
 
 from fastinfer.cli.init import init_command
-from fastinfer.modelspec import InputField, ModelConfig, load_model_directory
+from fastinfer.model.spec import InputField, ModelConfig, load_model_directory
 from fastinfer.monitoring.reference import (
     bin_counts,
     category_key,
@@ -31,8 +31,8 @@ from fastinfer.monitoring.reference import (
     reference_statistics,
     write_reference,
 )
-from fastinfer.scaffold import ScaffoldError, model_name_for, runtime_for
-from fastinfer.scaffold_fields import infer_field
+from fastinfer.scaffold.build import ScaffoldError, model_name_for, runtime_for
+from fastinfer.scaffold.fields import infer_field
 from tests.conftest import serve_in_process, sha256_of, wait_ready
 from tests.unit.test_onnx_runtime import make_model, tabular_regressor
 

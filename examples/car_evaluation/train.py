@@ -41,7 +41,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from fastinfer.modelspec import (
+from fastinfer.model.spec import (
     CONFIG_FILENAME,
     ArtefactSpec,
     BatchingSpec,

@@ -54,7 +54,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from fastinfer.modelspec import (
+from fastinfer.model.spec import (
     CONFIG_FILENAME,
     ArtefactSpec,
     BatchingSpec,

@@ -24,13 +24,13 @@ from fastinfer.errors import (
     ServiceError,
     new_error_id,
 )
-from fastinfer.hooks import HookContext, Reject
+from fastinfer.model.hooks import HookContext, Reject
+from fastinfer.model.schema import InvalidRowsError, MalformedBodyError, TooManyRowsError
 from fastinfer.monitoring.monitor import Monitor
 from fastinfer.observability.logging import get_logger
-from fastinfer.registry import ModelRegistry
+from fastinfer.repository.registry import ModelRegistry
+from fastinfer.repository.served import ModelVersions, ServedModel
 from fastinfer.runtimes import Prediction, Row
-from fastinfer.schema import InvalidRowsError, MalformedBodyError, TooManyRowsError
-from fastinfer.served import ModelVersions, ServedModel
 
 TIMEOUT_HEADER = "X-Request-Timeout"
 log = get_logger("fastinfer.dataplane")

@@ -19,7 +19,7 @@ import asyncio
 import json
 import os
 
-from fastinfer.hooks import Reject
+from fastinfer.model.hooks import Reject
 
 async def double_x(rows, context):
     return [{**row, "x": row["x"] * 2} for row in rows]

@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 
 from fastinfer.api.predict import read_body
 from fastinfer.errors import MalformedRequest, PayloadTooLarge, RequestTimeout
-from fastinfer.modelspec import InputField
-from fastinfer.schema import InputLimits, InvalidRowsError, MalformedBodyError, RowSchema
+from fastinfer.model.schema import InputLimits, InvalidRowsError, MalformedBodyError, RowSchema
+from fastinfer.model.spec import InputField
 from tests.conftest import (
     TITANIC,
     build_scripted_model,

@@ -181,9 +181,9 @@ def test_cors_is_off_unless_configured(tiny_dir: Path) -> None:
 
 
 def test_bare_artefact_without_pin_is_refused_unless_trusted(tiny_dir: Path) -> None:
-    from fastinfer.app import create_app
     from fastinfer.config import Settings
-    from fastinfer.registry import parse_model_option
+    from fastinfer.repository.registry import parse_model_option
+    from fastinfer.serving.app import create_app
     from tests.conftest import sha256_of
 
     artefact = tiny_dir / "model.joblib"

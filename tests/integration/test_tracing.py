@@ -236,7 +236,7 @@ def test_nothing_is_exported_by_default(examples_built: None, tmp_path: Path) ->
 _NOT_LOADED = f"""
 import sys
 from fastapi.testclient import TestClient
-from fastinfer.app import create_app
+from fastinfer.serving.app import create_app
 from fastinfer.config import Settings
 
 app = create_app(Settings(model_dirs=[{str(TITANIC)!r}]))

@@ -13,7 +13,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from fastinfer.modelspec import InputField
+from fastinfer.model.spec import InputField
 from fastinfer.monitoring.drift import (
     DriftWindow,
     drift_report,

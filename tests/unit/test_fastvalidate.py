@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from fastinfer.fastvalidate import eligible
-from fastinfer.modelspec import InputField
-from fastinfer.schema import InvalidRowsError, MalformedBodyError, RowSchema, TooManyRowsError
+from fastinfer.model.fastvalidate import eligible
+from fastinfer.model.schema import InvalidRowsError, MalformedBodyError, RowSchema, TooManyRowsError
+from fastinfer.model.spec import InputField
 
 FIELDS = [
     InputField(name="x", type="number", shape=[3]),

@@ -5,7 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from fastinfer.integrity import IntegrityError, UnpinnedArtefactError, read_pinned, sha256_file
+from fastinfer.model.integrity import (
+    IntegrityError,
+    UnpinnedArtefactError,
+    read_pinned,
+    sha256_file,
+)
 
 
 def test_pin_is_checked_and_mismatch_names_file_and_both_hashes(tmp_path: Path) -> None:

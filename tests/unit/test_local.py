@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from fastinfer.local import coerce_text
-from fastinfer.modelspec import InputField
+from fastinfer.model.spec import InputField
+from fastinfer.repository.local import coerce_text
 
 
 def test_csv_cells_become_schema_types() -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fastinfer.modelspec import ModelConfigError, load_model_directory
+from fastinfer.model.spec import ModelConfigError, load_model_directory
 from tests.conftest import write_config
 
 BASE = {"name": "m", "version": "1", "artefact": {"path": "model.joblib"}}

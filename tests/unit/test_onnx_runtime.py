@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from onnx import TensorProto, helper, numpy_helper
 
 from bench.models.mlp import build_mlp_model_dir
-from fastinfer.modelspec import InputField, OutputSpec, load_model_directory
+from fastinfer.model.spec import InputField, OutputSpec, load_model_directory
 from fastinfer.runtimes import create_runtime
 from fastinfer.runtimes.onnx import OnnxRuntime
 from tests.conftest import serve_in_process, sha256_of, wait_ready, write_config

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from fastinfer.modelspec import OutputSpec, load_model_directory
+from fastinfer.model.spec import OutputSpec, load_model_directory
 from fastinfer.runtimes import create_runtime
 from fastinfer.runtimes.python import PythonRuntime
 from tests.conftest import serve_in_process, sha256_of, wait_ready, write_config

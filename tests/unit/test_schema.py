@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from fastinfer.modelspec import InputField
-from fastinfer.schema import (
+from fastinfer.model.schema import (
     InvalidRowsError,
     MalformedBodyError,
     RowSchema,
     TooManyRowsError,
     pascal_case,
 )
+from fastinfer.model.spec import InputField
 
 FIELDS = [
     InputField(name="age", type="number", nullable=True, minimum=0, maximum=120),

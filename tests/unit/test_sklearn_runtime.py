@@ -27,7 +27,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from fastinfer.modelspec import InputField, OutputSpec
+from fastinfer.model.spec import InputField, OutputSpec
 from fastinfer.runtimes import create_runtime
 from fastinfer.runtimes.sklearn import SklearnRuntime, _inferred_fields
 from tests.conftest import serve_in_process, sha256_of, wait_ready, write_config

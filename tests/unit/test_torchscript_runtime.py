@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fastinfer.modelspec import InputField, OutputSpec
+from fastinfer.model.spec import InputField, OutputSpec
 from fastinfer.runtimes import Runtime, create_runtime
 from tests.conftest import serve_in_process, sha256_of, wait_ready, write_config
 

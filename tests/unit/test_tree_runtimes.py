@@ -25,7 +25,7 @@ import pytest
 import xgboost as xgb
 from fastapi.testclient import TestClient
 
-from fastinfer.modelspec import InputField, OutputSpec
+from fastinfer.model.spec import InputField, OutputSpec
 from fastinfer.runtimes import Runtime, create_runtime
 from fastinfer.runtimes.lightgbm import LightGBMRuntime
 from fastinfer.runtimes.xgboost import XGBoostRuntime
@@ -643,7 +643,7 @@ FORK_SCRIPT = textwrap.dedent(
     """
     import os, sys, time
     import numpy as np
-    from fastinfer.modelspec import OutputSpec
+    from fastinfer.model.spec import OutputSpec
     from fastinfer.runtimes import create_runtime
 
     kind, path, option = sys.argv[1], sys.argv[2], sys.argv[3]

@@ -16,7 +16,8 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.http import _utils as triton_utils
 
-from fastinfer.modelspec import InputField
+from fastinfer.model.schema import RowSchema
+from fastinfer.model.spec import InputField
 from fastinfer.protocols.v2 import (
     HEADER_LENGTH_HEADER,
     InferRequest,
@@ -35,7 +36,6 @@ from fastinfer.protocols.v2_outputs import (
     encode_infer_response,
     predictions_to_outputs,
 )
-from fastinfer.schema import RowSchema
 
 # --------------------------------------------------------------------------------------------
 # helpers

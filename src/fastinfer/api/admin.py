@@ -18,9 +18,9 @@ from pydantic import BaseModel, Field
 from fastinfer.api.errors import ErrorBody
 from fastinfer.config import Settings
 from fastinfer.errors import ServiceError
-from fastinfer.registry import ModelRegistry
 from fastinfer.repository.layout import scan_repository, version_key
 from fastinfer.repository.manager import ChangeRefused, ChangeResult, ModelManager
+from fastinfer.repository.registry import ModelRegistry
 
 
 class AdminDisabled(ServiceError):  # noqa: N818

@@ -13,9 +13,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from fastinfer.api.errors import ERROR_DESCRIPTIONS
-from fastinfer.registry import ModelRegistry
-from fastinfer.schema import RowSchema, pascal_case
-from fastinfer.served import ModelState, ServedModel
+from fastinfer.model.schema import RowSchema, pascal_case
+from fastinfer.repository.registry import ModelRegistry
+from fastinfer.repository.served import ModelState, ServedModel
 
 _REF = "#/components/schemas/{model}"
 

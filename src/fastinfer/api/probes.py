@@ -21,8 +21,8 @@ from fastinfer import __version__
 from fastinfer.api.context import request_id_of
 from fastinfer.api.errors import ErrorBody
 from fastinfer.engine import Engine
-from fastinfer.registry import ModelRegistry
-from fastinfer.served import ModelState
+from fastinfer.repository.registry import ModelRegistry
+from fastinfer.repository.served import ModelState
 
 router = APIRouter(tags=["probes"])
 

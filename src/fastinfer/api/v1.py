@@ -17,7 +17,7 @@ from starlette.responses import Response
 from fastinfer.api.errors import ERROR_RESPONSES
 from fastinfer.api.predict import AFTER_RESPONSE, predict_exchange, run_after
 from fastinfer.dataplane import DataPlane
-from fastinfer.served import ModelVersions, ServedModel
+from fastinfer.repository.served import ModelVersions, ServedModel
 
 router = APIRouter(prefix="/v1", tags=["models"])
 

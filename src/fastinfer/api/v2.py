@@ -34,10 +34,10 @@ from fastinfer.dataplane import DataPlane
 from fastinfer.errors import InferenceFailed, ServiceError
 from fastinfer.observability.logging import get_logger
 from fastinfer.protocols import v2, v2_outputs
-from fastinfer.registry import ModelRegistry
 from fastinfer.repository.layout import scan_repository, version_key
 from fastinfer.repository.manager import ChangeRefused, ModelManager
-from fastinfer.served import ServedModel
+from fastinfer.repository.registry import ModelRegistry
+from fastinfer.repository.served import ServedModel
 
 log = get_logger("fastinfer.v2")
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])

@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fastinfer.modelspec import InputField
+from fastinfer.model.spec import InputField
 from fastinfer.observability.logging import configure_logging
-from fastinfer.scaffold import KINDS, ScaffoldError, ScaffoldResult, scaffold
+from fastinfer.scaffold.build import KINDS, ScaffoldError, ScaffoldResult, scaffold
 
 _SHOWN_ALLOWED = 6
 

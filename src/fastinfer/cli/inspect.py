@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fastinfer.integrity import sha256_file
-from fastinfer.modelspec import ModelConfigError, load_model_directory
+from fastinfer.model.integrity import sha256_file
+from fastinfer.model.spec import ModelConfigError, load_model_directory
 
 
 def models_command(

@@ -9,9 +9,15 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fastinfer.local import ModelLoadError, load_local, read_rows, score_rows, write_records
-from fastinfer.modelspec import ModelConfigError, load_model_directory
+from fastinfer.model.spec import ModelConfigError, load_model_directory
 from fastinfer.observability.logging import configure_logging
+from fastinfer.repository.local import (
+    ModelLoadError,
+    load_local,
+    read_rows,
+    score_rows,
+    write_records,
+)
 
 _CHUNK = 1024
 

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 import typer
 
 from fastinfer.config import Settings
-from fastinfer.modelspec import ModelConfigError, ModelDirectory, load_model_directory
+from fastinfer.model.spec import ModelConfigError, ModelDirectory, load_model_directory
 from fastinfer.observability.logging import configure_logging, flush_logging, get_logger
 from fastinfer.observability.tracing import TracingUnavailableError, require_otel
-from fastinfer.registry import parse_model_option
-from fastinfer.supervisor import serve
+from fastinfer.repository.registry import parse_model_option
+from fastinfer.serving.supervisor import serve
 
 
 def _environment_help() -> str:

@@ -21,7 +21,7 @@ from fastinfer.engine.errors import DeadlineExceededError, OverloadedError
 from fastinfer.engine.service_time import ServiceTimeModel
 from fastinfer.engine.work import BatchOutcome, WorkItem
 from fastinfer.engine.workers import InferenceWorker, Job
-from fastinfer.modelspec import BatchingSpec
+from fastinfer.model.spec import BatchingSpec
 from fastinfer.runtimes import Prediction, Row, Runtime
 
 _MAX_RETRY_AFTER = 60

@@ -8,8 +8,8 @@ from typing import Any
 
 from fastinfer.engine.batcher import EngineObserver, ModelEngine
 from fastinfer.engine.work import WorkItem
+from fastinfer.repository.served import ServedModel
 from fastinfer.runtimes import Prediction, Row
-from fastinfer.served import ServedModel
 
 
 class Engine:

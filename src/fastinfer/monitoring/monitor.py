@@ -24,8 +24,8 @@ from fastinfer.monitoring.reference import REFERENCE_FILENAME, read_reference
 from fastinfer.monitoring.sinks import JsonlSink, PostgresSink, Sink
 from fastinfer.observability.logging import get_logger
 from fastinfer.observability.metrics import Metrics
+from fastinfer.repository.served import ServedModel
 from fastinfer.runtimes import Prediction, Row
-from fastinfer.served import ServedModel
 
 log = get_logger("fastinfer.monitoring")
 FEEDBACK_INDEX = "feedback.sqlite"

@@ -63,7 +63,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from fastinfer.modelspec import InputField
+from fastinfer.model.spec import InputField
 
 FORMAT_VERSION = 1
 REFERENCE_FILENAME = "reference.json"

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from fastinfer.modelspec import InputField
+from fastinfer.model.spec import InputField
 from fastinfer.protocols.v2_metadata import model_metadata, server_metadata
 from fastinfer.protocols.v2_tensors import (
     ACCEPTED_DATATYPES,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fastinfer.modelspec import InputField
+from fastinfer.model.spec import InputField
 from fastinfer.protocols.v2_tensors import FIELD_DATATYPES
 
 EXTENSIONS = ("binary_tensor_data", "model_repository")

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from fastinfer.modelspec import FieldType
+from fastinfer.model.spec import FieldType
 
 DatatypeKind = Literal["bool", "int", "float", "bytes"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from fastinfer.modelspec import (
+from fastinfer.model.spec import (
     CONFIG_FILENAME,
     ModelConfigError,
     ModelDirectory,

@@ -26,15 +26,15 @@ from typing import Any
 
 from fastinfer.config import Settings
 from fastinfer.engine import Engine
-from fastinfer.modelspec import ModelConfigError
+from fastinfer.model.spec import ModelConfigError
 from fastinfer.observability.logging import get_logger
-from fastinfer.registry import ModelRegistry
 from fastinfer.repository.changes import ChangeRefused, ChangeResult, Mutation
 from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.layout import VersionPolicy
+from fastinfer.repository.registry import ModelRegistry
+from fastinfer.repository.served import ModelState, ServedModel
 from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource
 from fastinfer.repository.sync import RepositorySync
-from fastinfer.served import ModelState, ServedModel
 
 log = get_logger("fastinfer.repository")
 _WATCH_S = 0.05

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fastinfer.modelspec import ArtefactSpec, ModelConfig, ModelDirectory, load_model_directory
+from fastinfer.model.spec import ArtefactSpec, ModelConfig, ModelDirectory, load_model_directory
 
 
 class VersionSource(BaseModel):

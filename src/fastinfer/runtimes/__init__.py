@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from fastinfer.modelspec import RUNTIME_NAMES, OutputSpec
+from fastinfer.model.spec import RUNTIME_NAMES, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime
 
 RUNTIMES: dict[str, str] = {

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fastinfer.modelspec import InputField, OutputSpec
+from fastinfer.model.spec import InputField, OutputSpec
 
 Row = dict[str, Any]
 Prediction = dict[str, Any]

@@ -24,7 +24,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from fastinfer.modelspec import InputField
+from fastinfer.model.spec import InputField
 from fastinfer.runtimes.outputs import index_labels
 from fastinfer.runtimes.trees import Category, Feature, TreeRuntime, categorical_feature
 

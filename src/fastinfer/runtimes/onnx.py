@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from fastinfer.modelspec import FieldType, InputField, OutputSpec
+from fastinfer.model.spec import FieldType, InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime, whole_number_option
 from fastinfer.runtimes.outputs import class_labels, classifier_predictions, index_labels
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fastinfer.modelspec import OutputSpec
+from fastinfer.model.spec import OutputSpec
 from fastinfer.runtimes.base import Prediction
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from fastinfer.modelspec import InputField, OutputSpec
+from fastinfer.model.spec import InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime
 from fastinfer.runtimes.outputs import class_labels, classifier_predictions
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import skops.io
 
-from fastinfer.modelspec import FieldType, InputField, OutputSpec
+from fastinfer.model.spec import FieldType, InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime
 from fastinfer.runtimes.outputs import class_labels, classifier_predictions, regressor_predictions
 

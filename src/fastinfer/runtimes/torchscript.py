@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastinfer.modelspec import InputField, OutputSpec
+from fastinfer.model.spec import InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime, whole_number_option
 from fastinfer.runtimes.outputs import class_labels, classifier_predictions, index_labels
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fastinfer.modelspec import FieldType, InputField, OutputSpec
+from fastinfer.model.spec import FieldType, InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime, whole_number_option
 from fastinfer.runtimes.outputs import classifier_predictions, regressor_predictions
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from fastinfer.modelspec import FieldType, InputField
+from fastinfer.model.spec import FieldType, InputField
 from fastinfer.runtimes.outputs import index_labels
 from fastinfer.runtimes.trees import Category, Feature, TreeRuntime, categorical_feature
 

@@ -10,12 +10,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from fastinfer.hooks import Hooks
-from fastinfer.modelspec import ModelConfig, ModelDirectory
+from fastinfer.model.hooks import Hooks
+from fastinfer.model.schema import RowSchema
+from fastinfer.model.spec import ModelConfig, ModelDirectory
 from fastinfer.repository.layout import version_key
 from fastinfer.repository.state import VersionSource
 from fastinfer.runtimes import Runtime
-from fastinfer.schema import RowSchema
 
 if TYPE_CHECKING:
     from fastinfer.engine.batcher import ModelEngine

@@ -10,11 +10,11 @@ from typing import Any
 
 import orjson
 
-from fastinfer.modelspec import InputField, ModelDirectory
-from fastinfer.registry import ModelRegistry
+from fastinfer.model.schema import InvalidRowsError
+from fastinfer.model.spec import InputField, ModelDirectory
+from fastinfer.repository.registry import ModelRegistry
+from fastinfer.repository.served import ServedModel
 from fastinfer.runtimes import Prediction
-from fastinfer.schema import InvalidRowsError
-from fastinfer.served import ServedModel
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}

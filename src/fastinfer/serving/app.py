@@ -27,19 +27,19 @@ from fastinfer.api.service import ServiceApp
 from fastinfer.config import Settings
 from fastinfer.dataplane import DataPlane
 from fastinfer.engine import Engine
-from fastinfer.health import Board, Heartbeat
-from fastinfer.modelspec import ModelDirectory, load_model_directory
+from fastinfer.model.schema import InputLimits
+from fastinfer.model.spec import ModelDirectory, load_model_directory
 from fastinfer.monitoring.monitor import Monitor
 from fastinfer.observability.logging import get_logger
 from fastinfer.observability.metrics import Metrics
 from fastinfer.observability.tracing import Tracing
-from fastinfer.registry import ModelRegistry
 from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.layout import VersionPolicy, repository_directories
 from fastinfer.repository.manager import ModelManager
-from fastinfer.rundir import remove_run_dir, run_dir
-from fastinfer.schema import InputLimits
+from fastinfer.repository.registry import ModelRegistry
 from fastinfer.security.keys import build_guard
+from fastinfer.serving.health import Board, Heartbeat
+from fastinfer.serving.rundir import remove_run_dir, run_dir
 
 log = get_logger("fastinfer.app")
 

@@ -15,7 +15,7 @@ How the pieces are decided:
   probability output). A "classifier" with a single output column is taken for a regressor.
 - Inputs: the artefact's fields (`Runtime.derived_inputs`, plus the categories of scikit-learn
   encoders that refuse unknown values), refined by the sample's columns; see `build_inputs` in
-  `fastinfer.scaffold_fields`, which holds these rules.
+  `fastinfer.scaffold.fields`, which holds these rules.
 - Example: the first sample row with no missing value (and only allowed values); the class it
   predicts becomes `expected_example_output` for classifiers. Regressors get none: the
   self-test compares exactly, and a float need not reproduce to the last bit on other hardware.
@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
-from fastinfer.integrity import sha256_bytes
-from fastinfer.modelspec import (
+from fastinfer.model.integrity import sha256_bytes
+from fastinfer.model.spec import (
     CONFIG_FILENAME,
     RUNTIME_NAMES,
     ArtefactSpec,
@@ -48,15 +48,16 @@ from fastinfer.monitoring.reference import (
     reference_statistics,
     write_reference,
 )
+from fastinfer.repository.served import ServedModel
 from fastinfer.runtimes import Runtime, RuntimeUnavailable, create_runtime
-from fastinfer.scaffold_fields import (
+from fastinfer.scaffold.fields import (
     ScaffoldError,
     build_inputs,
     derived_inputs,
     is_positional,
     python_value,
 )
-from fastinfer.scaffold_install import (
+from fastinfer.scaffold.install import (
     PREDICT_BATCH,
     check_destination,
     install,
@@ -64,7 +65,6 @@ from fastinfer.scaffold_install import (
     predict,
     staging,
 )
-from fastinfer.served import ServedModel
 
 RUNTIME_BY_EXTENSION: dict[str, str] = {
     ".joblib": "sklearn",

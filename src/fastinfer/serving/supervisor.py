@@ -18,21 +18,27 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from fastinfer.app import build_registry, create_app
 from fastinfer.config import Settings
-from fastinfer.health import PHASE_LOADING, PHASE_SERVING, PHASE_STOPPING, Board, serve_health
-from fastinfer.modelspec import ModelDirectory
+from fastinfer.model.spec import ModelDirectory
 from fastinfer.observability.logging import configure_logging, flush_logging, get_logger
 from fastinfer.observability.metrics_multiprocess import (
     mark_process_dead,
     prepare_multiprocess_dir,
     remove_multiprocess_dir,
 )
-from fastinfer.registry import ModelRegistry
 from fastinfer.repository.control import ControlBoard
-from fastinfer.rundir import RUN_DIR_ENV, prepare_run_dir, remove_run_dir
+from fastinfer.repository.registry import ModelRegistry
 from fastinfer.security.keys import warn_if_unprotected
-from fastinfer.server import run_server
+from fastinfer.serving.app import build_registry, create_app
+from fastinfer.serving.health import (
+    PHASE_LOADING,
+    PHASE_SERVING,
+    PHASE_STOPPING,
+    Board,
+    serve_health,
+)
+from fastinfer.serving.rundir import RUN_DIR_ENV, prepare_run_dir, remove_run_dir
+from fastinfer.serving.server import run_server
 
 log = get_logger("fastinfer.supervisor")
 _RESTART_WINDOW_S = 60.0

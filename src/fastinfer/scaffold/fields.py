@@ -1,6 +1,6 @@
 """What a model's input fields are, as far as its artefact and a sample of its data can tell.
 
-`fastinfer init` (`fastinfer.scaffold`) writes files and runs the flow; the decisions about each
+`fastinfer init` (`scaffold.build`) writes files and runs the flow; the decisions about each
 input field live here, apart from it, because they are rules about data rather than steps: the
 same artefact and sample always give the same fields, and each rule can be read (and tested) on
 its own, without a model directory being written.
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fastinfer.modelspec import FieldType, InputField
+from fastinfer.model.spec import FieldType, InputField
 from fastinfer.runtimes import Runtime
 
 MAX_CATEGORIES = 50  # a string column with at most this many distinct values is categorical
@@ -32,7 +32,7 @@ _SHOWN_VALUES = 5
 class ScaffoldError(RuntimeError):
     """Why a model directory could not be built; the message says what to do about it.
 
-    Defined here, where the field rules raise it, and re-exported by `fastinfer.scaffold`.
+    Defined here, where the field rules raise it, and re-exported by `fastinfer.scaffold.build`.
     """
 
 

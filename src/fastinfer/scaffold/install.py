@@ -1,6 +1,6 @@
 """Put a scaffolded model directory in place only once it serves: stage, self-test, install.
 
-`fastinfer init` (`fastinfer.scaffold`) decides what to write; this module holds what makes the
+`fastinfer init` (`scaffold.build`) decides what to write; this module holds what makes the
 write safe. The files are staged in a hidden folder beside the destination, loaded exactly as the
 server loads them (pinned, self-tested), and only then moved into place, over an existing
 directory only with --force. A failure leaves nothing behind.
@@ -15,11 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fastinfer.modelspec import CONFIG_FILENAME, ModelConfigError, load_model_directory
+from fastinfer.model.spec import CONFIG_FILENAME, ModelConfigError, load_model_directory
 from fastinfer.monitoring.reference import REFERENCE_FILENAME
-from fastinfer.registry import ModelRegistry
-from fastinfer.scaffold_fields import ScaffoldError
-from fastinfer.served import ServedModel
+from fastinfer.repository.registry import ModelRegistry
+from fastinfer.repository.served import ServedModel
+from fastinfer.scaffold.fields import ScaffoldError
 
 PREDICT_BATCH = 1024
 

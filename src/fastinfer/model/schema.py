@@ -16,9 +16,9 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from fastinfer import fastvalidate
-from fastinfer.fastvalidate import NumericRows
-from fastinfer.modelspec import InputField
+from fastinfer.model import fastvalidate
+from fastinfer.model.fastvalidate import NumericRows
+from fastinfer.model.spec import InputField
 
 _ROW_DEPTH = 3  # `{"inputs": [{...}]}`: a row's values sit inside three containers
 

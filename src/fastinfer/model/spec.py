@@ -114,7 +114,7 @@ class OutputSpec(_Strict):
 
 
 class HooksSpec(_Strict):
-    """Async functions run around each prediction (see fastinfer.hooks)."""
+    """Async functions run around each prediction (see fastinfer.model.hooks)."""
 
     pre: list[str] = Field(
         default_factory=list,

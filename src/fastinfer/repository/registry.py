@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastinfer.hooks import load_hooks
-from fastinfer.integrity import read_pinned, sha256_bytes
-from fastinfer.modelspec import (
+from fastinfer.model.hooks import load_hooks
+from fastinfer.model.integrity import read_pinned, sha256_bytes
+from fastinfer.model.schema import InputLimits, RowSchema
+from fastinfer.model.spec import (
     ArtefactSpec,
     ModelConfig,
     ModelConfigError,
@@ -24,10 +25,9 @@ from fastinfer.modelspec import (
     load_model_directory,
 )
 from fastinfer.observability.logging import get_logger
+from fastinfer.repository.served import ModelState, ModelVersions, ServedModel
 from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource, source_of
 from fastinfer.runtimes import Runtime, create_runtime
-from fastinfer.schema import InputLimits, RowSchema
-from fastinfer.served import ModelState, ModelVersions, ServedModel
 
 if TYPE_CHECKING:
     pass

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from fastinfer.modelspec import InputField
+from fastinfer.model.spec import InputField
 
 
 def eligible(fields: list[InputField]) -> bool:
