@@ -40,6 +40,7 @@ lint: $(STAMP)  ## ruff, mypy and bandit (fails on any high-severity finding)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports  # the layering contract in pyproject.toml: no upward imports, no cycles
 	$(BIN)/bandit -c pyproject.toml -r src --severity-level high --quiet
 
 format: $(STAMP)  ## Apply ruff's formatting and safe fixes
@@ -57,7 +58,7 @@ lock: ## Re-resolve requirements/*.lock from pyproject.toml
 		--generate-hashes --extra dev --extra bench -o requirements/bench.lock pyproject.toml
 
 clean:  ## Remove the environment and built artefacts
-	rm -rf $(VENV) .lock-venv $(DEPLOY_VENV) build/deploy $(ARTEFACTS) examples/titanic/holdout.csv examples/*/reference.json .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .lock-venv $(DEPLOY_VENV) build/deploy $(ARTEFACTS) examples/titanic/holdout.csv examples/*/reference.json .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 # The deploy/ checkers live in their own environment: checkov pins many packages of its own.
 DEPLOY_VENV ?= .deploy-venv

@@ -6,10 +6,8 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from fastinfer.security.keys import ApiKeySpec
 
 
 def _split_list(value: object) -> object:
@@ -20,6 +18,38 @@ def _split_list(value: object) -> object:
             return json.loads(stripped)
         return [item.strip() for item in stripped.split(",") if item.strip()]
     return value
+
+
+# The scopes an API key may hold (security/keys.py checks them; the routes declare their need).
+Scope_ = Literal["predict", "admin", "metrics"]
+PREDICT: Scope_ = "predict"
+ADMIN: Scope_ = "admin"
+METRICS: Scope_ = "metrics"
+
+
+class ApiKeySpec(BaseModel):
+    """One configured key: its name, the sha256 of the key, what it may do."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Shown in logs and metrics.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex sha256 of the key.")
+    scopes: list[Scope_] = Field(default_factory=lambda: [PREDICT], min_length=1)
+    models: list[str] | None = Field(
+        default=None, description="The models this key may use; absent: every model."
+    )
+    rate: float | None = Field(default=None, gt=0, description="Requests a second (average).")
+    burst: float | None = Field(default=None, ge=1, description="Requests at once (default: rate).")
+    daily_quota: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests a day: a bucket of this size refilled evenly over 24 hours.",
+    )
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):

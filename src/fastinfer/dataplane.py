@@ -1,18 +1,25 @@
-"""The one path every protocol takes to a prediction: resolve, validate, admit, infer, shape.
+"""The one path every protocol takes to a prediction: resolve, decode, validate, admit, infer,
+observe, encode.
 
-Routes hand it bytes and get back plain data; it knows nothing about HTTP framing, so the typed
-v1 API and later protocols share validation, limits, deadlines and error semantics.
+A protocol (v1 JSON, v2 JSON/binary, later gRPC) supplies an `Exchange`: how to turn its request
+into rows for a given model version (`decode`) and how to turn the answer into its wire format
+(`encode`). `DataPlane.infer` runs every other step itself, in one order, and holds the version
+from lookup to the end of `encode`, so a version being retired is only stopped once nothing is
+using it. It knows nothing about HTTP framing.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from fastinfer.config import Settings
-from fastinfer.engine import Engine, WorkItem
+from fastinfer.context import RequestContext, RequestObserver
+from fastinfer.engine import WorkItem
 from fastinfer.errors import (
     InferenceFailed,
     InvalidInput,
@@ -34,27 +41,96 @@ from fastinfer.runtimes import Prediction, Row
 
 TIMEOUT_HEADER = "X-Request-Timeout"
 log = get_logger("fastinfer.dataplane")
+Encoded = TypeVar("Encoded")
+Encoded_co = TypeVar("Encoded_co", covariant=True)
+
+
+@dataclass(slots=True)
+class Answer:
+    """What a prediction produced, handed to the protocol's `encode`."""
+
+    model: ServedModel
+    rows: list[Row]
+    predictions: list[Prediction]
+    work: WorkItem
+    request_id: str
+
+
+class Exchange(Protocol[Encoded_co]):
+    """A protocol's side of one prediction."""
+
+    async def decode(self, model: ServedModel) -> list[Row]:
+        """The request's rows for this version: read and parse the body. Rows may come back
+        validated (`RowSchema.parse_request` validates as it parses) or raw; the data plane
+        validates raw ones. Schema errors may be raised as they are: the data plane maps them."""
+        ...
+
+    validated: bool  # whether `decode` returns rows the model's schema has validated already
+
+    def encode(self, answer: Answer) -> Encoded_co:
+        """The wire form of the answer (called while the version is still held)."""
+        ...
 
 
 class DataPlane:
     def __init__(
         self,
         registry: ModelRegistry,
-        engine: Engine,
         settings: Settings,
         monitor: Monitor | None = None,
+        observers: list[RequestObserver] | None = None,
     ) -> None:
         self.registry = registry
-        self.engine = engine
         self.settings = settings
         self.monitor = monitor
+        self.observers: list[RequestObserver] = observers or []
 
-    def model(self, name: str, version: str | None = None) -> ServedModel:
+    # -- predictions -----------------------------------------------------------------------------
+
+    async def infer(
+        self,
+        name: str,
+        version: str | None,
+        exchange: Exchange[Encoded],
+        context: RequestContext,
+        timeout: str | None = None,
+    ) -> Encoded:
+        """Every step of a prediction, in order; raises ServiceError for each 4xx/5xx.
+
+        `timeout` is the client's `X-Request-Timeout` value, if it sent one: the deadline
+        counts from now, before the body is read."""
+        model = self._servable(name, version)
+        model.in_flight += 1  # held (as `serving` does, without a generator on the hot path)
+        try:
+            context.model, context.version = model.name, model.version
+            deadline = self.deadline(timeout)
+            rows = await self._decode(model, exchange)
+            request_id = context.request_id
+            if model.hooks.pre:
+                rows = await self._before_hooks(model, rows, request_id)
+            predictions, work = await self._run(model, rows, deadline, request_id)
+            context.timing = work
+            if self.monitor is not None:
+                self.monitor.observe(model, rows, predictions, request_id, context.started)
+            if model.hooks.post:  # run by the transport once the response is sent
+                context.after_response = _after_hooks(model, rows, predictions, request_id)
+            return exchange.encode(Answer(model, rows, predictions, work, request_id))
+        finally:
+            model.in_flight -= 1
+
+    @contextmanager
+    def serving(self, name: str, version: str | None = None) -> Iterator[ServedModel]:
         """The named version (default: the model's default), ready to predict; 404 or 503.
 
-        The caller holds the version until it answers: call `release` when done, so that a
-        version being retired is only stopped once nothing is using it.
-        """
+        Held until the block ends: a version being retired waits for its holders."""
+        model = self._servable(name, version)
+        model.in_flight += 1
+        try:
+            yield model
+        finally:
+            model.in_flight -= 1
+
+    def _servable(self, name: str, version: str | None) -> ServedModel:
         group = self.group(name)
         model = group.default() if version is None else group.versions.get(version)
         if model is None and version is not None:
@@ -67,8 +143,86 @@ class DataPlane:
                 details={"state": shown.state.value if shown else "absent"},
                 headers={"Retry-After": "5"},
             )
-        model.in_flight += 1
         return model
+
+    def deadline(self, header: str | None) -> float:
+        """The request's deadline (monotonic) from `X-Request-Timeout` seconds or the default."""
+        timeout = self.settings.request_timeout_s
+        if header is not None:
+            try:
+                timeout = float(header)
+            except ValueError:
+                timeout = math.nan
+            if not math.isfinite(timeout) or timeout <= 0:
+                raise MalformedRequest(
+                    f"{TIMEOUT_HEADER} must be a positive number of seconds (got {header[:32]!r})",
+                    details={"header": TIMEOUT_HEADER},
+                )
+            timeout = min(timeout, self.settings.max_request_timeout_s)
+        return time.monotonic() + timeout
+
+    async def _decode(self, model: ServedModel, exchange: Exchange[Encoded]) -> list[Row]:
+        """The exchange's rows, validated by the model's schema: 400/413/422 naming the problem."""
+        assert model.schema is not None  # a ready model has a schema
+        try:
+            rows = await exchange.decode(model)
+            return rows if exchange.validated else model.schema.validate_rows(rows)
+        except MalformedBodyError as exc:
+            raise MalformedRequest(str(exc)) from None
+        except TooManyRowsError as exc:
+            raise PayloadTooLarge(
+                str(exc), details={"rows": exc.actual, "max_rows": exc.limit}
+            ) from None
+        except InvalidRowsError as exc:
+            raise _invalid(model, exc) from None
+
+    async def _before_hooks(
+        self, model: ServedModel, rows: list[Row], request_id: str
+    ) -> list[Row]:
+        """Rows after the model's pre-hooks (validated again if a hook changed them)."""
+        assert model.schema is not None
+        context = HookContext(model.name, model.version, request_id)
+        try:
+            changed = await model.hooks.before(rows, context)
+        except Reject as refused:
+            status = refused.status if 400 <= refused.status < 500 else 422
+            raise RequestRejected(refused.message, status) from None
+        if changed is None:
+            return rows
+        try:
+            return model.schema.validate_rows(changed)
+        except InvalidRowsError as exc:
+            raise _invalid(model, exc) from None
+
+    async def _run(
+        self, model: ServedModel, rows: list[Row], deadline: float, request_id: str
+    ) -> tuple[list[Prediction], WorkItem]:
+        """Predictions for validated rows; 503/504 from the engine, 500 if the model raised."""
+        engine = model.engine
+        if engine is None:  # retired between lookup and now: cannot happen while held
+            raise ModelNotReady(
+                f"model {model.label!r} has no engine", headers={"Retry-After": "1"}
+            )
+        try:
+            return await engine.infer(rows, deadline, request_id)
+        except ServiceError:
+            raise
+        except Exception as exc:  # its traceback is logged by the worker that ran it
+            error_id = new_error_id()
+            log.error(
+                "inference_failed",
+                error_id=error_id,
+                request_id=request_id,
+                model=model.name,
+                version=model.version,
+                error=type(exc).__name__,
+            )
+            raise InferenceFailed(
+                f"model {model.name!r} failed on this input (error id {error_id})",
+                details={"error_id": error_id},
+            ) from None
+
+    # -- what else protocols ask of models -------------------------------------------------------
 
     def group(self, name: str) -> ModelVersions:
         """The model's versions; 404 naming the models there are."""
@@ -87,114 +241,19 @@ class DataPlane:
             raise _no_version(group, version)
         return group, model
 
-    @staticmethod
-    def release(model: ServedModel) -> None:
-        model.in_flight -= 1
+    # -- once answered -------------------------------------------------------------------------
 
-    def deadline(self, header: str | None) -> float:
-        """The request's deadline (monotonic) from `X-Request-Timeout` seconds or the default."""
-        timeout = self.settings.request_timeout_s
-        if header is not None:
-            try:
-                timeout = float(header)
-            except ValueError:
-                timeout = math.nan
-            if not math.isfinite(timeout) or timeout <= 0:
-                raise MalformedRequest(
-                    f"{TIMEOUT_HEADER} must be a positive number of seconds (got {header[:32]!r})",
-                    details={"header": TIMEOUT_HEADER},
-                )
-            timeout = min(timeout, self.settings.max_request_timeout_s)
-        return time.monotonic() + timeout
+    def answered(self, context: RequestContext, status: int, elapsed: float) -> None:
+        """Tell the observers (access log, metrics, tracing) about a request just answered."""
+        for observe in self.observers:
+            observe(context, status, elapsed)
 
-    def parse(self, model: ServedModel, body: bytes) -> list[Row]:
-        """Request bytes → validated rows, or the 400/413/422 that says what is wrong."""
-        assert model.schema is not None  # a ready model has a schema
-        try:
-            return model.schema.parse_request(body)
-        except MalformedBodyError as exc:
-            raise MalformedRequest(str(exc)) from None
-        except TooManyRowsError as exc:
-            raise PayloadTooLarge(
-                str(exc), details={"rows": exc.actual, "max_rows": exc.limit}
-            ) from None
-        except InvalidRowsError as exc:
-            raise _invalid(model, exc) from None
 
-    def validate(self, model: ServedModel, rows: list[Row]) -> list[Row]:
-        """Rows another protocol decoded → validated rows (the same checks as `parse`)."""
-        assert model.schema is not None
-        try:
-            return model.schema.validate_rows(rows)
-        except InvalidRowsError as exc:
-            raise _invalid(model, exc) from None
-
-    async def before_hooks(self, model: ServedModel, rows: list[Row], request_id: str) -> list[Row]:
-        """Rows after the model's pre-hooks (validated again if a hook changed them)."""
-        context = HookContext(model.name, model.version, request_id)
-        try:
-            changed = await model.hooks.before(rows, context)
-        except Reject as refused:
-            status = refused.status if 400 <= refused.status < 500 else 422
-            raise RequestRejected(refused.message, status) from None
-        return rows if changed is None else self.validate(model, changed)
-
-    @staticmethod
-    def after_hooks(
-        model: ServedModel, rows: list[Row], predictions: list[Prediction], request_id: str
-    ) -> Callable[[], None] | None:
-        """What to call once the response is sent (None: the model has no post-hooks)."""
-        if not model.hooks.post:
-            return None
-        context = HookContext(model.name, model.version, request_id)
-        return lambda: model.hooks.after(rows, predictions, context)
-
-    async def infer(
-        self, model: ServedModel, rows: list[Row], deadline: float, request_id: str
-    ) -> tuple[list[Prediction], WorkItem]:
-        """Predictions for validated rows; 503/504 from the engine, 500 if the model raised."""
-        try:
-            return await self.engine.infer(model, rows, deadline, request_id)
-        except ServiceError:
-            raise
-        except Exception as exc:  # its traceback is logged by the worker that ran it
-            error_id = new_error_id()
-            log.error(
-                "inference_failed",
-                error_id=error_id,
-                request_id=request_id,
-                model=model.name,
-                version=model.version,
-                error=type(exc).__name__,
-            )
-            raise InferenceFailed(
-                f"model {model.name!r} failed on this input (error id {error_id})",
-                details={"error_id": error_id},
-            ) from None
-
-    def observe(
-        self,
-        model: ServedModel,
-        rows: list[Row],
-        predictions: list[Prediction],
-        request_id: str,
-        started: float | None,
-    ) -> None:
-        """Hand a request's predictions to monitoring (prediction log, drift): cheap, no raise."""
-        if self.monitor is not None:
-            self.monitor.observe(model, rows, predictions, request_id, started)
-
-    async def predict(
-        self, model: ServedModel, rows: list[Row], deadline: float, request_id: str
-    ) -> tuple[dict[str, Any], WorkItem]:
-        predictions, item = await self.infer(model, rows, deadline, request_id)
-        answer = {
-            "model": model.name,
-            "version": model.version,
-            "request_id": request_id,
-            "predictions": predictions,
-        }
-        return answer, item
+def _after_hooks(
+    model: ServedModel, rows: list[Row], predictions: list[Prediction], request_id: str
+) -> Callable[[], None]:
+    context = HookContext(model.name, model.version, request_id)
+    return lambda: model.hooks.after(rows, predictions, context)
 
 
 def _invalid(model: ServedModel, exc: InvalidRowsError) -> InvalidInput:

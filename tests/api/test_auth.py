@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from fastinfer.config import Settings
 from fastinfer.security.keys import (
+    Access,
     Guard,
     hash_key,
     is_loopback,
@@ -22,6 +23,7 @@ from fastinfer.security.keys import (
     required_scope,
     warn_if_unprotected,
 )
+from fastinfer.serving.app import create_app
 from tests.conftest import build_tiny_model, serve_in_process, wait_ready
 
 PREDICT_KEY = "predict-key-0123456789"
@@ -179,21 +181,44 @@ def test_keys_from_a_file_and_bad_configurations(tmp_path: Path) -> None:
         Settings(api_keys=[{**KEYS[0], "sha256": PREDICT_KEY}])  # a plaintext key, not a hash
 
 
-def test_required_scopes() -> None:
+def test_every_route_declares_what_it_needs() -> None:
+    """The route table (compiled from the app's routes) gives the guard each route's access;
+    a route that declares nothing needs the predict scope, and so does a path no route serves."""
+    table = create_app(Settings(), directories=[]).routes
+
     def needs(method: str, path: str) -> tuple[str | None, str | None]:
-        return required_scope(method, path, metrics_auth=False, docs_auth=False)
+        match = table.match(method, path)
+        access = match.route.access if match is not None else Access.PREDICT
+        model = match.model if match is not None and access is Access.PREDICT else None
+        return required_scope(access, metrics_auth=False, docs_auth=False), model
 
     assert needs("GET", "/livez") == (None, None)
-    assert needs("OPTIONS", "/v1/models/tiny/predict") == (None, None)
+    assert needs("GET", "/v2/health/ready") == (None, None)
     assert needs("GET", "/_assets/docs/swagger-ui.css") == (None, None)
+    assert needs("GET", "/openapi.json") == (None, None)
     assert needs("POST", "/v1/models/tiny/versions/2/predict") == ("predict", "tiny")
     assert needs("POST", "/v2/models/tiny/infer") == ("predict", "tiny")
     assert needs("POST", "/v1/models/tiny/feedback") == ("predict", "tiny")
     assert needs("POST", "/v2/repository/models/tiny/load") == ("admin", None)
     assert needs("PUT", "/admin/models/tiny/default") == ("admin", None)
     assert needs("POST", "/v2/repository/index") == ("predict", None)
-    assert required_scope("GET", "/metrics", metrics_auth=True, docs_auth=True) == ("metrics", None)
-    assert required_scope("GET", "/docs", metrics_auth=True, docs_auth=True) == ("predict", None)
+    assert needs("GET", "/no/such/route") == ("predict", None)
+    assert needs("POST", "/v1/models//predict") == ("predict", None)  # an empty name: no route
+    assert required_scope(Access.METRICS, metrics_auth=True, docs_auth=True) == "metrics"
+    assert required_scope(Access.DOCS, metrics_auth=True, docs_auth=True) == "predict"
+
+
+def test_the_route_table_lists_every_route_the_app_serves() -> None:
+    """Nothing the app serves escapes the table (and so the guard's declared access)."""
+    app = create_app(Settings(), directories=[])
+    served = {(r.method, r.template) for r in app.routes.routes}
+    for method, path in [
+        ("GET", "/v1/models/{name}/drift"),
+        ("POST", "/admin/repository/sync"),
+        ("GET", "/docs"),
+        ("GET", "/metrics"),
+    ]:
+        assert (method, path) in served
 
 
 def test_the_match_compares_every_key() -> None:

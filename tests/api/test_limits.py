@@ -17,7 +17,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from fastinfer.api.predict import read_body
+from fastinfer.api.http import read_body
 from fastinfer.errors import MalformedRequest, PayloadTooLarge, RequestTimeout
 from fastinfer.model.schema import InputLimits, InvalidRowsError, MalformedBodyError, RowSchema
 from fastinfer.model.spec import InputField
@@ -290,8 +290,7 @@ def test_an_unhandled_exception_answers_an_error_id(
     def explode(*_args: Any) -> Any:
         raise RuntimeError("secret at /etc/fastinfer/keys.py line 3")
 
-    monkeypatch.setattr(plane, "parse", explode)
-    monkeypatch.setattr(plane, "validate", explode)
+    monkeypatch.setattr(plane, "_decode", explode)
     with caplog.at_level(logging.ERROR):
         v1 = tiny_client.post("/v1/models/tiny/predict", json=ROW)
         v2 = tiny_client.post("/v2/models/tiny/infer", json=V2_ROW)

@@ -33,16 +33,17 @@ from opentelemetry.trace import SpanKind, StatusCode
 from typer.testing import CliRunner
 
 import fastinfer
-from fastinfer.api.predict import WORK_ITEM
 from fastinfer.cli import app as cli_app
+from fastinfer.config import Settings
+from fastinfer.context import RequestContext
 from fastinfer.engine.work import WorkItem
 from fastinfer.observability.tracing import (
     INSTALL_HINT,
     Tracing,
     TracingUnavailableError,
     require_otel,
-    route_of,
 )
+from fastinfer.serving.app import create_app
 from tests.conftest import REPO, TITANIC
 from tests.integration.server import running_server
 
@@ -277,28 +278,31 @@ def test_a_missing_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tiny_
     assert INSTALL_HINT in result.output  # before any server process started
 
 
-def _scope(path: str, method: str = "POST", route: Any = None) -> dict[str, Any]:
-    scope: dict[str, Any] = {"type": "http", "path": path, "method": method, "headers": []}
-    if route is not None:
-        scope["route"] = route
-    return scope
+def _context(path: str, method: str = "POST", **fields: Any) -> RequestContext:
+    """A request as the service app makes it: the route table's template for the path."""
+    context = RequestContext("r-1", time.perf_counter(), method, path, [])
+    match = _TABLE.match(method, path)
+    context.route = match.route.template if match is not None else None
+    for name, value in fields.items():
+        setattr(context, name, value)
+    return context
+
+
+_TABLE = create_app(Settings(), directories=[]).routes
 
 
 def test_route_templates_keep_span_names_low_cardinality() -> None:
-    class Route:
-        path = "/v2/models/{name}/ready"
-
-    assert route_of(_scope("/v1/models/a/predict")) == "/v1/models/{name}/predict"
-    assert route_of(_scope("/v1/models/a/versions/3/predict")) == (
+    assert _context("/v1/models/a/predict").route == "/v1/models/{name}/predict"
+    assert _context("/v1/models/a/versions/3/predict").route == (
         "/v1/models/{name}/versions/{version}/predict"
     )
-    assert route_of(_scope("/v2/models/a/infer")) == "/v2/models/{name}/infer"
-    assert route_of(_scope("/v2/models/a/versions/3/infer")) == (
+    assert _context("/v2/models/a/infer").route == "/v2/models/{name}/infer"
+    assert _context("/v2/models/a/versions/3/infer").route == (
         "/v2/models/{name}/versions/{version}/infer"
     )
-    assert route_of(_scope("/v2/models/a/ready", "GET", Route())) == "/v2/models/{name}/ready"
-    assert route_of(_scope("/v1/models/a/b/c/predict")) is None
-    assert route_of(_scope("/no/such/thing", "GET")) is None
+    assert _context("/v2/models/a/ready", "GET").route == "/v2/models/{name}/ready"
+    assert _context("/v1/models/a/b/c/predict").route is None
+    assert _context("/no/such/thing", "GET").route is None
 
 
 def _finished(tracing: Tracing, exporter: InMemorySpanExporter) -> dict[str, ReadableSpan]:
@@ -309,11 +313,9 @@ def _finished(tracing: Tracing, exporter: InMemorySpanExporter) -> dict[str, Rea
 def test_a_server_error_is_an_error_span_and_probes_are_not_traced() -> None:
     exporter = InMemorySpanExporter()
     tracing = Tracing(exporter)
-    started = time.perf_counter()
-    state = {"request_id": "r-1", "model": "m", "version": "2", WORK_ITEM: None}
-    tracing.record(_scope("/v1/models/m/predict"), state, 500, started, 0.002)
-    tracing.record(_scope("/livez", "GET"), {"request_id": "r-2"}, 200, started, 0.001)
-    tracing.record(_scope("/nowhere", "GET"), {"request_id": "r-3"}, 404, started, 0.001)
+    tracing(_context("/v1/models/m/predict", model="m", version="2"), 500, 0.002)
+    tracing(_context("/livez", "GET"), 200, 0.001)
+    tracing(_context("/nowhere", "GET"), 404, 0.001)
     spans = _finished(tracing, exporter)
     assert set(spans) == {"POST /v1/models/{name}/predict", "GET"}  # unmatched: method only
     failed = spans["POST /v1/models/{name}/predict"]
@@ -343,8 +345,9 @@ def test_work_item_times_become_children_inside_the_request() -> None:
         batch_rows=4,
         batch_requests=2,
     )
-    state = {"request_id": "r-1", "model": "m", "version": "2", WORK_ITEM: item}
-    tracing.record(_scope("/v1/models/m/predict"), state, 200, started, 0.010)
+    context = _context("/v1/models/m/predict", model="m", version="2", timing=item)
+    context.started = started
+    tracing(context, 200, 0.010)
     spans = _finished(tracing, exporter)
     request, queue, inference = (
         spans["POST /v1/models/{name}/predict"],

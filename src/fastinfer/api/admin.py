@@ -15,7 +15,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
+from fastinfer.api.context import context_for
 from fastinfer.api.errors import ErrorBody
+from fastinfer.api.routes import ADMIN, requires
 from fastinfer.config import Settings
 from fastinfer.errors import ServiceError
 from fastinfer.repository.layout import scan_repository, version_key
@@ -44,7 +46,7 @@ class ChangeFailed(ServiceError):  # noqa: N818
 def require_admin(request: Request) -> None:
     """With API keys the service's guard already checked the key and its `admin` scope (its
     name is in the request state); without, the admin token alone guards these routes."""
-    scopes = request.scope.get("state", {}).get("api_scopes")
+    scopes = context_for(request.scope).api_scopes
     if scopes is not None:
         if "admin" not in scopes:  # the guard answers 403 first; this is a second lock
             raise Unauthorized("this API key lacks the admin scope")
@@ -73,7 +75,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 router = APIRouter(
-    prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)], responses=_ERRORS
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin), requires(ADMIN)],
+    responses=_ERRORS,
 )
 
 

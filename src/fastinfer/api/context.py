@@ -1,4 +1,5 @@
-"""Per-request context: the request id, carried in the ASGI scope's state."""
+"""Request ids: the client's, if usable, else a new one; and the context of a FastAPI route's
+request (`fastinfer.context.RequestContext`, which the transport stored in the scope)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import itertools
 import os
 import re
 import secrets
+import time
 
 from starlette.types import Scope
+
+from fastinfer.context import RequestContext, context_of
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
@@ -35,8 +39,17 @@ _ids = _RequestIds()
 
 
 def request_id_of(scope: Scope) -> str:
-    state = scope.get("state") or {}
-    return str(state.get("request_id", ""))
+    context = context_of(scope)
+    return context.request_id if context is not None else ""
+
+
+def context_for(scope: Scope) -> RequestContext:
+    """The request's context; a new one for a scope the service app never saw (tests that
+    call the FastAPI app directly)."""
+    context = context_of(scope)
+    if context is None:
+        context = RequestContext.of_scope(scope, incoming_request_id(scope), time.perf_counter())
+    return context
 
 
 def incoming_request_id(scope: Scope) -> str:

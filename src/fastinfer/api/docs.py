@@ -13,10 +13,12 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse, RedirectResponse
 
+from fastinfer.api.routes import DOCS, requires
+
 ASSETS_URL = "/_assets/docs"
 _ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[requires(DOCS)])
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 # Only this server's own assets run; the page's one inline script is allowed by its hash.
 # Swagger UI and ReDoc set inline styles from their scripts, so styles need 'unsafe-inline'

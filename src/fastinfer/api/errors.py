@@ -51,9 +51,26 @@ class ErrorBody(BaseModel):
 
 
 def error_json(code: str, message: str, details: Any, request_id: str) -> bytes:
+    """The v1 error body: `{code, message, details, request_id}`."""
     return orjson.dumps(
         {"code": code, "message": message, "details": details, "request_id": request_id}
     )
+
+
+def v2_error(message: str) -> bytes:
+    """The Open Inference Protocol's error body, which its clients parse: `{"error": ...}`."""
+    return orjson.dumps({"error": message})
+
+
+def is_v2(path: str) -> bool:
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def service_error_body(path: str, exc: ServiceError, request_id: str) -> bytes:
+    """The body of a ServiceError in the error shape of the path's protocol."""
+    if is_v2(path):
+        return v2_error(exc.message)
+    return error_json(exc.code, exc.message, exc.details, request_id)
 
 
 INTERNAL_MESSAGE = "the server failed to answer this request; quote the error id when reporting it"
@@ -64,6 +81,8 @@ def internal_error(request_id: str, path: str, exc: BaseException) -> tuple[str,
     generic body (no exception text, path or version) are what the client gets."""
     error_id = new_error_id()
     log.error("unhandled_error", error_id=error_id, request_id=request_id, path=path, exc_info=exc)
+    if is_v2(path):
+        return error_id, v2_error(f"{INTERNAL_MESSAGE} (error id {error_id})")
     body = error_json("internal_error", INTERNAL_MESSAGE, {"error_id": error_id}, request_id)
     return error_id, body
 
@@ -77,18 +96,14 @@ def error_response(
     details: Any = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
+    """An error for a FastAPI route, in the shape of its protocol."""
     request_id = request_id_of(request.scope)
     all_headers = {REQUEST_ID_HEADER: request_id, **(headers or {})}
-    if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
-        # The Open Inference Protocol's error shape, which its clients parse.
-        body = orjson.dumps({"error": message})
-        return Response(body, status, all_headers, media_type="application/json")
-    return Response(
-        error_json(code, message, details, request_id),
-        status_code=status,
-        media_type="application/json",
-        headers=all_headers,
-    )
+    if is_v2(request.url.path):
+        body = v2_error(message)
+    else:
+        body = error_json(code, message, details, request_id)
+    return Response(body, status, all_headers, media_type="application/json")
 
 
 async def _service_error(request: Request, exc: Exception) -> Response:
@@ -124,9 +139,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     request_id = request_id_of(request.scope)
-    error_id, body = internal_error(request_id, request.url.path, exc)
-    if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
-        body = orjson.dumps({"error": f"{INTERNAL_MESSAGE} (error id {error_id})"})
+    _, body = internal_error(request_id, request.url.path, exc)
     headers = {REQUEST_ID_HEADER: request_id}
     return Response(body, 500, headers, media_type="application/json")
 

@@ -7,9 +7,10 @@ import asyncio
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from fastinfer.api.routes import METRICS, requires
 from fastinfer.observability.metrics import CONTENT_TYPE, Metrics
 
-router = APIRouter(tags=["probes"])
+router = APIRouter(tags=["probes"], dependencies=[requires(METRICS)])
 
 
 @router.get("/metrics", summary="Prometheus metrics (all worker processes)")

@@ -20,11 +20,12 @@ from starlette.responses import Response
 from fastinfer import __version__
 from fastinfer.api.context import request_id_of
 from fastinfer.api.errors import ErrorBody
+from fastinfer.api.routes import OPEN, requires
 from fastinfer.engine import Engine
 from fastinfer.repository.registry import ModelRegistry
 from fastinfer.repository.served import ModelState
 
-router = APIRouter(tags=["probes"])
+router = APIRouter(tags=["probes"], dependencies=[requires(OPEN)])
 
 
 class Alive(BaseModel):

@@ -1,16 +1,18 @@
 """The ASGI entry point of a server process.
 
-The routes that carry the load — predict and the probes — are served here in plain ASGI,
-without FastAPI's routing, dependency and middleware layers (several times the cost of the
-work itself for a one-row request). Everything else goes through FastAPI, which also
-documents every route. Every response gets an `X-Request-ID` and an access log line.
+Every request is matched once against the route table (`api.routes`); the guard checks the key
+against the access the route declares. The routes that carry the load — predict, infer and the
+probes — are then served here in plain ASGI, without FastAPI's routing, dependency and
+middleware layers (several times the cost of the work itself for a one-row request). Everything
+else goes through FastAPI, which also documents every route. Every response gets an
+`X-Request-ID`; once answered, the data plane tells the observers (access log, metrics, tracing).
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import orjson
 import structlog
@@ -19,24 +21,27 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
 
 from fastinfer.api.context import incoming_request_id
-from fastinfer.api.errors import error_json, internal_error
-from fastinfer.api.predict import AFTER_RESPONSE, header, predict_exchange
+from fastinfer.api.errors import error_json, internal_error, service_error_body
+from fastinfer.api.http import header, send_json
 from fastinfer.api.probes import ProbeAnswer, liveness, readiness
-from fastinfer.api.v2 import INFER_PREFIX, INFER_SUFFIX, error_body, infer_exchange, infer_target
+from fastinfer.api.routes import PREDICT, Match, RouteTable
+from fastinfer.api.v1_infer import predict_exchange
+from fastinfer.api.v2_infer import infer_exchange
+from fastinfer.context import RequestContext
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import ServiceError
-from fastinfer.observability.logging import emit_record, get_logger
 from fastinfer.observability.metrics import Metrics
 
 if TYPE_CHECKING:
-    from fastinfer.observability.tracing import Tracing
     from fastinfer.security.keys import Guard
 
-log = get_logger("fastinfer.errors")
-_PREDICT_PREFIX = "/v1/models/"
-_PREDICT_SUFFIX = "/predict"
+V1_PREDICT = "/v1/models/{name}/predict"
+V1_VERSION_PREDICT = "/v1/models/{name}/versions/{version}/predict"
+V2_INFER = "/v2/models/{name}/infer"
+V2_VERSION_INFER = "/v2/models/{name}/versions/{version}/infer"
 _PROBES = {"/livez": liveness, "/readyz": readiness}
-_QUIET_PATHS = frozenset({"/livez", "/readyz", "/health", "/metrics", "/favicon.ico"})
+
+Hot = Callable[["ServiceApp", Match, Scope, Receive, Send, RequestContext], Awaitable[int]]
 
 
 class ServiceApp:
@@ -55,101 +60,108 @@ class ServiceApp:
         self.state = api.state
         self._plane = plane
         self._cors = cors  # browsers' cross-origin requests take the FastAPI path (CORS headers)
-        self.tracing: Tracing | None = None  # set by the lifespan when tracing is on
+        self.routes = RouteTable.of_app(api)
+        self._hot: dict[str, Hot] = {
+            V1_PREDICT: ServiceApp._predict,
+            V1_VERSION_PREDICT: ServiceApp._predict,
+            V2_INFER: ServiceApp._infer,
+            V2_VERSION_INFER: ServiceApp._infer,
+            "/livez": ServiceApp._probe,
+            "/readyz": ServiceApp._probe,
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.api(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = incoming_request_id(scope)
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        state["started"] = started
+        context = RequestContext.of_scope(scope, incoming_request_id(scope), started)
         status = 500
         try:
+            match = self.routes.match(scope["method"], scope["path"])
+            if match is not None:
+                context.route = match.route.template
             if self.guard is not None:
                 try:
-                    self.guard.check(scope, state)
+                    access = match.route.access if match is not None else PREDICT
+                    # The model a key may be limited to: the one a predict route names.
+                    model = match.model if match is not None and access is PREDICT else None
+                    self.guard.check(context, scope["headers"], access, model)
                 except ServiceError as exc:
-                    status = await self._deny(exc, scope, send, request_id)
+                    status = await self._deny(exc, scope, send, context)
                     return
-            status = await self._dispatch(scope, receive, send, request_id)
+            status = await self._dispatch(match, scope, receive, send, context)
         finally:
-            elapsed = time.perf_counter() - started
-            self._access_log(scope, state, status, elapsed, request_id)
-            if "version" in state:  # a prediction that reached a model version
-                protocol = "v2" if scope["path"].startswith("/v2/") else "v1"
-                self._metrics.request(state["model"], state["version"], protocol, status, elapsed)
-            if self.tracing is not None:  # spans after the fact, from the times taken anyway
-                self.tracing.record(scope, state, status, started, elapsed)
+            self._plane.answered(context, status, time.perf_counter() - started)
 
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
-        path: str = scope["path"]
-        method: str = scope["method"]
-        if method == "POST" and path.startswith(_PREDICT_PREFIX) and path.endswith(_PREDICT_SUFFIX):
-            target = predict_target(path[len(_PREDICT_PREFIX) : -len(_PREDICT_SUFFIX)])
-            if target is not None and not (self._cors and header(scope, b"origin")):
-                return await self._predict(*target, scope, receive, send, request_id)
-        elif method == "POST" and path.startswith(INFER_PREFIX) and path.endswith(INFER_SUFFIX):
-            target = infer_target(path)
-            if target is not None and not (self._cors and header(scope, b"origin")):
-                status, payload, extra = await infer_exchange(self._plane, *target, scope, receive)
-                await _send(send, status, payload, request_id, extra)
-                after = scope["state"].pop(AFTER_RESPONSE, None)
-                if after is not None:
-                    after()
-                return status
-        elif method == "GET" and path in _PROBES:
-            answer: ProbeAnswer = _PROBES[path](self.state, request_id)
-            status, body, headers = answer
-            await _send_json(send, status, orjson.dumps(body), request_id, headers)
-            return status
-        return await self._through_fastapi(scope, receive, send, request_id)
-
-    async def _predict(
+    async def _dispatch(
         self,
-        name: str,
-        version: str | None,
+        match: Match | None,
         scope: Scope,
         receive: Receive,
         send: Send,
-        request_id: str,
+        context: RequestContext,
     ) -> int:
+        hot = self._hot.get(match.route.template) if match is not None else None
+        if hot is not None and match is not None and not (self._cors and header(scope, b"origin")):
+            return await hot(self, match, scope, receive, send, context)
+        return await self._through_fastapi(scope, receive, send, context)
+
+    async def _predict(
+        self, match: Match, scope: Scope, receive: Receive, send: Send, context: RequestContext
+    ) -> int:
+        name, version = match.params["name"], match.params.get("version")
         headers: dict[str, str] = {}
         try:
-            body, headers = await predict_exchange(self._plane, name, version, scope, receive)
+            body, headers = await predict_exchange(
+                self._plane, name, version, scope, receive, context
+            )
             status = 200
         except ServiceError as exc:
             status, headers = exc.status, exc.headers
-            body = error_json(exc.code, exc.message, exc.details, request_id)
+            body = error_json(exc.code, exc.message, exc.details, context.request_id)
         except Exception as exc:
-            status, body = 500, internal_error(request_id, scope["path"], exc)[1]
-        await _send_json(send, status, body, request_id, headers)
-        after = scope["state"].pop(AFTER_RESPONSE, None)
-        if after is not None:
-            after()
+            status, body = 500, internal_error(context.request_id, scope["path"], exc)[1]
+        await send_json(send, status, body, context.request_id, headers)
+        _run_after_response(context)
         return status
 
-    async def _deny(self, exc: ServiceError, scope: Scope, send: Send, request_id: str) -> int:
+    async def _infer(
+        self, match: Match, scope: Scope, receive: Receive, send: Send, context: RequestContext
+    ) -> int:
+        name, version = match.params["name"], match.params.get("version")
+        status, body, headers = await infer_exchange(
+            self._plane, name, version, scope, receive, context
+        )
+        await send_json(send, status, body, context.request_id, headers)
+        _run_after_response(context)
+        return status
+
+    async def _probe(
+        self, match: Match, scope: Scope, receive: Receive, send: Send, context: RequestContext
+    ) -> int:
+        answer: ProbeAnswer = _PROBES[match.route.template](self.state, context.request_id)
+        status, body, headers = answer
+        await send_json(send, status, orjson.dumps(body), context.request_id, headers)
+        return status
+
+    async def _deny(
+        self, exc: ServiceError, scope: Scope, send: Send, context: RequestContext
+    ) -> int:
         """Answer a 401, 403 or 429 of the guard, in the error shape of the path's protocol."""
-        state = scope["state"]
-        if "rate_limited" in state:
-            self._metrics.rate_limit_hit(state["rate_limited"])
+        if context.rate_limited is not None:
+            self._metrics.rate_limit_hit(context.rate_limited)
         else:
-            self._metrics.auth_failure(state.get("auth_failure", "invalid"))
-        path: str = scope["path"]
-        if path == "/v2" or path.startswith("/v2/"):
-            body = error_body(exc.message)
-        else:
-            body = error_json(exc.code, exc.message, exc.details, request_id)
-        await _send_json(send, exc.status, body, request_id, exc.headers)
+            self._metrics.auth_failure(context.auth_failure or "invalid")
+        body = service_error_body(scope["path"], exc, context.request_id)
+        await send_json(send, exc.status, body, context.request_id, exc.headers)
         return exc.status
 
     async def _through_fastapi(
-        self, scope: Scope, receive: Receive, send: Send, request_id: str
+        self, scope: Scope, receive: Receive, send: Send, context: RequestContext
     ) -> int:
         status = 500
+        request_id = context.request_id
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -166,61 +178,8 @@ class ServiceApp:
             structlog.contextvars.unbind_contextvars("request_id")
         return status
 
-    @staticmethod
-    def _access_log(
-        scope: Scope, state: dict[str, Any], status: int, elapsed: float, request_id: str
-    ) -> None:
-        path = scope["path"]
-        fields: dict[str, Any] = {
-            "method": scope["method"],
-            "path": path,
-            "status": status,
-            "latency_ms": round(elapsed * 1000, 3),
-            "request_id": request_id,
-        }
-        if "model" in state:
-            fields["model"] = state["model"]
-            fields["version"] = state.get("version")
-        if "api_key" in state:
-            fields["api_key"] = state["api_key"]  # the key's name; the key is never kept
-        quiet = path in _QUIET_PATHS and status < 400
-        emit_record("fastinfer.access", logging.DEBUG if quiet else logging.INFO, "request", fields)
 
-
-def predict_target(middle: str) -> tuple[str, str | None] | None:
-    """`name` or `name/versions/version` (the part of a predict path between its ends)."""
-    if "/" not in middle:
-        return (middle, None) if middle else None
-    name, marker, version = middle.partition("/versions/")
-    if marker and name and version and "/" not in name and "/" not in version:
-        return name, version
-    return None
-
-
-async def _send_json(
-    send: Send, status: int, body: bytes, request_id: str, headers: dict[str, str]
-) -> None:
-    raw = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id.encode("latin-1")),
-        (b"x-content-type-options", b"nosniff"),
-    ]
-    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send(
-    send: Send, status: int, body: bytes, request_id: str, headers: dict[str, str]
-) -> None:
-    raw = [
-        (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id.encode("latin-1")),
-        (b"x-content-type-options", b"nosniff"),
-    ]
-    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    if not any(key == b"content-type" for key, _ in raw):
-        raw.append((b"content-type", b"application/json"))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+def _run_after_response(context: RequestContext) -> None:
+    after, context.after_response = context.after_response, None
+    if after is not None:
+        after()

@@ -14,8 +14,9 @@ from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
+from fastinfer.api.context import context_for
 from fastinfer.api.errors import ERROR_RESPONSES
-from fastinfer.api.predict import AFTER_RESPONSE, predict_exchange, run_after
+from fastinfer.api.v1_infer import predict_exchange, run_after
 from fastinfer.dataplane import DataPlane
 from fastinfer.repository.served import ModelVersions, ServedModel
 
@@ -78,7 +79,7 @@ def _summary(group: ModelVersions, model: ServedModel) -> ModelSummary:
 def _allowed_models(request: Request) -> frozenset[str] | None:
     """The models the request's API key may use; None: every model (or auth is off)."""
     guard = getattr(request.app.state.service, "guard", None)
-    name = request.scope.get("state", {}).get("api_key")
+    name = context_for(request.scope).api_key
     return guard.models_of(name) if guard is not None and name is not None else None
 
 
@@ -150,7 +151,10 @@ async def predict_version(name: str, version: str, request: Request) -> Response
 
 async def _predict(request: Request, name: str, version: str | None) -> Response:
     plane: DataPlane = request.app.state.dataplane
-    body, headers = await predict_exchange(plane, name, version, request.scope, request.receive)
-    after = request.scope["state"].pop(AFTER_RESPONSE, None)
+    context = context_for(request.scope)
+    body, headers = await predict_exchange(
+        plane, name, version, request.scope, request.receive, context
+    )
+    after, context.after_response = context.after_response, None
     background = BackgroundTask(run_after, after) if after is not None else None
     return Response(body, media_type="application/json", headers=headers, background=background)

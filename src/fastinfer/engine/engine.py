@@ -1,5 +1,8 @@
 """The engine of one server process: a ModelEngine per loaded model version, plus process-wide
-state (draining) that the probes read."""
+state (draining) that the probes read.
+
+It knows nothing of the repository: the caller hands it a runtime and the columns and batching
+of a version, and keeps the ModelEngine it gets back (the repository's ServedModel holds it)."""
 
 from __future__ import annotations
 
@@ -7,9 +10,8 @@ import time
 from typing import Any
 
 from fastinfer.engine.batcher import EngineObserver, ModelEngine
-from fastinfer.engine.work import WorkItem
-from fastinfer.repository.served import ServedModel
-from fastinfer.runtimes import Prediction, Row
+from fastinfer.model.spec import BatchingSpec
+from fastinfer.runtimes import Runtime
 
 
 class Engine:
@@ -26,40 +28,38 @@ class Engine:
         self.models: dict[str, ModelEngine] = {}  # by ServedModel.label
         self.draining = False
 
-    def attach(self, model: ServedModel) -> ModelEngine:
-        """Start queue, batcher and workers for a model that has loaded (call on the loop)."""
-        assert model.runtime is not None and model.schema is not None
+    def attach(
+        self,
+        label: str,
+        runtime: Runtime,
+        columns: list[str],
+        batching: BatchingSpec,
+        *,
+        model_name: str,
+        first_batch_seconds: float | None = None,
+    ) -> ModelEngine:
+        """Start queue, batcher and workers for a version that has loaded (call on the loop).
+
+        `label` names the version uniquely among live ones (`name/version[#revision]`);
+        `first_batch_seconds` (the self-test's time) seeds the service-time estimate."""
         engine = ModelEngine(
-            model.label,
-            model.runtime,
-            model.schema.columns,
-            model.config.batching,
+            label,
+            runtime,
+            columns,
+            batching,
             workers=self.workers_per_model,
-            first_batch_seconds=model.self_test_seconds,
+            first_batch_seconds=first_batch_seconds,
             observer=self.observer,
-            model_name=model.name,
+            model_name=model_name,
         )
-        self.models[model.label] = engine
-        model.engine = engine
+        self.models[label] = engine
         return engine
 
-    async def detach(self, model: ServedModel) -> None:
+    async def detach(self, label: str, engine: ModelEngine) -> None:
         """Stop a retired version's engine (once nothing is routed to it any more)."""
-        engine = model.engine
-        if engine is None:
-            return
-        model.engine = None
-        if self.models.get(model.label) is engine:
-            del self.models[model.label]
+        if self.models.get(label) is engine:
+            del self.models[label]
         await engine.stop()
-
-    async def infer(
-        self, model: ServedModel, rows: list[Row], deadline: float, request_id: str
-    ) -> tuple[list[Prediction], WorkItem]:
-        engine = model.engine
-        if engine is None:
-            raise RuntimeError(f"model {model.label!r} has no engine")
-        return await engine.infer(rows, deadline, request_id)
 
     def not_ready(self) -> dict[str, str]:
         """Why this process should not get traffic, beyond model loading."""

@@ -15,15 +15,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
-
-from starlette.types import Scope
+from typing import TYPE_CHECKING
 
 from fastinfer import __version__
-from fastinfer.api.predict import WORK_ITEM
-from fastinfer.api.service import predict_target
-from fastinfer.api.v2 import INFER_PREFIX, INFER_SUFFIX, infer_target
-from fastinfer.engine.work import WorkItem
+from fastinfer.context import BatchTiming, RequestContext
 from fastinfer.observability.logging import get_logger
 
 if TYPE_CHECKING:
@@ -37,11 +32,6 @@ log = get_logger("fastinfer.tracing")
 INSTALL_HINT = "pip install 'fastinfer[otel]'"
 # Probes and scrapes: frequent, uninteresting, and they would drown the traces that matter.
 UNTRACED_PATHS = frozenset({"/livez", "/readyz", "/health", "/metrics", "/favicon.ico"})
-_V1_PREFIX, _V1_SUFFIX = "/v1/models/", "/predict"
-_V1_ROUTE = "/v1/models/{name}/predict"
-_V1_VERSION_ROUTE = "/v1/models/{name}/versions/{version}/predict"
-_V2_ROUTE = "/v2/models/{name}/infer"
-_V2_VERSION_ROUTE = "/v2/models/{name}/versions/{version}/infer"
 
 
 class TracingUnavailableError(RuntimeError):
@@ -96,44 +86,38 @@ class Tracing:
         self._server: SpanKind = trace.SpanKind.SERVER
         self._error: Status = trace.Status(trace.StatusCode.ERROR)
 
-    def record(
-        self, scope: Scope, state: dict[str, Any], status: int, started: float, elapsed: float
-    ) -> None:
-        """The spans of a request just answered: `started` is its `time.perf_counter()` at
-        arrival, `elapsed` its duration in seconds. Never raises: tracing must not fail a
-        request."""
+    def __call__(self, context: RequestContext, status: int, elapsed: float) -> None:
+        """A RequestObserver: the spans of a request just answered (`elapsed` seconds after
+        `context.started`). Never raises: tracing must not fail a request."""
         try:
-            if scope["path"] not in UNTRACED_PATHS:
-                self._record(scope, state, status, started, elapsed)
+            if context.path not in UNTRACED_PATHS:
+                self._record(context, status, elapsed)
         except Exception:
-            log.exception("tracing_failed", path=scope.get("path"))
+            log.exception("tracing_failed", path=context.path)
 
-    def _record(
-        self, scope: Scope, state: dict[str, Any], status: int, started: float, elapsed: float
-    ) -> None:
+    def _record(self, context: RequestContext, status: int, elapsed: float) -> None:
         # Epoch nanoseconds = a clock's reading + that clock's offset, taken now.
         wall = time.time_ns()
         perf_offset = wall - time.perf_counter_ns()
         mono_offset = wall - time.monotonic_ns()
-        start = perf_offset + int(started * 1e9)
+        start = perf_offset + int(context.started * 1e9)
         end = start + int(elapsed * 1e9)
 
-        method: str = scope["method"]
-        route = route_of(scope)
+        method, route = context.method, context.route  # route: the template, low cardinality
         attributes: dict[str, str | int] = {
             "http.request.method": method,
-            "url.path": scope["path"],
+            "url.path": context.path,
             "http.response.status_code": status,
-            "fastinfer.request_id": state.get("request_id", ""),
+            "fastinfer.request_id": context.request_id,
         }
         if route is not None:
             attributes["http.route"] = route
-        if "model" in state:
-            attributes["fastinfer.model"] = state["model"]
-            attributes["fastinfer.model_version"] = state.get("version") or ""
+        if context.model is not None:
+            attributes["fastinfer.model"] = context.model
+            attributes["fastinfer.model_version"] = context.version or ""
         if status >= 500:
             attributes["error.type"] = str(status)
-        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in context.headers or ()}
         span = self._tracer.start_span(
             f"{method} {route}" if route is not None else method,
             context=self._propagator.extract(carrier),
@@ -143,12 +127,12 @@ class Tracing:
         )
         if status >= 500:
             span.set_status(self._error)
-        item = state.get(WORK_ITEM)
-        if isinstance(item, WorkItem) and item.started_at is not None and span.is_recording():
-            self._children(span, item, mono_offset, start, end)
+        timing = context.timing
+        if timing is not None and timing.started_at is not None and span.is_recording():
+            self._children(span, timing, mono_offset, start, end)
         span.end(end_time=end)
 
-    def _children(self, parent: Span, item: WorkItem, offset: int, low: int, high: int) -> None:
+    def _children(self, parent: Span, item: BatchTiming, offset: int, low: int, high: int) -> None:
         """`queue` and `inference` spans from the WorkItem's monotonic times, kept inside the
         request span (the clocks' offsets are read a few nanoseconds apart)."""
 
@@ -182,23 +166,3 @@ class Tracing:
     def shutdown(self) -> None:
         """Export what is buffered and stop the export thread (blocks up to the export timeout)."""
         self._provider.shutdown()
-
-
-def route_of(scope: Scope) -> str | None:
-    """The route template of a request (low-cardinality span names), None when none matched.
-
-    FastAPI records the route it matched in the scope; the hot-path routes are recognised here."""
-    route = scope.get("route")
-    if route is not None:
-        template = getattr(route, "path", None)
-        return template if isinstance(template, str) else None
-    path: str = scope["path"]
-    if path.startswith(_V1_PREFIX) and path.endswith(_V1_SUFFIX):
-        target = predict_target(path[len(_V1_PREFIX) : -len(_V1_SUFFIX)])
-        if target is not None:
-            return _V1_ROUTE if target[1] is None else _V1_VERSION_ROUTE
-    elif path.startswith(INFER_PREFIX) and path.endswith(INFER_SUFFIX):
-        target = infer_target(path)
-        if target is not None:
-            return _V2_ROUTE if target[1] is None else _V2_VERSION_ROUTE
-    return None

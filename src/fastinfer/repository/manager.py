@@ -145,7 +145,7 @@ class ModelManager:
             for candidate in candidates:
                 await asyncio.to_thread(self.registry.load, candidate)
                 if candidate.ready:
-                    self.engine.attach(candidate)
+                    self._attach(candidate)
                 else:
                     failures[f"{candidate.name}/{candidate.version}"] = candidate.reason or "failed"
             if strict and failures:
@@ -154,7 +154,7 @@ class ModelManager:
                         continue
                     if self.registry.resolve(candidate.name, candidate.version) is candidate:
                         continue  # already serving (loaded in place at startup)
-                    await self.engine.detach(candidate)
+                    await self._detach(candidate)
                 return failures
             retired = self.registry.install(state, candidates)
             self.applied = state.generation
@@ -175,12 +175,29 @@ class ModelManager:
                 )
             return failures
 
+    def _attach(self, model: ServedModel) -> None:
+        """Give a loaded version its queue, batcher and workers: it can serve from now on."""
+        assert model.runtime is not None and model.schema is not None  # a ready model has both
+        model.engine = self.engine.attach(
+            model.label,
+            model.runtime,
+            model.schema.columns,
+            model.config.batching,
+            model_name=model.name,
+            first_batch_seconds=model.self_test_seconds,
+        )
+
+    async def _detach(self, model: ServedModel) -> None:
+        engine, model.engine = model.engine, None
+        if engine is not None:
+            await self.engine.detach(model.label, engine)
+
     async def _retire(self, model: ServedModel) -> None:
         """Stop a version once the requests that chose it are answered."""
         deadline = time.monotonic() + self.settings.drain_timeout_s
         while model.in_flight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        await self.engine.detach(model)
+        await self._detach(model)
         model.runtime = None  # let the memory go
         model.state, model.reason = ModelState.LOADING, "retired"
 

@@ -16,59 +16,33 @@ import hmac
 import ipaddress
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import TypeAdapter
 
+from fastinfer.config import ADMIN, METRICS, PREDICT, ApiKeySpec, Scope_, Settings
 from fastinfer.errors import ServiceError
 from fastinfer.observability.logging import get_logger
 from fastinfer.security.ratelimit import TokenBucket, retry_after, share
 
 if TYPE_CHECKING:
-    from starlette.types import Scope
-
-    from fastinfer.config import Settings
+    from fastinfer.context import RequestContext
 
 log = get_logger("fastinfer.security")
 
-Scope_ = Literal["predict", "admin", "metrics"]
-PREDICT: Scope_ = "predict"
-ADMIN: Scope_ = "admin"
-METRICS: Scope_ = "metrics"
 ADMIN_TOKEN_KEY = "admin-token"  # noqa: S105 - the name (not the value) of the admin token key
 
-# Paths anyone may call: probes (orchestrators send no credentials) and the favicon.
-_OPEN = frozenset({"/livez", "/readyz", "/health", "/v2/health/live", "/v2/health/ready"})
-_DOCS = frozenset({"/", "/docs", "/redoc", "/openapi.json", "/favicon.ico"})
-_DOCS_ASSETS = "/_assets/"
-_MODEL_PREFIXES = ("/v1/models/", "/v2/models/")
-_ADMIN_PREFIXES = ("/admin/", "/v2/repository/models/")
 
+class Access(StrEnum):
+    """What a route needs, declared with the route (`api.routes.requires`)."""
 
-class ApiKeySpec(BaseModel):
-    """One configured key: its name, the sha256 of the key, what it may do."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Shown in logs and metrics.")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex sha256 of the key.")
-    scopes: list[Scope_] = Field(default_factory=lambda: [PREDICT], min_length=1)
-    models: list[str] | None = Field(
-        default=None, description="The models this key may use; absent: every model."
-    )
-    rate: float | None = Field(default=None, gt=0, description="Requests a second (average).")
-    burst: float | None = Field(default=None, ge=1, description="Requests at once (default: rate).")
-    daily_quota: int | None = Field(
-        default=None,
-        ge=1,
-        description="Requests a day: a bucket of this size refilled evenly over 24 hours.",
-    )
-
-    @field_validator("sha256", mode="before")
-    @classmethod
-    def _lower(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
+    OPEN = "open"  # probes: orchestrators send no credentials
+    PREDICT = "predict"  # models and everything not declared otherwise
+    ADMIN = "admin"  # changes to the repository
+    METRICS = "metrics"  # open unless FASTINFER_METRICS_AUTH
+    DOCS = "docs"  # the interactive docs and their assets: open unless FASTINFER_DOCS_AUTH
 
 
 _SPECS = TypeAdapter(list[ApiKeySpec])
@@ -144,22 +118,15 @@ class _Key:
             self.quota_bucket = TokenBucket(*share(quota / _DAY_S, quota, processes))
 
 
-def required_scope(
-    method: str, path: str, *, metrics_auth: bool, docs_auth: bool
-) -> tuple[Scope_ | None, str | None]:
-    """The scope a request needs (None: open to all) and the model it names, if any."""
-    if path in _OPEN or method == "OPTIONS":  # OPTIONS: CORS preflights carry no credentials
-        return None, None
-    if path == "/metrics":
-        return (METRICS if metrics_auth else None), None
-    if path in _DOCS or path.startswith(_DOCS_ASSETS):
-        return (PREDICT if docs_auth else None), None
-    if path.startswith(_ADMIN_PREFIXES) or path == "/admin":
-        return ADMIN, None
-    for prefix in _MODEL_PREFIXES:
-        if path.startswith(prefix):
-            return PREDICT, path[len(prefix) :].partition("/")[0] or None
-    return PREDICT, None  # everything else, unknown paths too (no route probing without a key)
+def required_scope(access: Access, *, metrics_auth: bool, docs_auth: bool) -> Scope_ | None:
+    """The key scope a route's access level needs (None: open to all)."""
+    if access is Access.OPEN:
+        return None
+    if access is Access.METRICS:
+        return METRICS if metrics_auth else None
+    if access is Access.DOCS:
+        return PREDICT if docs_auth else None
+    return ADMIN if access is Access.ADMIN else PREDICT
 
 
 class Guard:
@@ -187,39 +154,45 @@ class Guard:
         """The models the key `name` may use; None: every model."""
         return next((key.models for key in self._keys if key.name == name), None)
 
-    def check(self, scope: Scope, state: dict[str, Any]) -> None:
-        """Raise the 401, 403 or 429 this request gets; else note the key's name in `state`."""
-        needed, model = required_scope(
-            scope["method"],
-            scope["path"],
-            metrics_auth=self._metrics_auth,
-            docs_auth=self._docs_auth,
-        )
+    def check(
+        self,
+        context: RequestContext,
+        headers: list[tuple[bytes, bytes]],
+        access: Access,
+        model: str | None,
+    ) -> None:
+        """Raise the 401, 403 or 429 this request gets; else note the key in `context`.
+
+        `access` is what the matched route declares (PREDICT for a path no route serves: no
+        probing of routes without a key); `model`, the model the route names."""
+        if context.method == "OPTIONS":  # CORS preflights carry no credentials
+            return
+        needed = required_scope(access, metrics_auth=self._metrics_auth, docs_auth=self._docs_auth)
         if needed is None:
             return
-        presented = _presented_key(scope["headers"])
+        presented = _presented_key(headers)
         if presented is None:
-            state["auth_failure"] = "missing"
+            context.auth_failure = "missing"
             raise Unauthorized(
                 "an API key is required: Authorization: Bearer <key> or X-API-Key: <key>",
                 headers=_CHALLENGE,
             )
         key = self._match(presented)
         if key is None:
-            state["auth_failure"] = "invalid"
+            context.auth_failure = "invalid"
             raise Unauthorized("the API key is not valid", headers=_CHALLENGE)
-        state["api_key"] = key.name
-        state["api_scopes"] = key.scopes
+        context.api_key = key.name
+        context.api_scopes = key.scopes
         if needed not in key.scopes and not (needed == METRICS and ADMIN in key.scopes):
-            state["auth_failure"] = "scope"
+            context.auth_failure = "scope"
             raise Forbidden(f"the API key {key.name!r} lacks the {needed!r} scope")
         if model is not None and key.models is not None and model not in key.models:
-            state["auth_failure"] = "model"
+            context.auth_failure = "model"
             raise Forbidden(f"the API key {key.name!r} may not use the model {model!r}")
         if key.bucket is not None:
             wait = key.bucket.take()
             if wait:
-                state["rate_limited"] = key.name
+                context.rate_limited = key.name
                 raise RateLimited(
                     f"the API key {key.name!r} is over its rate limit of {key.limit:g} requests/s",
                     headers={
@@ -231,7 +204,7 @@ class Guard:
         if key.quota_bucket is not None:
             wait = key.quota_bucket.take()
             if wait:
-                state["rate_limited"] = key.name
+                context.rate_limited = key.name
                 raise QuotaExceeded(
                     f"the API key {key.name!r} has used its quota of {key.quota} requests a day",
                     headers={"Retry-After": str(retry_after(wait))},

@@ -30,6 +30,7 @@ from fastinfer.engine import Engine
 from fastinfer.model.schema import InputLimits
 from fastinfer.model.spec import ModelDirectory, load_model_directory
 from fastinfer.monitoring.monitor import Monitor
+from fastinfer.observability.access import log_access
 from fastinfer.observability.logging import get_logger
 from fastinfer.observability.metrics import Metrics
 from fastinfer.observability.tracing import Tracing
@@ -138,7 +139,9 @@ def create_app(
     app.state.manager = parts.manager
     app.state.metrics = metrics
     app.state.monitor = parts.monitor
-    app.state.dataplane = DataPlane(registry, engine, settings, parts.monitor)
+    app.state.dataplane = DataPlane(
+        registry, settings, parts.monitor, observers=[log_access, metrics.answered]
+    )
     app.state.booted_at = datetime.now(UTC)
     app.state.booted_monotonic = time.monotonic()
     app.state.git_revision = git_revision()
@@ -173,8 +176,8 @@ def _lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service: ServiceApp = app.state.service
-        _start_tracing(service, enabled=parts.settings.tracing)
+        plane: DataPlane = app.state.dataplane
+        tracing = _start_tracing(plane, enabled=parts.settings.tracing)
         # Load in the background: /livez answers at once, /readyz says "loading" until done.
         loading = asyncio.create_task(parts.manager.start())
         sampling = asyncio.create_task(_sample_metrics(parts.metrics, app.state))
@@ -199,7 +202,7 @@ def _lifespan(
             await parts.engine.stop()
             await parts.monitor.stop()  # the prediction log's last batches, after the last answer
             parts.metrics.flush()  # the last counts of a process that is going away
-            await _stop_tracing(service)
+            await _stop_tracing(plane, tracing)
             remove_run_dir(parts.run_dir)
             log.info("stopped")
 
@@ -226,16 +229,20 @@ def _install_routes(app: FastAPI, registry: ModelRegistry, settings: Settings) -
         )
 
 
-def _start_tracing(service: ServiceApp, *, enabled: bool) -> None:
+def _start_tracing(plane: DataPlane, *, enabled: bool) -> Tracing | None:
     """Tracing exports from a thread: made in the lifespan, in the server process after any
-    fork. `state.tracing` is None when off."""
-    service.state.tracing = service.tracing = Tracing() if enabled else None
+    fork, and told about every answered request by the data plane."""
+    if not enabled:
+        return None
+    tracing = Tracing()
+    plane.observers.append(tracing)
+    return tracing
 
 
-async def _stop_tracing(service: ServiceApp) -> None:
+async def _stop_tracing(plane: DataPlane, tracing: Tracing | None) -> None:
     """Export the spans still buffered (after the engine stopped: its last requests' spans)."""
-    tracing, service.tracing = service.tracing, None
     if tracing is not None:
+        plane.observers.remove(tracing)
         await asyncio.to_thread(tracing.shutdown)
 
 

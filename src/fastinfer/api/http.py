@@ -1,7 +1,8 @@
-"""The predict exchange on raw ASGI: shared by the hot path and the FastAPI route.
+"""ASGI plumbing the routes share: headers, bodies read under a size limit and a deadline,
+JSON responses sent without a framework in the way.
 
-Reading the body ourselves lets the limit be enforced while streaming, and the model's own
-validator parses the bytes in one pass.
+Reading the body ourselves lets the limit be enforced while streaming (and on the inflated size
+of a gzip body), and the model's own validator then parses the bytes in one pass.
 """
 
 from __future__ import annotations
@@ -9,28 +10,16 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
-from collections.abc import Callable
 from typing import Any
 
-import orjson
-from starlette.types import Receive, Scope
+from starlette.types import Receive, Scope, Send
 
-from fastinfer.api.context import request_id_of
-from fastinfer.dataplane import DataPlane
 from fastinfer.errors import (
     MalformedRequest,
     PayloadTooLarge,
     RequestTimeout,
     UnsupportedMediaType,
 )
-from fastinfer.observability.logging import get_logger
-
-log = get_logger("fastinfer.v1")
-MODEL_VERSION_HEADER = "X-Model-Version"
-SERVER_TIMING_HEADER = "Server-Timing"
-AFTER_RESPONSE = "after_response"  # scope state: a callable to run once the response is sent
-WORK_ITEM = "work_item"  # scope state: the engine's WorkItem (timings) of a prediction
-_LOGGED_BODY_BYTES = 8192
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -178,42 +167,21 @@ def _inflate(inflate: zlib._Decompress, data: bytes, limit: int) -> bytes:
     return out
 
 
-async def predict_exchange(
-    plane: DataPlane, name: str, version: str | None, scope: Scope, receive: Receive
-) -> tuple[bytes, dict[str, str]]:
-    """The JSON answer to `POST /v1/models/{name}[/versions/{version}]/predict` and its headers
-    (the version that computed it, Server-Timing); raises ServiceError for 4xx/5xx."""
-    model = plane.model(name, version)
-    try:
-        state = scope.setdefault("state", {})
-        state["model"], state["version"] = model.name, model.version
-        deadline = plane.deadline(header(scope, b"x-request-timeout"))  # counts from arrival
-        check_json_content_type(scope)
-        settings = plane.settings
-        body = await read_body(
-            scope, receive, settings.max_body_bytes, settings.body_read_timeout_s
-        )
-        if plane.settings.log_request_bodies:  # off by default: bodies may hold personal data
-            log.debug("request_body", body=body[:_LOGGED_BODY_BYTES].decode("utf-8", "replace"))
-        rows = plane.parse(model, body)
-        request_id = request_id_of(scope)
-        if model.hooks.pre:
-            rows = await plane.before_hooks(model, rows, request_id)
-        result, item = await plane.predict(model, rows, deadline, request_id)
-        state[WORK_ITEM] = item
-        plane.observe(model, rows, result["predictions"], request_id, state.get("started"))
-        if model.hooks.post:  # run by the transport once the response is sent
-            state[AFTER_RESPONSE] = plane.after_hooks(
-                model, rows, result["predictions"], request_id
-            )
-        encoding = time.perf_counter()
-        body = orjson.dumps(result)
-        timing = item.server_timing(time.perf_counter() - encoding)
-        return body, {MODEL_VERSION_HEADER: model.version, SERVER_TIMING_HEADER: timing}
-    finally:
-        plane.release(model)
-
-
-async def run_after(after: Callable[[], None]) -> None:
-    """A background task for Starlette responses: on the event loop, not its thread pool."""
-    after()
+async def send_json(
+    send: Send, status: int, body: bytes, request_id: str, headers: dict[str, str]
+) -> None:
+    """A whole response; JSON unless `headers` names another Content-Type (v2 binary)."""
+    raw = [
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode("latin-1")),
+        (b"x-content-type-options", b"nosniff"),
+    ]
+    typed = False
+    for key, value in headers.items():
+        name = key.lower().encode("latin-1")
+        typed = typed or name == b"content-type"
+        raw.append((name, value.encode("latin-1")))
+    if not typed:
+        raw.append((b"content-type", b"application/json"))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
