@@ -224,6 +224,11 @@ class ModelEngine:
 
     # -- state for probes --------------------------------------------------------------------
 
+    @property
+    def busy_workers(self) -> int:
+        """Workers inside a model call right now."""
+        return sum(1 for w in self.workers if w.heartbeat.busy_since is not None)
+
     def dead_workers(self) -> list[str]:
         return [w.name for w in self.workers if not w.is_alive()]
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from fastinfer.context import RequestContext
@@ -42,10 +43,29 @@ PREDICTION_FEATURE = "__prediction__"  # the drift gauges' label for the predict
 _EMA = 0.1  # weight of each 0.25 s sample: the average spans a few seconds
 
 
+@dataclass(frozen=True, slots=True)
+class ModelSample:
+    """One model version's state, as the sampling task reads it from the registry and engine."""
+
+    name: str
+    version: str
+    runtime: str
+    sha256: str
+    serving: bool
+    in_flight: int
+    load_seconds: float | None = None
+    workers: int = 0  # inference workers (0: no engine)
+    busy_workers: int = 0
+    queued_items: int = 0
+    queued_batches: float = 0.0  # queued rows / max batch size
+
+
 class Metrics:
     """The service's metrics; one per app."""
 
     def __init__(self) -> None:
+        """Declares every metric, one statement each (a long function on purpose: the
+        catalogue reads best in one place, and docs/observability.md follows its order)."""
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
@@ -293,40 +313,35 @@ class Metrics:
 
     # -- sampled state ---------------------------------------------------------------------------
 
-    def sample(self, state: Any) -> None:
-        """Flush the counts and set the gauges from the registry and engine (4 times a second)."""
+    def sample(self, models: list[ModelSample]) -> None:
+        """Flush the counts and set the gauges from a sample of every version (4 times a
+        second): the caller reads the registry and engine, so metrics imports neither."""
         self.flush()
-        registry = state.registry
         in_flight: dict[str, int] = {}
-        for model in registry:
+        queued: dict[str, int] = {}
+        busy, queued_batches, workers = 0.0, 0.0, 0
+        for model in models:
             in_flight[model.name] = in_flight.get(model.name, 0) + model.in_flight
+            if model.workers:  # has an engine
+                queued[model.name] = queued.get(model.name, 0) + model.queued_items
+                workers += model.workers
+                busy += model.busy_workers
+                queued_batches += model.queued_batches
         for name, count in in_flight.items():
             self.in_flight.labels(name).set(count)
-        busy, queued_batches, workers = 0.0, 0.0, 0
-        queued: dict[str, int] = {}
-        for model in registry:
-            model_engine = model.engine
-            if model_engine is None:
-                continue
-            queued[model.name] = queued.get(model.name, 0) + model_engine.queued_items
-            workers += len(model_engine.workers)
-            busy += sum(1 for w in model_engine.workers if w.heartbeat.busy_since is not None)
-            queued_batches += model_engine.queued_rows / model_engine.batching.max_batch_size
         for name, count in queued.items():
             self.queued.labels(name).set(count)
         self._average_load += _EMA * (busy + queued_batches - self._average_load)
         self.load.set(self._average_load)
         self.capacity.set(workers)
-        keys = {
-            (m.name, m.version, m.config.runtime, m.sha256 or "") for m in registry if m.serving
-        }
+        keys = {(m.name, m.version, m.runtime, m.sha256) for m in models if m.serving}
         for key in self._info_keys - keys:
             with contextlib.suppress(KeyError):
                 self.model_info.remove(*key)
         for key in keys - self._info_keys:
             self.model_info.labels(*key).set(1)
         self._info_keys = keys
-        for model in registry:
+        for model in models:
             if model.serving and model.load_seconds is not None:
                 self.load_seconds.labels(model.name, model.version).set(model.load_seconds)
 

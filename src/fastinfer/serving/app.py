@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -32,12 +31,13 @@ from fastinfer.model.spec import ModelDirectory, load_model_directory
 from fastinfer.monitoring.monitor import Monitor
 from fastinfer.observability.access import log_access
 from fastinfer.observability.logging import get_logger
-from fastinfer.observability.metrics import Metrics
+from fastinfer.observability.metrics import Metrics, ModelSample
 from fastinfer.observability.tracing import Tracing
 from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.layout import VersionPolicy, repository_directories
 from fastinfer.repository.manager import ModelManager
 from fastinfer.repository.registry import ModelRegistry
+from fastinfer.repository.served import ServedModel
 from fastinfer.security.keys import build_guard
 from fastinfer.serving.health import Board, Heartbeat
 from fastinfer.serving.rundir import remove_run_dir, run_dir
@@ -133,29 +133,33 @@ def create_app(
         redoc_url=None,
         lifespan=_lifespan(parts, heartbeat, listen_when_loaded=listen_when_loaded),
     )
-    app.state.settings = settings
-    app.state.registry = registry
-    app.state.engine = engine
-    app.state.manager = parts.manager
-    app.state.metrics = metrics
-    app.state.monitor = parts.monitor
-    app.state.dataplane = DataPlane(
-        registry, settings, parts.monitor, observers=[log_access, metrics.answered]
-    )
-    app.state.booted_at = datetime.now(UTC)
-    app.state.booted_monotonic = time.monotonic()
-    app.state.git_revision = git_revision()
+    _publish(app, parts)
     _install_routes(app, registry, settings)
     # Each server process gets its share of every key's rate limit (the board has a slot each).
     guard = build_guard(settings, processes=board.slots)
     if guard is not None:
         for key, rate in guard.limits.items():
             metrics.rate_limit.labels(key).set(rate)
-    service = ServiceApp(
-        app, app.state.dataplane, metrics, cors=bool(settings.cors_origins), guard=guard
-    )
+    plane: DataPlane = app.state.dataplane
+    service = ServiceApp(app, plane, metrics, cors=bool(settings.cors_origins), guard=guard)
     app.state.service = service
     return service
+
+
+def _publish(app: FastAPI, parts: _Parts) -> None:
+    """What FastAPI routes read from `app.state`, and the data plane every protocol calls."""
+    state = app.state
+    state.settings, state.registry, state.engine = parts.settings, parts.registry, parts.engine
+    state.manager, state.metrics, state.monitor = parts.manager, parts.metrics, parts.monitor
+    state.dataplane = DataPlane(
+        parts.registry,
+        parts.settings,
+        parts.monitor,
+        observers=[log_access, parts.metrics.answered],
+    )
+    state.booted_at = datetime.now(UTC)
+    state.booted_monotonic = time.monotonic()
+    state.git_revision = git_revision()
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,7 @@ def _lifespan(
         tracing = _start_tracing(plane, enabled=parts.settings.tracing)
         # Load in the background: /livez answers at once, /readyz says "loading" until done.
         loading = asyncio.create_task(parts.manager.start())
-        sampling = asyncio.create_task(_sample_metrics(parts.metrics, app.state))
+        sampling = asyncio.create_task(_sample_metrics(parts.metrics, parts.registry))
         await parts.monitor.start()
         beating = (
             asyncio.create_task(Heartbeat(heartbeat[0], heartbeat[1], app.state).run())
@@ -246,11 +250,30 @@ async def _stop_tracing(plane: DataPlane, tracing: Tracing | None) -> None:
         await asyncio.to_thread(tracing.shutdown)
 
 
-async def _sample_metrics(metrics: Metrics, state: Any) -> None:
+async def _sample_metrics(metrics: Metrics, registry: ModelRegistry) -> None:
     """Queue and in-flight gauges, the saturation average and model info, 4 times a second."""
     while True:
         try:
-            metrics.sample(state)
+            metrics.sample([_sample(model) for model in registry])
         except Exception:  # a metrics bug must not stop the sampling, nor anything else
             log.exception("metrics_sampling_failed")
         await asyncio.sleep(0.25)
+
+
+def _sample(model: ServedModel) -> ModelSample:
+    engine = model.engine
+    return ModelSample(
+        name=model.name,
+        version=model.version,
+        runtime=model.config.runtime,
+        sha256=model.sha256 or "",
+        serving=model.serving,
+        in_flight=model.in_flight,
+        load_seconds=model.load_seconds,
+        workers=len(engine.workers) if engine is not None else 0,
+        busy_workers=engine.busy_workers if engine is not None else 0,
+        queued_items=engine.queued_items if engine is not None else 0,
+        queued_batches=(
+            engine.queued_rows / engine.batching.max_batch_size if engine is not None else 0.0
+        ),
+    )
