@@ -9,10 +9,10 @@ EXAMPLES := examples/titanic examples/car_evaluation
 ARTEFACTS := examples/titanic/model.joblib examples/car_evaluation/model.joblib
 PYTEST_ARGS ?=
 
-.PHONY: help venv models serve test lint format lock clean
+.PHONY: help venv models serve test test-fast lint format lock clean
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ serve: models  ## Serve both examples on http://127.0.0.1:8000
 
 test: models  ## Run the whole test suite (slow integration tests included)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: models  ## The quick loop: every test but the slow ones (real server processes, containers)
+	$(BIN)/pytest -m "not slow and not container" $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff, mypy and bandit (fails on any high-severity finding)
 	$(BIN)/ruff check src tests examples bench
