@@ -39,7 +39,7 @@ test: models  ## Run the whole test suite (slow integration tests included)
 test-fast: models  ## The quick loop: every test but the slow ones (real server processes, containers)
 	$(BIN)/pytest -m "not slow and not container" $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff, mypy and bandit (fails on any high-severity finding)
+lint: $(STAMP)  ## ruff, mypy, the layering contract (import-linter) and bandit
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
