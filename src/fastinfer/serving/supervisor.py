@@ -30,12 +30,12 @@ from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.registry import ModelRegistry
 from fastinfer.security.keys import warn_if_unprotected
 from fastinfer.serving.app import build_registry, create_app
-from fastinfer.serving.health import (
+from fastinfer.serving.health import serve_health
+from fastinfer.serving.heartbeat import (
     PHASE_LOADING,
     PHASE_SERVING,
     PHASE_STOPPING,
-    Board,
-    serve_health,
+    HeartbeatBoard,
 )
 from fastinfer.serving.rundir import RUN_DIR_ENV, prepare_run_dir, remove_run_dir
 from fastinfer.serving.server import run_server
@@ -90,14 +90,14 @@ class Supervisor:
         self.failed_exits = 0
         self._restarts: list[float] = []
         self._sock: socket.socket | None = None
-        self.board = Board(workers)
+        self.board = HeartbeatBoard(workers)
         self.control = ControlBoard(workers)
         self._health_sock: socket.socket | None = None
         self._health_pid: int | None = None
         self._reuse_port = False
 
     def run(self) -> int:
-        self.board.set_phase(PHASE_LOADING, self.workers)
+        self.board.set_phase(PHASE_LOADING)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGALRM, self._on_drain_timeout)
@@ -131,7 +131,7 @@ class Supervisor:
         for index in range(self.workers):
             self._spawn(index, registry)
         if not self.stopping:
-            self.board.set_phase(PHASE_SERVING, self.workers)
+            self.board.set_phase(PHASE_SERVING)
         while self.children:
             try:
                 pid, status = os.wait()
@@ -237,7 +237,7 @@ class Supervisor:
     def _on_stop_signal(self, sig: int, _frame: FrameType | None) -> None:
         if not self.stopping:
             self.stopping = True
-            self.board.set_phase(PHASE_STOPPING, self.workers)
+            self.board.set_phase(PHASE_STOPPING)
             if self._sock is not None:
                 self._sock.close()  # the children keep their copies until they stop accepting
             signal.alarm(int(self.settings.drain_delay_s + self.settings.drain_timeout_s) + 5)
