@@ -39,7 +39,8 @@ from fastinfer.repository.manager import ModelManager
 from fastinfer.repository.registry import ModelRegistry
 from fastinfer.repository.served import ServedModel
 from fastinfer.security.keys import build_guard
-from fastinfer.serving.health import Board, Heartbeat
+from fastinfer.serving.heartbeat import Heartbeat
+from fastinfer.serving.heartbeat import HeartbeatBoard as Board
 from fastinfer.serving.rundir import remove_run_dir, run_dir
 
 log = get_logger("fastinfer.app")

@@ -7,6 +7,7 @@ SIGTERM starts a drain: `/readyz` turns 503 at once, new connections are refused
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 from types import FrameType
@@ -21,6 +22,10 @@ log = get_logger("fastinfer.server")
 
 
 class DrainingServer(uvicorn.Server):
+    """uvicorn's server, stopping as the module docstring says, through its public hooks only:
+    `handle_exit` (its signal handler), `on_tick` (its main loop, every 0.1 s), and the
+    `should_exit` / `force_exit` flags it polls."""
+
     def __init__(self, config: uvicorn.Config, app: ServiceApp, drain_delay_s: float) -> None:
         super().__init__(config)
         self._app = app
@@ -38,7 +43,13 @@ class DrainingServer(uvicorn.Server):
             if self._drain_delay_s > 0:
                 self._exit_at = time.monotonic() + self._drain_delay_s
                 return
-        super().handle_exit(sig, frame)
+        # uvicorn's own handler also records the signal, to re-raise it once shut down, so the
+        # process would die "by signal". A stop that completed its drain is a clean exit
+        # (status 0): the same flags, without the record.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl+C: stop waiting for connections
+        else:
+            self.should_exit = True
 
     async def on_tick(self, counter: int) -> bool:
         if self._drain_signal is not None:
@@ -47,12 +58,6 @@ class DrainingServer(uvicorn.Server):
         if self._exit_at is not None and time.monotonic() >= self._exit_at:
             self.should_exit = True
         return await super().on_tick(counter)
-
-    async def _serve(self, sockets: list[socket.socket] | None = None) -> None:
-        await super()._serve(sockets)
-        # uvicorn re-raises a captured SIGTERM/SIGINT after shutting down, so the process dies
-        # "by signal". A stop that completed its drain is a clean exit: status 0.
-        self._captured_signals.clear()
 
 
 def run_server(

@@ -30,12 +30,12 @@ from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.registry import ModelRegistry
 from fastinfer.security.keys import warn_if_unprotected
 from fastinfer.serving.app import build_registry, create_app
-from fastinfer.serving.health import (
+from fastinfer.serving.health import serve_health
+from fastinfer.serving.heartbeat import (
     PHASE_LOADING,
     PHASE_SERVING,
     PHASE_STOPPING,
-    Board,
-    serve_health,
+    HeartbeatBoard,
 )
 from fastinfer.serving.rundir import RUN_DIR_ENV, prepare_run_dir, remove_run_dir
 from fastinfer.serving.server import run_server
@@ -43,7 +43,8 @@ from fastinfer.serving.server import run_server
 log = get_logger("fastinfer.supervisor")
 _RESTART_WINDOW_S = 60.0
 _MAX_RESTARTS_IN_WINDOW = 10
-_KILL_GRACE_S = 5.0
+_RESTART_PAUSE_S = 5.0  # when workers keep dying: a pause before the next replacement
+_KILL_GRACE_S = 5.0  # past the drain delay and timeout: then the children are killed
 
 
 def available_cpus() -> int:
@@ -90,14 +91,14 @@ class Supervisor:
         self.failed_exits = 0
         self._restarts: list[float] = []
         self._sock: socket.socket | None = None
-        self.board = Board(workers)
+        self.board = HeartbeatBoard(workers)
         self.control = ControlBoard(workers)
         self._health_sock: socket.socket | None = None
         self._health_pid: int | None = None
         self._reuse_port = False
 
     def run(self) -> int:
-        self.board.set_phase(PHASE_LOADING, self.workers)
+        self.board.set_phase(PHASE_LOADING)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGALRM, self._on_drain_timeout)
@@ -105,18 +106,41 @@ class Supervisor:
             # First, before the models load: probes answer (readyz: loading) from the start.
             self._health_sock = bind_socket(self.settings.host, self.settings.health_port)
             self._spawn_health()
+        registry = self._prepare_models()
+        if self.stopping:
+            return self._finish()
+        self.control.publish(registry.snapshot(generation=1))
+        self._reserve_port()
+        gc.freeze()  # keep the collector from touching (and so copying) the shared objects
+        for index in range(self.workers):
+            self._spawn(index, registry)
+        if not self.stopping:
+            self.board.set_phase(PHASE_SERVING)
+        while self.children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            if pid == self._health_pid:
+                self._on_health_exit(status)
+            elif pid in self.children:
+                self._on_worker_exit(pid, status, registry)
+        return self._finish()
+
+    def _prepare_models(self) -> ModelRegistry:
+        """Deserialise every model once, before fork: the children share the pages."""
         registry = build_registry(self.settings, self.directories)
         started = time.perf_counter()
-        registry.prepare_all()  # deserialise once, before fork: the children share the pages
+        registry.prepare_all()
         log.info(
             "models_prepared",
             models=[m.name for m in registry],
             seconds=round(time.perf_counter() - started, 3),
             workers=self.workers,
         )
-        if self.stopping:
-            return self._finish()
-        self.control.publish(registry.snapshot(generation=1))
+        return registry
+
+    def _reserve_port(self) -> None:
         # Each worker listens on its own SO_REUSEPORT socket so the kernel spreads connections
         # evenly (with one shared socket, one busy worker tends to accept nearly all of them).
         # The supervisor's socket only holds the port: bound, never listening.
@@ -127,40 +151,30 @@ class Supervisor:
             reuse_port=self._reuse_port,
             listen=not self._reuse_port,
         )
-        gc.freeze()  # keep the collector from touching (and so copying) the shared objects
-        for index in range(self.workers):
-            self._spawn(index, registry)
+
+    def _on_health_exit(self, status: int) -> None:
+        self._health_pid = None
         if not self.stopping:
-            self.board.set_phase(PHASE_SERVING, self.workers)
-        while self.children:
-            try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                break
-            if pid == self._health_pid:
-                self._health_pid = None
-                if not self.stopping:
-                    log.error("health_process_died", code=os.waitstatus_to_exitcode(status))
-                    self._spawn_health()
-                continue
-            if pid not in self.children:
-                continue
-            index = self.children.pop(pid)
-            code = os.waitstatus_to_exitcode(status)
-            self.control.clear(index)
-            mark_process_dead(pid)
-            if self.control.release_for(pid):
-                log.error("model_change_lock_freed", pid=pid, worker=index)
-            if self.stopping:
-                if code != 0:
-                    self.failed_exits += 1
-                log.info("worker_exited", pid=pid, worker=index, code=code)
-                continue
-            log.error("worker_died", pid=pid, worker=index, code=code)
-            self._throttle_restarts()
-            if not self.stopping:
-                self._spawn(index, registry)
-        return self._finish()
+            log.error("health_process_died", code=os.waitstatus_to_exitcode(status))
+            self._spawn_health()
+
+    def _on_worker_exit(self, pid: int, status: int, registry: ModelRegistry) -> None:
+        """Forget the worker's shared state; replace it unless the server is stopping."""
+        index = self.children.pop(pid)
+        code = os.waitstatus_to_exitcode(status)
+        self.control.clear(index)
+        mark_process_dead(pid)
+        if self.control.release_for(pid):
+            log.error("model_change_lock_freed", pid=pid, worker=index)
+        if self.stopping:
+            if code != 0:
+                self.failed_exits += 1
+            log.info("worker_exited", pid=pid, worker=index, code=code)
+            return
+        log.error("worker_died", pid=pid, worker=index, code=code)
+        self._throttle_restarts()
+        if not self.stopping:
+            self._spawn(index, registry)
 
     def _finish(self) -> int:
         signal.alarm(0)
@@ -232,15 +246,16 @@ class Supervisor:
         self._restarts.append(now)
         if len(self._restarts) > _MAX_RESTARTS_IN_WINDOW:
             log.error("worker_restarts_throttled", restarts=len(self._restarts))
-            time.sleep(5)
+            time.sleep(_RESTART_PAUSE_S)
 
     def _on_stop_signal(self, sig: int, _frame: FrameType | None) -> None:
         if not self.stopping:
             self.stopping = True
-            self.board.set_phase(PHASE_STOPPING, self.workers)
+            self.board.set_phase(PHASE_STOPPING)
             if self._sock is not None:
                 self._sock.close()  # the children keep their copies until they stop accepting
-            signal.alarm(int(self.settings.drain_delay_s + self.settings.drain_timeout_s) + 5)
+            settings = self.settings
+            signal.alarm(int(settings.drain_delay_s + settings.drain_timeout_s + _KILL_GRACE_S))
         for pid in list(self.children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
