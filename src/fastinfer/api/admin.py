@@ -21,16 +21,12 @@ from fastinfer.errors import ServiceError
 from fastinfer.repository.layout import scan_repository, version_key
 from fastinfer.repository.manager import ChangeRefused, ChangeResult, ModelManager
 from fastinfer.repository.registry import ModelRegistry
+from fastinfer.security.keys import Unauthorized
 
 
 class AdminDisabled(ServiceError):  # noqa: N818
     status = 403
     code = "admin_disabled"
-
-
-class Unauthorized(ServiceError):  # noqa: N818
-    status = 401
-    code = "unauthorized"
 
 
 class ChangeFailed(ServiceError):  # noqa: N818
