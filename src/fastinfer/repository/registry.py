@@ -136,6 +136,10 @@ class ModelRegistry:
             return group.default() or (group.ordered()[-1] if group.versions else None)
         return group.versions.get(version)
 
+    def default_versions(self) -> dict[str, str | None]:
+        """Model name → the version that answers unversioned requests (None while none serves)."""
+        return {name: self._models[name].default_version for name in self.names()}
+
     def not_ready(self) -> dict[str, str]:
         """Model name → why it has no version to answer with; empty when every model has one."""
         problems = {}
