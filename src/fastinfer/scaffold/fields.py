@@ -15,8 +15,7 @@ its own, without a model directory being written.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -125,9 +124,9 @@ def derived_inputs(runtime: Runtime) -> list[InputField] | None:
         raise ScaffoldError(f"cannot read the inputs from the artefact: {exc}") from None
     if not derived:
         return derived
-    categories = _encoder_categories(runtime)
+    encoders = _encoder_fields(runtime)
     return [
-        _with_categories(f, categories[f.name]) if f.name in categories and f.shape is None else f
+        _with_categories(f, encoders[f.name]) if f.name in encoders and f.shape is None else f
         for f in derived
     ]
 
@@ -236,8 +235,8 @@ def _renamed(field: InputField, name: str) -> InputField:
 # --- the artefact ----------------------------------------------------------------------------
 
 
-def _encoder_categories(runtime: Runtime) -> dict[str, list[Any]]:
-    """Column → categories of scikit-learn encoders (handle_unknown="error") fit on named columns.
+def _encoder_fields(runtime: Runtime) -> dict[str, InputField]:
+    """Column → its field as a scikit-learn encoder that refuses unknown values reads it.
 
     Such an encoder fails on any other value, so its categories are the field's true `allowed`
     list, including those the sample happens not to hold.
@@ -245,45 +244,21 @@ def _encoder_categories(runtime: Runtime) -> dict[str, list[Any]]:
     estimator = getattr(runtime, "estimator", None)
     if estimator is None:
         return {}
-    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+    from fastinfer.runtimes.sklearn import refusing_encoder_fields  # the runtime that has one
 
-    found: dict[str, list[Any]] = {}
-    for part in _sklearn_parts(estimator):
-        if not isinstance(part, OneHotEncoder | OrdinalEncoder):
-            continue
-        names = getattr(part, "feature_names_in_", None)
-        categories = getattr(part, "categories_", None)
-        if part.handle_unknown != "error" or names is None or categories is None:
-            continue
-        for column, values in zip(names, categories, strict=False):
-            found[str(column)] = list(values)
-    return found
+    return refusing_encoder_fields(estimator)
 
 
-def _sklearn_parts(estimator: Any, depth: int = 0) -> Iterator[Any]:
-    """The estimator and, recursively, the fitted steps of pipelines and column transformers."""
-    yield estimator
-    if depth > 8:
-        return
-    for attribute in ("steps", "transformers_", "transformer_list"):
-        members = getattr(estimator, attribute, None)
-        if isinstance(members, list):
-            for member in members:
-                if isinstance(member, tuple) and len(member) >= 2:
-                    yield from _sklearn_parts(member[1], depth + 1)
-
-
-def _with_categories(field: InputField, categories: list[Any]) -> InputField:
-    values = [python_value(v) for v in categories]
-    kept = [v for v in values if not _missing(v)]
-    category_type = _values_type(kept)
-    if category_type in ("any", "boolean") or field.type not in ("any", category_type):
+def _with_categories(field: InputField, encoder: InputField) -> InputField:
+    """The artefact's field narrowed to the categories of an encoder that refuses others."""
+    if encoder.type in ("any", "boolean") or field.type not in ("any", encoder.type):
         return field
+    assert encoder.allowed is not None  # a typed encoder field has its categories
     data = field.model_dump()
     data.update(
-        type=category_type,
-        allowed=sorted(kept),
-        nullable=field.nullable or len(kept) < len(values),  # NaN was a category: missing is fine
+        type=encoder.type,
+        allowed=sorted(encoder.allowed),
+        nullable=field.nullable or encoder.nullable,  # NaN was a category: missing is fine
     )
     return InputField.model_validate(data)
 
@@ -298,7 +273,3 @@ def python_value(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
