@@ -79,13 +79,7 @@ def build_inputs(
         raise ScaffoldError(f"--target {target!r} is one of the model's own inputs")
     known = list(derived or [])
     if known and positional and not any(f.name in sample.columns for f in known):
-        besides = " besides --target" if target else ""
-        if len(columns) != len(known):
-            raise ScaffoldError(
-                f"the model takes {len(known)} unnamed features but the sample has "
-                f"{len(columns)} columns{besides}"
-            )
-        known = [_renamed(f, c) for f, c in zip(known, columns, strict=True)]
+        known = _named_in_order(known, columns, target)
         warnings.append(
             "the artefact does not name its features: the sample's columns are taken in order"
         )
@@ -101,8 +95,30 @@ def build_inputs(
     unused = [c for c in columns if c not in names]
     if unused:
         warnings.append(f"sample columns the model does not use: {', '.join(unused)}")
+    fields, sources, notes = _refined(known, sample)
+    return fields, sources, warnings + notes
+
+
+def _named_in_order(
+    known: list[InputField], columns: list[str], target: str | None
+) -> list[InputField]:
+    """Unnamed features (x0, x1, ...) named after the sample's columns, in order."""
+    if len(columns) != len(known):
+        besides = " besides --target" if target else ""
+        raise ScaffoldError(
+            f"the model takes {len(known)} unnamed features but the sample has "
+            f"{len(columns)} columns{besides}"
+        )
+    return [_renamed(f, c) for f, c in zip(known, columns, strict=True)]
+
+
+def _refined(
+    known: list[InputField], sample: pd.DataFrame
+) -> tuple[list[InputField], dict[str, str], list[str]]:
+    """Each field refined by its sample column (tensor fields stay as the artefact says)."""
     fields: list[InputField] = []
     sources: dict[str, str] = {}
+    warnings: list[str] = []
     for field in known:
         if field.shape is not None:
             fields.append(field)
