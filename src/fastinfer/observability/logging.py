@@ -155,32 +155,14 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, background: boo
     """
     global _writer  # noqa: PLW0603 - one logging pipeline per process
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-    ]
-    renderer: Processor = (
-        structlog.processors.JSONRenderer(serializer=_orjson_dumps)
-        if use_json
-        else structlog.dev.ConsoleRenderer()
-    )
-    # The writer thread stamps the time (from the record) and renders: the caller pays little.
-    final: list[Processor] = [
-        _timestamp,
-        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-    ]
-    if use_json:
-        final.append(structlog.processors.format_exc_info)
-    final.append(renderer)
-    formatter_type = _JsonFastFormatter if use_json else structlog.stdlib.ProcessorFormatter
-    formatter = formatter_type(
-        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name],
-        processors=final,
-    )
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         cache_logger_on_first_use=False,
@@ -191,7 +173,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, background: boo
     logging.logProcesses = False
     logging.logMultiprocessing = False
     stream = _StderrHandler()
-    stream.setFormatter(formatter)
+    stream.setFormatter(_formatter(use_json))
     if _writer is not None:
         _writer.stop()
         _writer = None
@@ -209,6 +191,27 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, background: boo
         logger.handlers = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # fastinfer writes its own access log
+
+
+def _formatter(use_json: bool) -> logging.Formatter:
+    """Renders in the writer thread, which also stamps the time: the caller pays little."""
+    renderer: Processor = (
+        structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        if use_json
+        else structlog.dev.ConsoleRenderer()
+    )
+    final: list[Processor] = [
+        _timestamp,
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+    ]
+    if use_json:
+        final.append(structlog.processors.format_exc_info)
+    final.append(renderer)
+    formatter_type = _JsonFastFormatter if use_json else structlog.stdlib.ProcessorFormatter
+    return formatter_type(
+        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name],
+        processors=final,
+    )
 
 
 def flush_logging() -> None:
