@@ -12,7 +12,9 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import joblib
 import orjson
+import pandas as pd
 import pytest
 import yaml
 from fastapi.testclient import TestClient
@@ -26,7 +28,9 @@ from tests.conftest import (
     build_scripted_model,
     build_tiny_model,
     serve_in_process,
+    sha256_of,
     wait_ready,
+    write_config,
 )
 
 ROW = {"inputs": [{"x": 7, "colour": 0}]}
@@ -425,3 +429,57 @@ def test_a_reload_checks_the_sha256_pin_again(repo_client: TestClient) -> None:
     synced = repo_client.post("/admin/repository/sync", headers=AUTH)  # what polling runs
     assert synced.status_code in (200, 422)
     assert repo_client.post("/v1/models/tiny/versions/2/predict", json=ROW).status_code == 200
+
+
+def _word_model(directory: Path, version: str) -> Path:
+    """A model with a free-text input (`word`), in `directory` as version `version`."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    directory.mkdir(parents=True)
+    frame = pd.DataFrame({"word": ["a", "b", "a", "b"], "x": [0.0, 1, 2, 3]})
+    encode = ColumnTransformer(
+        [("word", OneHotEncoder(handle_unknown="ignore"), ["word"])], remainder="passthrough"
+    )
+    model = Pipeline([("encode", encode), ("model", LogisticRegression())])
+    joblib.dump(model.fit(frame, ["no", "yes", "no", "yes"]), directory / "model.joblib")
+    return write_config(
+        directory,
+        {
+            "name": "words",
+            "version": version,
+            "runtime": "sklearn",
+            "artefact": {"path": "model.joblib", "sha256": sha256_of(directory / "model.joblib")},
+            "inputs": [{"name": "word", "type": "string"}, {"name": "x", "type": "number"}],
+            "example": {"word": "a", "x": 1.0},
+            "output": {"kind": "classifier"},
+        },
+    )
+
+
+def _published_word_schema(document: dict[str, Any], path: str) -> dict[str, Any]:
+    """The JSON schema the OpenAPI document gives the `word` field of `path`'s request rows."""
+    schemas = document["components"]["schemas"]
+    body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    request = schemas[body["schema"]["$ref"].rsplit("/", 1)[-1]]
+    row = schemas[request["properties"]["inputs"]["items"]["$ref"].rsplit("/", 1)[-1]]
+    word: dict[str, Any] = row["properties"]["word"]
+    return word
+
+
+def test_every_version_publishes_the_string_cap_it_enforces(tmp_path: Path) -> None:
+    """The default version's schema and an older version's (documented under their own names)
+    both carry the configured cap, and the older version enforces it too."""
+    old, new = _word_model(tmp_path / "1", "1"), _word_model(tmp_path / "2", "2")
+    with serve_in_process(old, new, max_string_length=8) as client:
+        wait_ready(client)
+        document = client.get("/openapi.json").json()
+        default = _published_word_schema(document, "/v1/models/words/predict")
+        older = _published_word_schema(document, "/v1/models/words/versions/1/predict")
+        assert default["maxLength"] == older["maxLength"] == 8
+        long_word = {"inputs": [{"word": "w" * 9, "x": 1.0}]}
+        response = client.post("/v1/models/words/versions/1/predict", json=long_word)
+        assert response.status_code == 422
+        assert "at most 8 characters" in response.json()["details"][0]["problem"]

@@ -18,7 +18,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import GridSearchCV
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
     MinMaxScaler,
@@ -29,7 +29,7 @@ from sklearn.preprocessing import (
 
 from fastinfer.model.spec import InputField, OutputSpec
 from fastinfer.runtimes import create_runtime
-from fastinfer.runtimes.sklearn import SklearnRuntime, _inferred_fields
+from fastinfer.runtimes.sklearn import SklearnRuntime, _inferred_fields, refusing_encoder_fields
 from tests.conftest import serve_in_process, sha256_of, wait_ready, write_config
 
 COLOURS = ["blue", "green", "red"]
@@ -316,3 +316,21 @@ def test_inference_never_fails_a_load() -> None:
             raise RuntimeError("not what inference expects")
 
     assert _inferred_fields(Pipeline(), ["a", "b"]) == [InputField(name="a"), InputField(name="b")]
+
+
+def test_refusing_encoders_are_found_wherever_they_sit() -> None:
+    """Even where the pipeline can not be followed (a FeatureUnion), an encoder that refuses
+    unknown values gives its columns' categories; one that ignores them gives none."""
+    data = shop_frame()
+    union = FeatureUnion(
+        [
+            ("strict", ColumnTransformer([("c", OneHotEncoder(), ["colour"])])),
+            ("lax", ColumnTransformer([("s", OneHotEncoder(handle_unknown="ignore"), ["size"])])),
+            ("numbers", ColumnTransformer([("n", StandardScaler(), ["age"])])),
+        ]
+    )
+    model = Pipeline([("union", union), ("model", LogisticRegression())]).fit(data, bought(data))
+    assert derived(model)[0] == InputField(name="colour")  # the served schema can not tell
+    assert refusing_encoder_fields(model) == {
+        "colour": InputField(name="colour", type="string", allowed=COLOURS),
+    }

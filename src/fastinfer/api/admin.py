@@ -23,16 +23,12 @@ from fastinfer.errors import ServiceError
 from fastinfer.repository.layout import scan_repository, version_key
 from fastinfer.repository.manager import ChangeRefused, ChangeResult, ModelManager
 from fastinfer.repository.registry import ModelRegistry
+from fastinfer.security.keys import Unauthorized
 
 
 class AdminDisabled(ServiceError):  # noqa: N818
     status = 403
     code = "admin_disabled"
-
-
-class Unauthorized(ServiceError):  # noqa: N818
-    status = 401
-    code = "unauthorized"
 
 
 class ChangeFailed(ServiceError):  # noqa: N818
@@ -130,12 +126,7 @@ async def _answer(request: Request, change: Any) -> ChangeAnswer:
     except ChangeRefused as refused:
         raise ChangeFailed(refused) from None
     registry: ModelRegistry = request.app.state.registry
-    defaults = {}
-    for name in registry.names():
-        group = registry.get(name)
-        default = group.default() if group is not None else None
-        defaults[name] = default.version if default is not None else None
-    return ChangeAnswer(**result.as_dict(), models=defaults)
+    return ChangeAnswer(**result.as_dict(), models=registry.default_versions())
 
 
 Admin = Annotated[ModelManager, Depends(_manager)]
@@ -149,7 +140,7 @@ async def repository_state(request: Request, manager: Admin) -> RepositoryState:
     for name in sorted(set(registry.names()) | set(on_disk)):
         group = registry.get(name)
         loaded = group.versions if group is not None else {}
-        default = group.default() if group is not None else None
+        default = group.default_version if group is not None else None
         states = []
         for version in sorted(set(loaded) | set(on_disk.get(name, {})), key=version_key):
             model = loaded.get(version)
@@ -159,7 +150,7 @@ async def repository_state(request: Request, manager: Admin) -> RepositoryState:
                     loaded=model is not None,
                     state=model.state.value if model else None,
                     reason=model.reason if model else None,
-                    default=model is not None and model is default,
+                    default=model is not None and version == default,
                     revision=model.revision if model else None,
                     sha256=model.sha256 if model else None,
                     loaded_at=model.loaded_at if model else None,
@@ -170,7 +161,7 @@ async def repository_state(request: Request, manager: Admin) -> RepositoryState:
         models.append(
             ModelState(
                 name=name,
-                default=default.version if default else None,
+                default=default,
                 pinned=group.pinned if group else None,
                 versions=states,
             )

@@ -61,13 +61,7 @@ def build_openapi(app: FastAPI, registry: ModelRegistry) -> dict[str, Any]:
                 continue
             schema, model_response = default.schema, response_name
             if model is not default:  # its own names: versions may differ in their inputs
-                schema = RowSchema(
-                    f"{name} v{model.version}",
-                    model.schema.fields,
-                    allow_extra=model.config.allow_extra_fields,
-                    max_rows=model.schema.max_rows,
-                    example=model.config.example,
-                )
+                schema = model.schema.renamed(f"{name} v{model.version}")
                 schemas.update(schema.json_schemas(_REF))
                 model_response = f"{pascal_case(f'{name} v{model.version}')}PredictResponse"
                 schemas[model_response] = _response_schema(model, model_response)

@@ -91,20 +91,10 @@ def liveness(state: Any, request_id: str) -> ProbeAnswer:
 def readiness(state: Any, request_id: str) -> ProbeAnswer:
     waiting = readiness_problems(state)
     if not waiting:
-        return 200, {"status": "ready", "models": default_versions(state.registry)}, {}
+        return 200, {"status": "ready", "models": state.registry.default_versions()}, {}
     message = "not ready: " + "; ".join(f"{name}: {why}" for name, why in waiting.items())
     body = _error("not_ready", message, {"models": waiting}, request_id)
     return 503, body, {"Retry-After": "5"}
-
-
-def default_versions(registry: ModelRegistry) -> dict[str, str | None]:
-    """Model name → the version that answers unversioned requests."""
-    defaults: dict[str, str | None] = {}
-    for name in registry.names():
-        group = registry.get(name)
-        default = group.default() if group is not None else None
-        defaults[name] = default.version if default is not None else None
-    return defaults
 
 
 def _error(code: str, message: str, details: Any, request_id: str) -> dict[str, Any]:
@@ -149,7 +139,7 @@ def _resident_bytes() -> int | None:
 async def health(request: Request) -> Health:
     state = request.app.state
     registry: ModelRegistry = state.registry
-    defaults = default_versions(registry)
+    defaults = registry.default_versions()
     return Health(
         status="ready" if not readiness_problems(state) else "not_ready",
         booted_at=state.booted_at,

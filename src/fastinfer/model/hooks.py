@@ -15,8 +15,9 @@ sent, so they add no latency; their failures are logged and counted too.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
+import pkgutil
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,16 +139,19 @@ def load_hooks(pre: list[str], post: list[str], timeout_ms: float) -> Hooks:
 
 
 def _resolve(path: str) -> Any:
+    """The async function `path` names; each way the name can be wrong gets its own message."""
     module_name, sep, attribute = path.partition(":")
-    if not sep or not module_name or not attribute:
+    names = [*module_name.split("."), *attribute.split(".")]
+    if not sep or not all(name.isidentifier() for name in names):
         raise HookImportError(f"hook {path!r}: expected 'package.module:function'")
     try:
-        module = importlib.import_module(module_name)
+        hook = pkgutil.resolve_name(path)
     except ImportError as exc:
         raise HookImportError(f"hook {path!r}: cannot import {module_name!r}: {exc}") from None
-    hook = getattr(module, attribute, None)
-    if hook is None:
-        raise HookImportError(f"hook {path!r}: {module_name!r} has no {attribute!r}")
+    except AttributeError:
+        if module_name not in sys.modules:
+            raise  # the module's own code failed while it was imported
+        raise HookImportError(f"hook {path!r}: {module_name!r} has no {attribute!r}") from None
     if not inspect.iscoroutinefunction(hook):
         raise HookImportError(f"hook {path!r}: must be an async function (async def)")
     return hook

@@ -193,6 +193,8 @@ class RowSchema:
     ) -> None:
         limits = limits or InputLimits()
         self.fields = fields
+        self.allow_extra = allow_extra
+        self.limits = limits
         self.columns = [f.name for f in fields]
         self.max_rows = max_rows
         self.example = example
@@ -221,6 +223,18 @@ class RowSchema:
         self._rows: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(_list_of(row_type))
         self._row_schema: dict[str, Any] = TypeAdapter(row_type).json_schema()
         self._numeric = NumericRows(fields, max_rows) if fastvalidate.eligible(fields) else None
+
+    def renamed(self, model_name: str) -> RowSchema:
+        """The same schema under `model_name`'s type names (each version's in the OpenAPI
+        document): every setting carried over, so what is published is what is enforced."""
+        return RowSchema(
+            model_name,
+            self.fields,
+            allow_extra=self.allow_extra,
+            max_rows=self.max_rows,
+            example=self.example,
+            limits=self.limits,
+        )
 
     def parse_request(self, body: bytes) -> list[dict[str, Any]]:
         """Bytes of `{"inputs": [...]}` → validated rows with every column present."""

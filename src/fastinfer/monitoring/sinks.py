@@ -17,9 +17,6 @@ from typing import IO, Any, Protocol
 
 import orjson
 
-from fastinfer.observability.logging import get_logger
-
-log = get_logger("fastinfer.prediction_log")
 Record = dict[str, Any]
 
 

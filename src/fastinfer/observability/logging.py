@@ -12,6 +12,7 @@ import logging
 import logging.handlers
 import queue
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,7 @@ import structlog
 from structlog.typing import EventDict, Processor
 
 _QUEUE_SIZE = 10_000
-_listener: logging.handlers.QueueListener | None = None
+_writer: _BatchWriter | None = None
 
 
 class _DroppingQueueHandler(logging.handlers.QueueHandler):
@@ -39,36 +40,49 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
             type(self).dropped += 1
 
 
-class _BatchingListener(logging.handlers.QueueListener):
+class _BatchWriter:
     """The writer thread: drains whatever is queued, formats it, and writes it in one call.
 
     One write and one wake-up per burst rather than per line keeps the writer's share of the
-    GIL small when every request logs a line.
+    GIL small when every request logs a line. A thread of its own, not a
+    `logging.handlers.QueueListener`: the listener's loop, the part batching changes, is private.
     """
 
     _BURST = 512
+    _STOP = object()
 
-    def _monitor(self) -> None:
-        (handler,) = self.handlers
-        records: queue.Queue[Any] = self.queue  # type: ignore[assignment]
-        sentinel = self._sentinel  # type: ignore[attr-defined]
+    def __init__(self, records: queue.Queue[Any], handler: logging.Handler) -> None:
+        self._records = records
+        self._handler = handler
+        self._thread = threading.Thread(target=self._run, name="fastinfer-log-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Write out what is queued, then end the thread."""
+        if self._thread.is_alive():
+            self._records.put(self._STOP)  # waits for room: the thread is draining
+            self._thread.join()
+
+    def _run(self) -> None:
         done = False
         while not done:
-            burst = [records.get()]
+            burst = [self._records.get()]
             while len(burst) < self._BURST:
                 try:
-                    burst.append(records.get_nowait())
+                    burst.append(self._records.get_nowait())
                 except queue.Empty:
                     break
             lines: list[str] = []
             for record in burst:
-                if record is sentinel:
+                if record is self._STOP:
                     done = True
                     continue
                 try:
-                    lines.append(handler.format(record))
+                    lines.append(self._handler.format(record))
                 except Exception:
-                    handler.handleError(record)
+                    self._handler.handleError(record)
             if lines:
                 stream = sys.stderr
                 stream.write("\n".join(lines) + "\n")
@@ -139,34 +153,16 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, background: boo
 
     `background=False` writes synchronously and starts no thread: for a process about to fork.
     """
-    global _listener  # noqa: PLW0603 - one logging pipeline per process
+    global _writer  # noqa: PLW0603 - one logging pipeline per process
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-    ]
-    renderer: Processor = (
-        structlog.processors.JSONRenderer(serializer=_orjson_dumps)
-        if use_json
-        else structlog.dev.ConsoleRenderer()
-    )
-    # The writer thread stamps the time (from the record) and renders: the caller pays little.
-    final: list[Processor] = [
-        _timestamp,
-        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-    ]
-    if use_json:
-        final.append(structlog.processors.format_exc_info)
-    final.append(renderer)
-    formatter_type = _JsonFastFormatter if use_json else structlog.stdlib.ProcessorFormatter
-    formatter = formatter_type(
-        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name],
-        processors=final,
-    )
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         cache_logger_on_first_use=False,
@@ -177,15 +173,15 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, background: boo
     logging.logProcesses = False
     logging.logMultiprocessing = False
     stream = _StderrHandler()
-    stream.setFormatter(formatter)
-    if _listener is not None:
-        _listener.stop()
-        _listener = None
+    stream.setFormatter(_formatter(use_json))
+    if _writer is not None:
+        _writer.stop()
+        _writer = None
     root = logging.getLogger()
     if background:
-        records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=_QUEUE_SIZE)
-        _listener = _BatchingListener(records, stream, respect_handler_level=False)
-        _listener.start()
+        records: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_SIZE)
+        _writer = _BatchWriter(records, stream)
+        _writer.start()
         root.handlers = [_DroppingQueueHandler(records)]
     else:
         root.handlers = [stream]
@@ -197,12 +193,33 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, background: boo
     logging.getLogger("uvicorn.access").disabled = True  # fastinfer writes its own access log
 
 
+def _formatter(use_json: bool) -> logging.Formatter:
+    """Renders in the writer thread, which also stamps the time: the caller pays little."""
+    renderer: Processor = (
+        structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        if use_json
+        else structlog.dev.ConsoleRenderer()
+    )
+    final: list[Processor] = [
+        _timestamp,
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+    ]
+    if use_json:
+        final.append(structlog.processors.format_exc_info)
+    final.append(renderer)
+    formatter_type = _JsonFastFormatter if use_json else structlog.stdlib.ProcessorFormatter
+    return formatter_type(
+        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name],
+        processors=final,
+    )
+
+
 def flush_logging() -> None:
     """Write out every queued record (at shutdown, so the last lines are not lost)."""
-    global _listener  # noqa: PLW0603
-    if _listener is not None:
-        _listener.stop()
-        _listener = None
+    global _writer  # noqa: PLW0603
+    if _writer is not None:
+        _writer.stop()
+        _writer = None
 
 
 atexit.register(flush_logging)

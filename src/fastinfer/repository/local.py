@@ -21,17 +21,23 @@ _FALSE = {"false", "0", "no", "n", "f"}
 
 
 class ModelLoadError(RuntimeError):
-    """The model could not be loaded or failed its self-test."""
+    """The model could not be loaded or failed its self-test; `reason` says why."""
+
+    def __init__(self, name: str, reason: str | None) -> None:
+        super().__init__(f"model {name!r} did not load: {reason}")
+        self.reason = reason
 
 
 def load_local(directory: ModelDirectory, *, trust_unpinned: bool = False) -> ServedModel:
-    """Load a model exactly as `fastinfer serve` does; raise if it is not ready."""
+    """Load a model exactly as `fastinfer serve` does (pinned, self-tested); raise if not ready.
+
+    `fastinfer score` scores with it, and `fastinfer init` checks the files it wrote with it.
+    """
     registry = ModelRegistry([directory], max_rows=1_000_000, trust_unpinned=trust_unpinned)
-    registry.load_all()
-    model = registry.resolve(directory.config.name, directory.config.version)
-    assert model is not None
+    (model,) = registry
+    registry.load(model)
     if not model.ready:
-        raise ModelLoadError(f"model {model.name!r} did not load: {model.reason}")
+        raise ModelLoadError(model.name, model.reason)
     return model
 
 

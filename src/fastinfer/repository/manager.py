@@ -167,11 +167,7 @@ class ModelManager:
                     loaded=[c.label for c in candidates if c.ready],
                     retired=[m.label for m in retired],
                     failed=failures or None,
-                    defaults={
-                        name: (group.default().version if group.default() else None)  # type: ignore[union-attr]
-                        for name in self.registry.names()
-                        if (group := self.registry.get(name)) is not None
-                    },
+                    defaults=self.registry.default_versions(),
                 )
             return failures
 

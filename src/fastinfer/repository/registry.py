@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fastinfer.model.hooks import load_hooks
 from fastinfer.model.integrity import read_pinned, sha256_bytes
@@ -22,15 +21,11 @@ from fastinfer.model.spec import (
     ModelConfig,
     ModelConfigError,
     ModelDirectory,
-    load_model_directory,
 )
 from fastinfer.observability.logging import get_logger
 from fastinfer.repository.served import ModelState, ModelVersions, ServedModel
 from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource, source_of
 from fastinfer.runtimes import Runtime, create_runtime
-
-if TYPE_CHECKING:
-    pass
 
 log = get_logger("fastinfer.registry")
 _import_lock = threading.Lock()
@@ -105,14 +100,6 @@ class ModelRegistry:
                 raise ModelConfigError(f"default version {name}={version}: no such model version")
             pinned.pinned = version
 
-    @classmethod
-    def from_paths(cls, paths: list[Path], *, max_rows: int, trust_unpinned: bool) -> ModelRegistry:
-        return cls(
-            [load_model_directory(p) for p in paths],
-            max_rows=max_rows,
-            trust_unpinned=trust_unpinned,
-        )
-
     def __iter__(self) -> Iterator[ServedModel]:
         """Every version of every model."""
         for group in list(self._models.values()):
@@ -135,6 +122,10 @@ class ModelRegistry:
         if version is None:
             return group.default() or (group.ordered()[-1] if group.versions else None)
         return group.versions.get(version)
+
+    def default_versions(self) -> dict[str, str | None]:
+        """Model name → the version that answers unversioned requests (None while none serves)."""
+        return {name: self._models[name].default_version for name in self.names()}
 
     def not_ready(self) -> dict[str, str]:
         """Model name → why it has no version to answer with; empty when every model has one."""

@@ -114,6 +114,12 @@ class ModelVersions:
         self._default = (self.changes, self.pinned, model)
         return model
 
+    @property
+    def default_version(self) -> str | None:
+        """The version `default()` answers with; None while none serves."""
+        model = self.default()
+        return model.version if model is not None else None
+
     def _choose_default(self) -> ServedModel | None:
         pinned = self.versions.get(self.pinned) if self.pinned else None
         if pinned is not None and pinned.serving:

@@ -7,7 +7,7 @@ the models that name it.
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,8 @@ def create_runtime(
     target = RUNTIMES.get(kind)
     if target is None:
         raise ValueError(f"unknown runtime {kind!r}; available: {', '.join(RUNTIMES)}")
-    module_name, _, class_name = target.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        runtime_class: type[Runtime] = pkgutil.resolve_name(target)
     except ModuleNotFoundError as exc:
         framework = _FRAMEWORKS.get(kind)
         if framework is None or exc.name is None or exc.name.split(".")[0] != framework:
@@ -58,7 +57,6 @@ def create_runtime(
             f"runtime {kind!r} needs the {framework!r} package, which is not installed; "
             f"install it with: pip install 'fastinfer[{framework}]'"
         ) from None
-    runtime_class: type[Runtime] = getattr(module, class_name)
     return runtime_class(output, options or {}, directory=directory)
 
 

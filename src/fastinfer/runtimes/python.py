@@ -8,9 +8,10 @@ model.yaml: it is taken from the installed distribution.
 
 from __future__ import annotations
 
-import importlib
 import inspect
+import pkgutil
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -289,33 +290,34 @@ def _resolve(entrypoint: str) -> Any:
     """Import `module:attr.path`; every failure names the entrypoint and what was missing."""
     module_name, _, attribute = entrypoint.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
+        return pkgutil.resolve_name(entrypoint)
+    except AttributeError as exc:
+        if module_name not in sys.modules:  # the module's own code failed while imported
+            raise _import_failed(entrypoint, module_name, exc) from exc
+        owner = getattr(exc.obj, "__name__", module_name)
+        raise AttributeError(
+            f"entrypoint {entrypoint!r}: {owner!r} has no attribute {exc.name or attribute!r}"
+        ) from None
+    except Exception as exc:
+        raise _import_failed(entrypoint, module_name, exc) from exc
+
+
+def _import_failed(entrypoint: str, module_name: str, exc: Exception) -> ImportError:
+    """Why importing the entrypoint's module failed: it, or a module it imports, is missing?"""
+    if isinstance(exc, ModuleNotFoundError):
         missing = exc.name or module_name
         if module_name == missing or module_name.startswith(missing + "."):
-            raise ImportError(
+            return ImportError(
                 f"entrypoint {entrypoint!r}: no module named {missing!r} (install the model's "
                 "package, or list its files in code_paths)"
-            ) from exc
-        raise ImportError(
+            )
+        return ImportError(
             f"entrypoint {entrypoint!r}: importing {module_name!r} failed because it imports "
             f"{missing!r}, which is not installed"
-        ) from exc
-    except Exception as exc:
-        raise ImportError(
-            f"entrypoint {entrypoint!r}: importing {module_name!r} failed: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    target: Any = module
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise AttributeError(
-                f"entrypoint {entrypoint!r}: {getattr(target, '__name__', module_name)!r} has no "
-                f"attribute {part!r}"
-            ) from None
-    return target
+        )
+    return ImportError(
+        f"entrypoint {entrypoint!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+    )
 
 
 def _jsonable(value: Any, entrypoint: str) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import skops.io
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from fastinfer.model.spec import FieldType, InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime
@@ -201,17 +202,47 @@ def _inferred_fields(estimator: Any, names: list[str]) -> list[InputField]:
         facts = _consume([estimator], names)
     except Exception:  # inference is a convenience: an unexpected structure must not fail a load
         facts = {}
-    fields = []
-    for name in names:
-        column = facts.get(name)
-        if column is None:
-            fields.append(InputField(name=name))
+    return [_field(name, facts.get(name)) for name in names]
+
+
+def _field(name: str, column: _Column | None) -> InputField:
+    if column is None:
+        return InputField(name=name)
+    allowed = list(column.allowed) if column.allowed else None
+    return InputField(name=name, type=column.type, allowed=allowed, nullable=column.nullable)
+
+
+def refusing_encoder_fields(estimator: Any) -> dict[str, InputField]:
+    """Column → its field as an encoder that refuses unknown values reads it, wherever one sits.
+
+    An encoder with handle_unknown="error", fit on named columns, fails on any value but its
+    categories: they are the column's true `allowed` list even where `_consume` can not follow
+    the pipeline to it (a FeatureUnion, someone else's step before it). `fastinfer init` adds them
+    to the derived fields. Subclasses count here (isinstance), as they always have for init.
+    """
+    found: dict[str, InputField] = {}
+    for part in _parts(estimator):
+        if not isinstance(part, OneHotEncoder | OrdinalEncoder) or part.handle_unknown != "error":
             continue
-        allowed = list(column.allowed) if column.allowed else None
-        fields.append(
-            InputField(name=name, type=column.type, allowed=allowed, nullable=column.nullable)
-        )
-    return fields
+        names = getattr(part, "feature_names_in_", None)
+        if names is not None:
+            for name, column in _encoded(part, [str(n) for n in names]).items():
+                found[name] = _field(name, column)
+    return found
+
+
+def _parts(estimator: Any, depth: int = 0) -> Iterator[Any]:
+    """The estimator and, recursively, the fitted steps of pipelines, column transformers and
+    feature unions (not following the data: every part, wherever it sits)."""
+    yield estimator
+    if depth > 8:
+        return
+    for attribute in ("steps", "transformers_", "transformer_list"):
+        members = getattr(estimator, attribute, None)
+        if isinstance(members, list):
+            for member in members:
+                if isinstance(member, tuple) and len(member) >= 2:
+                    yield from _parts(member[1], depth + 1)
 
 
 def _consume(steps: Sequence[Any], columns: list[str]) -> dict[str, _Column]:

@@ -15,8 +15,7 @@ its own, without a model directory being written.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -80,13 +79,7 @@ def build_inputs(
         raise ScaffoldError(f"--target {target!r} is one of the model's own inputs")
     known = list(derived or [])
     if known and positional and not any(f.name in sample.columns for f in known):
-        besides = " besides --target" if target else ""
-        if len(columns) != len(known):
-            raise ScaffoldError(
-                f"the model takes {len(known)} unnamed features but the sample has "
-                f"{len(columns)} columns{besides}"
-            )
-        known = [_renamed(f, c) for f, c in zip(known, columns, strict=True)]
+        known = _named_in_order(known, columns, target)
         warnings.append(
             "the artefact does not name its features: the sample's columns are taken in order"
         )
@@ -102,8 +95,30 @@ def build_inputs(
     unused = [c for c in columns if c not in names]
     if unused:
         warnings.append(f"sample columns the model does not use: {', '.join(unused)}")
+    fields, sources, notes = _refined(known, sample)
+    return fields, sources, warnings + notes
+
+
+def _named_in_order(
+    known: list[InputField], columns: list[str], target: str | None
+) -> list[InputField]:
+    """Unnamed features (x0, x1, ...) named after the sample's columns, in order."""
+    if len(columns) != len(known):
+        besides = " besides --target" if target else ""
+        raise ScaffoldError(
+            f"the model takes {len(known)} unnamed features but the sample has "
+            f"{len(columns)} columns{besides}"
+        )
+    return [_renamed(f, c) for f, c in zip(known, columns, strict=True)]
+
+
+def _refined(
+    known: list[InputField], sample: pd.DataFrame
+) -> tuple[list[InputField], dict[str, str], list[str]]:
+    """Each field refined by its sample column (tensor fields stay as the artefact says)."""
     fields: list[InputField] = []
     sources: dict[str, str] = {}
+    warnings: list[str] = []
     for field in known:
         if field.shape is not None:
             fields.append(field)
@@ -125,9 +140,9 @@ def derived_inputs(runtime: Runtime) -> list[InputField] | None:
         raise ScaffoldError(f"cannot read the inputs from the artefact: {exc}") from None
     if not derived:
         return derived
-    categories = _encoder_categories(runtime)
+    encoders = _encoder_fields(runtime)
     return [
-        _with_categories(f, categories[f.name]) if f.name in categories and f.shape is None else f
+        _with_categories(f, encoders[f.name]) if f.name in encoders and f.shape is None else f
         for f in derived
     ]
 
@@ -236,8 +251,8 @@ def _renamed(field: InputField, name: str) -> InputField:
 # --- the artefact ----------------------------------------------------------------------------
 
 
-def _encoder_categories(runtime: Runtime) -> dict[str, list[Any]]:
-    """Column → categories of scikit-learn encoders (handle_unknown="error") fit on named columns.
+def _encoder_fields(runtime: Runtime) -> dict[str, InputField]:
+    """Column → its field as a scikit-learn encoder that refuses unknown values reads it.
 
     Such an encoder fails on any other value, so its categories are the field's true `allowed`
     list, including those the sample happens not to hold.
@@ -245,45 +260,21 @@ def _encoder_categories(runtime: Runtime) -> dict[str, list[Any]]:
     estimator = getattr(runtime, "estimator", None)
     if estimator is None:
         return {}
-    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+    from fastinfer.runtimes.sklearn import refusing_encoder_fields  # the runtime that has one
 
-    found: dict[str, list[Any]] = {}
-    for part in _sklearn_parts(estimator):
-        if not isinstance(part, OneHotEncoder | OrdinalEncoder):
-            continue
-        names = getattr(part, "feature_names_in_", None)
-        categories = getattr(part, "categories_", None)
-        if part.handle_unknown != "error" or names is None or categories is None:
-            continue
-        for column, values in zip(names, categories, strict=False):
-            found[str(column)] = list(values)
-    return found
+    return refusing_encoder_fields(estimator)
 
 
-def _sklearn_parts(estimator: Any, depth: int = 0) -> Iterator[Any]:
-    """The estimator and, recursively, the fitted steps of pipelines and column transformers."""
-    yield estimator
-    if depth > 8:
-        return
-    for attribute in ("steps", "transformers_", "transformer_list"):
-        members = getattr(estimator, attribute, None)
-        if isinstance(members, list):
-            for member in members:
-                if isinstance(member, tuple) and len(member) >= 2:
-                    yield from _sklearn_parts(member[1], depth + 1)
-
-
-def _with_categories(field: InputField, categories: list[Any]) -> InputField:
-    values = [python_value(v) for v in categories]
-    kept = [v for v in values if not _missing(v)]
-    category_type = _values_type(kept)
-    if category_type in ("any", "boolean") or field.type not in ("any", category_type):
+def _with_categories(field: InputField, encoder: InputField) -> InputField:
+    """The artefact's field narrowed to the categories of an encoder that refuses others."""
+    if encoder.type in ("any", "boolean") or field.type not in ("any", encoder.type):
         return field
+    assert encoder.allowed is not None  # a typed encoder field has its categories
     data = field.model_dump()
     data.update(
-        type=category_type,
-        allowed=sorted(kept),
-        nullable=field.nullable or len(kept) < len(values),  # NaN was a category: missing is fine
+        type=encoder.type,
+        allowed=sorted(encoder.allowed),
+        nullable=field.nullable or encoder.nullable,  # NaN was a category: missing is fine
     )
     return InputField.model_validate(data)
 
@@ -298,7 +289,3 @@ def python_value(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))

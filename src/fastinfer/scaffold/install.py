@@ -17,7 +17,7 @@ from typing import Any
 
 from fastinfer.model.spec import CONFIG_FILENAME, ModelConfigError, load_model_directory
 from fastinfer.monitoring.reference import REFERENCE_FILENAME
-from fastinfer.repository.registry import ModelRegistry
+from fastinfer.repository.local import ModelLoadError, load_local
 from fastinfer.repository.served import ServedModel
 from fastinfer.scaffold.fields import ScaffoldError
 
@@ -34,17 +34,13 @@ __all__ = [
 
 
 def load_staged(root: Path) -> ServedModel:
-    """Load a model directory exactly as the server does (pinned, self-tested)."""
+    """`load_local` on the staged files, its failures told as what `init` got wrong."""
     try:
-        directory = load_model_directory(root)
+        return load_local(load_model_directory(root))
     except ModelConfigError as exc:
         raise ScaffoldError(f"the written config is not valid: {exc}") from None
-    registry = ModelRegistry([directory], max_rows=PREDICT_BATCH, trust_unpinned=False)
-    model = next(iter(registry))
-    registry.load(model)
-    if not model.ready:
-        raise ScaffoldError(f"the new model directory does not load: {model.reason}")
-    return model
+    except ModelLoadError as exc:
+        raise ScaffoldError(f"the new model directory does not load: {exc.reason}") from None
 
 
 def predict(model: ServedModel, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

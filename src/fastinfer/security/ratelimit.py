@@ -36,10 +36,6 @@ class TokenBucket:
         self._tokens = tokens
         return (1.0 - tokens) / self.rate
 
-    @property
-    def remaining(self) -> int:
-        return int(self._tokens)
-
 
 def retry_after(wait: float) -> int:
     """A Retry-After value: whole seconds, rounded up, at least 1."""
