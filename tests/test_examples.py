@@ -493,3 +493,50 @@ def test_building_and_serving_leave_the_committed_examples_unchanged(
         if line.startswith("??") or (line[1] != " " and Path(line[3:]).name in generated)
     ]
     assert not dirty, f"a build changed committed files or left new ones: {dirty}"
+
+
+def _files(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): _sha256(path)
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def test_make_models_checks_the_pins_and_never_retrains(tmp_path: Path) -> None:
+    """`make models` (which `make serve` and `make test` run first) only checks the committed
+    files, even when train.py looks newer than them, as it may after a fresh clone; only
+    `make retrain` runs the scripts."""
+    fastinfer = Path(sys.executable).parent / "fastinfer"
+    if shutil.which("make") is None or not fastinfer.is_file():
+        pytest.skip("needs make and the fastinfer command beside this Python")
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    shutil.copytree(EXAMPLES, tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in EXAMPLE_NAMES:
+        os.utime(tmp_path / "examples" / name / "model.joblib", (1_000_000_000, 1_000_000_000))
+    before = _files(tmp_path / "examples")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+    # STAMP= : the environment is this one (BIN), so make neither checks nor creates a venv.
+    make = ["make", "-C", str(tmp_path), f"BIN={fastinfer.parent}", "STAMP="]
+
+    checked = subprocess.run([*make, "models"], capture_output=True, text=True, env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "train.py" not in checked.stdout + checked.stderr
+    assert _files(tmp_path / "examples") == before
+
+    with (tmp_path / "examples" / "car_evaluation" / "model.joblib").open("ab") as handle:
+        handle.write(b"tampered")
+    mismatch = subprocess.run([*make, "models"], capture_output=True, text=True, env=env)
+    assert mismatch.returncode != 0 and "MISMATCH" in mismatch.stdout
+
+    (tmp_path / "examples" / "titanic" / "holdout.csv").unlink()
+    missing = subprocess.run([*make, "models"], capture_output=True, text=True, env=env)
+    assert missing.returncode != 0
+    assert "holdout.csv is missing" in missing.stderr and "git checkout" in missing.stderr
+    assert "train.py" not in missing.stdout + missing.stderr
+
+    planned = subprocess.run([*make, "-n", "retrain"], capture_output=True, text=True, env=env)
+    assert planned.returncode == 0, planned.stderr
+    for name in EXAMPLE_NAMES:
+        assert f"examples/{name}/train.py" in planned.stdout
