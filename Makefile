@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 EXAMPLES := examples/titanic examples/car_evaluation
-ARTEFACTS := examples/titanic/model.joblib examples/car_evaluation/model.joblib
+# Committed with their sha256 pins in model.yaml: the source of truth, never rebuilt by a build.
+EXAMPLE_FILES := $(foreach example,$(EXAMPLES),$(example)/model.yaml $(example)/model.joblib \
+	$(example)/reference.json) examples/titanic/holdout.csv
 PYTEST_ARGS ?=
 
-.PHONY: help venv models serve test test-fast lint format lock clean
+.PHONY: help venv models retrain serve test test-fast lint format lock clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,13 +24,18 @@ $(STAMP): requirements/dev.lock pyproject.toml
 
 venv: $(STAMP)  ## Create .venv with the locked dependencies
 
-examples/titanic/model.joblib: examples/titanic/train.py examples/titanic/titanic_features.py | $(STAMP)
+# No file rule ties an artefact to train.py: a fresh clone's mtimes are arbitrary, and a retrain on
+# another CPU can write other bytes (and another pin) than the committed ones.
+models: $(STAMP)  ## Check the committed example artefacts against their pins (never retrains)
+	@for file in $(EXAMPLE_FILES); do test -f "$$file" || { echo "$$file is missing:" \
+		"restore it with 'git checkout -- $$file' (or re-create the examples: make retrain)" >&2; \
+		exit 1; }; done
+	$(BIN)/fastinfer models $(EXAMPLES)
+
+retrain: $(STAMP)  ## Re-create the example artefacts and pins with train.py (then commit them)
 	$(BIN)/python examples/titanic/train.py
-
-examples/car_evaluation/model.joblib: examples/car_evaluation/train.py | $(STAMP)
 	$(BIN)/python examples/car_evaluation/train.py
-
-models: $(ARTEFACTS)  ## Build the example model artefacts (deterministic)
+	@git status --short -- examples 2>/dev/null || true
 
 serve: models  ## Serve both examples on http://127.0.0.1:8000
 	$(BIN)/fastinfer serve --host $(HOST) --port $(PORT) $(EXAMPLES)
@@ -60,8 +67,8 @@ lock: ## Re-resolve requirements/*.lock from pyproject.toml
 	.lock-venv/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras \
 		--generate-hashes --extra dev --extra bench -o requirements/bench.lock pyproject.toml
 
-clean:  ## Remove the environment and built artefacts
-	rm -rf $(VENV) .lock-venv $(DEPLOY_VENV) build/deploy $(ARTEFACTS) examples/titanic/holdout.csv examples/*/reference.json .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+clean:  ## Remove the environments, build outputs and caches (the committed examples stay)
+	rm -rf $(VENV) .lock-venv $(DEPLOY_VENV) build/deploy examples/*/__pycache__ .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 # The deploy/ checkers live in their own environment: checkov pins many packages of its own.
 DEPLOY_VENV ?= .deploy-venv

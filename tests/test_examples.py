@@ -1,6 +1,12 @@
-"""The example models: reproducible builds, faithful synthetic data and rules the model learned.
+"""The example models: committed artefacts, reproducible builds, faithful synthetic data and rules
+the model learned.
 
-The training scripts run in temporary copies of their folders, so the real ones are never touched.
+The artefacts (model.joblib, reference.json, Titanic's holdout.csv) are committed with their sha256
+pins, and the committed files are the source of truth: a retrain on another CPU may write other
+bytes, so these tests check that the committed pins match the committed bytes, that a retrain on
+this machine is byte-identical to another retrain on it, and that a retrain predicts the same
+labels as the committed model. The training scripts run in a temporary copy of their folder or
+with `--out` into a temporary folder, so the real ones are never touched.
 """
 
 from __future__ import annotations
@@ -30,7 +36,14 @@ from fastinfer.model.spec import ModelConfig, load_model_directory
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 EXAMPLE_NAMES = ("titanic", "car_evaluation")
-BUILDS_PER_EXAMPLE = 2
+# What train.py writes, all of it committed (model.yaml holds the pin of model.joblib).
+OUTPUTS = {
+    "titanic": ("model.joblib", "model.yaml", "reference.json", "holdout.csv"),
+    "car_evaluation": ("model.joblib", "model.yaml", "reference.json"),
+}
+# A retrain elsewhere may differ in the last bits of its floats; its probabilities may not differ
+# from the committed model's by more than this (absolute), and its labels not at all.
+PROBABILITY_TOLERANCE = 1e-6
 
 # Kaggle train.csv: survival rate by (class, sex); see examples/titanic/train.py.
 PUBLISHED_SURVIVAL = {
@@ -78,22 +91,29 @@ def car_train() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
-    """Each example built twice, all builds at once, from copies of the example folders.
+    """Each example built twice, all builds at once: once by a copy of the script in a copy of its
+    folder (writing beside itself, as `make retrain` does), once by the repository's script with
+    `--out` (writing into a temporary folder, leaving the committed files alone).
 
     The scripts run from an unrelated working directory to show that they write beside
-    themselves, not into the CWD.
+    themselves or into `--out`, not into the CWD.
     """
     root = tmp_path_factory.mktemp("example-builds")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
-    ignore = shutil.ignore_patterns("*.joblib", "holdout.csv", "model.yaml", "__pycache__")
     running: list[tuple[str, Path, subprocess.Popen[str]]] = []
     for name in EXAMPLE_NAMES:
-        for i in range(BUILDS_PER_EXAMPLE):
-            folder = root / f"{name}-{i}"
-            shutil.copytree(EXAMPLES / name, folder, ignore=ignore)
+        ignore = shutil.ignore_patterns(*OUTPUTS[name], "__pycache__")
+        copy = root / f"{name}-copy"
+        shutil.copytree(EXAMPLES / name, copy, ignore=ignore)
+        out = root / f"{name}-out"
+        commands = (
+            (copy, [str(copy / "train.py")]),
+            (out, [str(EXAMPLES / name / "train.py"), "--out", str(out)]),
+        )
+        for folder, command in commands:
             process = subprocess.Popen(
-                [sys.executable, str(folder / "train.py")],
+                [sys.executable, *command],
                 cwd=root,
                 env=env,
                 stdout=subprocess.PIPE,
@@ -104,7 +124,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
     result: dict[str, list[Path]] = {name: [] for name in EXAMPLE_NAMES}
     for name, folder, process in running:
         output, _ = process.communicate(timeout=240)
-        assert process.returncode == 0, f"{folder / 'train.py'} failed:\n{output}"
+        assert process.returncode == 0, f"the build into {folder} failed:\n{output}"
         result[name].append(folder)
     return result
 
@@ -123,22 +143,38 @@ def _config_without_sha(config: ModelConfig) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
-def test_builds_are_byte_identical_and_pinned(builds: dict[str, list[Path]], name: str) -> None:
+def test_committed_pin_is_the_committed_artefacts_digest(name: str) -> None:
+    """The committed model.joblib is the source of truth, and model.yaml pins exactly it."""
+    directory = load_model_directory(EXAMPLES / name)
+    assert directory.config.artefact is not None
+    assert directory.artefact_path == EXAMPLES / name / "model.joblib"
+    assert directory.config.artefact.sha256 == _sha256(EXAMPLES / name / "model.joblib")
+    for filename in OUTPUTS[name]:
+        assert (EXAMPLES / name / filename).is_file(), filename
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_builds_on_one_machine_are_byte_identical_and_pinned(
+    builds: dict[str, list[Path]], name: str
+) -> None:
+    """Byte-identical on one machine with one set of libraries (not across CPUs: the committed
+    files, not a rebuild, are what is served)."""
     first, second = builds[name]
-    digest = _sha256(first / "model.joblib")
-    assert _sha256(second / "model.joblib") == digest
-    assert (first / "model.yaml").read_bytes() == (second / "model.yaml").read_bytes()
-    directory = load_model_directory(first)
-    assert directory.config.artefact.sha256 == digest
-    assert directory.artefact_path == first / "model.joblib"
-    for rel in directory.config.code_paths:
-        assert (first / rel).is_file()
+    for filename in OUTPUTS[name]:
+        assert (first / filename).read_bytes() == (second / filename).read_bytes(), filename
+    directory = load_model_directory(second)
+    assert directory.config.artefact is not None
+    assert directory.config.artefact.sha256 == _sha256(second / "model.joblib")
+    assert directory.artefact_path == second / "model.joblib"
+    for rel in directory.config.code_paths:  # --out writes a complete model directory
+        assert (second / rel).is_file()
+        assert (second / rel).read_bytes() == (EXAMPLES / name / rel).read_bytes()
 
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_committed_config_matches_a_fresh_build(builds: dict[str, list[Path]], name: str) -> None:
-    """The committed model.yaml is what the script writes (the digest depends on library versions,
-    so only it may differ): edit the script, then rerun it and commit its model.yaml."""
+    """The committed model.yaml is what the script writes (the digest depends on the CPU and the
+    library versions, so only it may differ): edit the script, then `make retrain` and commit."""
     committed = load_model_directory(EXAMPLES / name).config
     built = load_model_directory(builds[name][0]).config
     assert _config_without_sha(committed) == _config_without_sha(built)
@@ -190,8 +226,8 @@ def test_titanic_synthetic_data_follows_published_rates(titanic_train: ModuleTyp
     assert passengers.equals(titanic_train.generate_passengers())
 
 
-def test_titanic_holdout_is_in_kaggle_format(builds: dict[str, list[Path]]) -> None:
-    text = (builds["titanic"][0] / "holdout.csv").read_text(encoding="utf-8")
+def test_titanic_holdout_is_in_kaggle_format() -> None:
+    text = (EXAMPLES / "titanic" / "holdout.csv").read_text(encoding="utf-8")
     header = text.splitlines()[0]
     assert (
         header == "PassengerId,Survived,Pclass,Name,Sex,Age,SibSp,Parch,Ticket,Fare,Cabin,Embarked"
@@ -199,21 +235,19 @@ def test_titanic_holdout_is_in_kaggle_format(builds: dict[str, list[Path]]) -> N
     cells = {cell for row in csv.reader(io.StringIO(text)) for cell in row}
     assert "" in cells  # missing values are empty cells...
     assert not cells & {"nan", "NaN", "None", "<NA>"}  # ...and nothing else
-    holdout = pd.read_csv(builds["titanic"][0] / "holdout.csv")
+    holdout = pd.read_csv(EXAMPLES / "titanic" / "holdout.csv")
     assert len(holdout) == 418
     assert holdout["PassengerId"].is_unique
 
 
-def test_titanic_artefact_references_the_shared_module(builds: dict[str, list[Path]]) -> None:
-    data = (builds["titanic"][0] / "model.joblib").read_bytes()
+def test_titanic_artefact_references_the_shared_module() -> None:
+    data = (EXAMPLES / "titanic" / "model.joblib").read_bytes()
     assert b"titanic_features" in data
     assert b"__main__" not in data
 
 
-def test_titanic_model_predicts_sensibly(
-    builds: dict[str, list[Path]], restore_sys_path: None
-) -> None:
-    folder = builds["titanic"][0]
+def test_titanic_model_predicts_sensibly(restore_sys_path: None) -> None:
+    folder = EXAMPLES / "titanic"
     sys.path.insert(0, str(folder))
     directory = load_model_directory(folder)
     model = joblib.load(directory.artefact_path)
@@ -350,10 +384,8 @@ def test_car_rules_have_their_documented_properties(car_train: ModuleType) -> No
         car_train.label_car({**car_train.EXAMPLE, "doors": "7"})
 
 
-def test_car_model_agrees_with_the_rules(
-    builds: dict[str, list[Path]], car_train: ModuleType
-) -> None:
-    directory = load_model_directory(builds["car_evaluation"][0])
+def test_car_model_agrees_with_the_rules(car_train: ModuleType) -> None:
+    directory = load_model_directory(EXAMPLES / "car_evaluation")
     assert directory.config.code_paths == []
     model = joblib.load(directory.artefact_path)
     grid = car_train.labelled_grid()
@@ -382,3 +414,129 @@ def test_training_writes_reference_statistics_for_drift(examples_built: None) ->
             total = sum(counted.values()) if isinstance(counted, dict) else sum(counted)
             assert total + stats["missing"] == reference["rows"]
         assert set(reference["prediction"]["counts"]) <= labels
+
+
+# --- a retrain, the committed files and the working tree --------------------------------------
+
+
+def _load_pipeline(path: Path) -> Any:
+    directory = load_model_directory(path.parent)
+    assert directory.config.artefact is not None
+    assert _sha256(path) == directory.config.artefact.sha256
+    return joblib.load(path)
+
+
+def _assert_same_predictions(committed: Any, retrained: Any, features: pd.DataFrame) -> None:
+    assert list(retrained.classes_) == list(committed.classes_)
+    np.testing.assert_array_equal(retrained.predict(features), committed.predict(features))
+    np.testing.assert_allclose(
+        retrained.predict_proba(features),
+        committed.predict_proba(features),
+        rtol=0,
+        atol=PROBABILITY_TOLERANCE,
+    )
+
+
+def test_a_retrained_titanic_model_predicts_like_the_committed_one(
+    builds: dict[str, list[Path]], restore_sys_path: None
+) -> None:
+    """On the 418 holdout rows: the same labels, probabilities within PROBABILITY_TOLERANCE."""
+    sys.path.insert(0, str(EXAMPLES / "titanic"))  # both pickles import titanic_features
+    retrained_dir = builds["titanic"][1]
+    committed = _load_pipeline(EXAMPLES / "titanic" / "model.joblib")
+    retrained = _load_pipeline(retrained_dir / "model.joblib")
+    holdout = pd.read_csv(EXAMPLES / "titanic" / "holdout.csv")
+    _assert_same_predictions(committed, retrained, holdout.drop(columns="Survived"))
+    # The retrain held out the same passengers, with the same outcomes.
+    retrained_holdout = pd.read_csv(retrained_dir / "holdout.csv")
+    for column in ("PassengerId", "Survived"):
+        assert retrained_holdout[column].tolist() == holdout[column].tolist(), column
+
+
+def test_a_retrained_car_model_predicts_like_the_committed_one(
+    builds: dict[str, list[Path]], car_train: ModuleType
+) -> None:
+    """On the whole 1,728-row grid: the same labels, probabilities within PROBABILITY_TOLERANCE."""
+    committed = _load_pipeline(EXAMPLES / "car_evaluation" / "model.joblib")
+    retrained = _load_pipeline(builds["car_evaluation"][1] / "model.joblib")
+    grid = car_train.build_grid()
+    assert len(grid) == 1728
+    _assert_same_predictions(committed, retrained, grid)
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+
+
+def test_building_and_serving_leave_the_committed_examples_unchanged(
+    builds: dict[str, list[Path]], examples_built: None
+) -> None:
+    """After the test builds (one with `--out` from the repository's scripts) and the fixture the
+    served-example tests use, git sees no changed or new file under examples/ that a build writes:
+    a fresh clone stays clean."""
+    if shutil.which("git") is None or _git("rev-parse", "--is-inside-work-tree").returncode:
+        pytest.skip("not a git checkout")
+    for name in EXAMPLE_NAMES:
+        for filename in OUTPUTS[name]:
+            path = f"examples/{name}/{filename}"
+            assert _git("ls-files", "--error-unmatch", path).returncode == 0, (
+                f"{path}: not committed"
+            )
+    status = _git("status", "--porcelain", "--untracked-files=all", "--", "examples")
+    assert status.returncode == 0, status.stderr
+    generated = {name for outputs in OUTPUTS.values() for name in outputs}
+    # Working tree against the index (the second status column) and new files: what a build
+    # writes. Changes already staged are someone's work, not a build's.
+    dirty = [
+        line
+        for line in status.stdout.splitlines()
+        if line.startswith("??") or (line[1] != " " and Path(line[3:]).name in generated)
+    ]
+    assert not dirty, f"a build changed committed files or left new ones: {dirty}"
+
+
+def _files(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): _sha256(path)
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def test_make_models_checks_the_pins_and_never_retrains(tmp_path: Path) -> None:
+    """`make models` (which `make serve` and `make test` run first) only checks the committed
+    files, even when train.py looks newer than them, as it may after a fresh clone; only
+    `make retrain` runs the scripts."""
+    fastinfer = Path(sys.executable).parent / "fastinfer"
+    if shutil.which("make") is None or not fastinfer.is_file():
+        pytest.skip("needs make and the fastinfer command beside this Python")
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    shutil.copytree(EXAMPLES, tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in EXAMPLE_NAMES:
+        os.utime(tmp_path / "examples" / name / "model.joblib", (1_000_000_000, 1_000_000_000))
+    before = _files(tmp_path / "examples")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+    # STAMP= : the environment is this one (BIN), so make neither checks nor creates a venv.
+    make = ["make", "-C", str(tmp_path), f"BIN={fastinfer.parent}", "STAMP="]
+
+    checked = subprocess.run([*make, "models"], capture_output=True, text=True, env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "train.py" not in checked.stdout + checked.stderr
+    assert _files(tmp_path / "examples") == before
+
+    with (tmp_path / "examples" / "car_evaluation" / "model.joblib").open("ab") as handle:
+        handle.write(b"tampered")
+    mismatch = subprocess.run([*make, "models"], capture_output=True, text=True, env=env)
+    assert mismatch.returncode != 0 and "MISMATCH" in mismatch.stdout
+
+    (tmp_path / "examples" / "titanic" / "holdout.csv").unlink()
+    missing = subprocess.run([*make, "models"], capture_output=True, text=True, env=env)
+    assert missing.returncode != 0
+    assert "holdout.csv is missing" in missing.stderr and "git checkout" in missing.stderr
+    assert "train.py" not in missing.stdout + missing.stderr
+
+    planned = subprocess.run([*make, "-n", "retrain"], capture_output=True, text=True, env=env)
+    assert planned.returncode == 0, planned.stderr
+    for name in EXAMPLE_NAMES:
+        assert f"examples/{name}/train.py" in planned.stdout

@@ -35,15 +35,29 @@ Kaggle data only 10 of 62 such passengers survived); clergymen weigh 0.2. These 
 and fare distributions' exact shapes and the name and ticket lists are modelling choices, not
 data. The rows are split like Kaggle (891 to train, 418 held out), a pipeline of `TitanicFeatures`
 (feature engineering, one-hot encoding and scaling) and logistic regression is trained, and the
-script writes `model.joblib`, `holdout.csv` (the held-out rows in Kaggle's format, with Survived)
-and `model.yaml` beside itself. Every run writes byte-identical files.
+script writes `model.joblib`, `holdout.csv` (the held-out rows in Kaggle's format, with Survived),
+`reference.json` (training statistics for drift checks) and `model.yaml` beside itself, or with
+`--out DIR` into DIR (with a copy of `titanic_features.py`, so DIR is a complete model directory).
+
+Reproducibility: these files are committed, and the committed `model.joblib` is the source of
+truth; the sha256 pin in the committed `model.yaml` is the digest of that file. Runs on one machine
+with one set of libraries write byte-identical files, but the fitted coefficients come from
+floating-point code whose last bits can depend on the CPU and on the BLAS/numpy build (an AMD EPYC
+machine writes different bytes than the Intel machine the artefacts were built on), so a retrain
+elsewhere may change the pin. It predicts the same labels: tests/test_examples.py retrains into a
+temporary folder and compares its predictions on the holdout rows with the committed model's.
+`make retrain` re-creates the committed files; run it (and commit the result) only when the
+training changes.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import shutil
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +90,10 @@ SEED = 1912  # the year of the sinking
 N_PASSENGERS = 1309  # Kaggle train (891) + test (418)
 N_HOLDOUT = 418  # the size of Kaggle's test set
 MODEL_FILENAME = "model.joblib"
+FEATURES_FILENAME = "titanic_features.py"  # the code_paths module the artefact imports
 REFERENCE_FILENAME = "reference.json"  # training-data statistics, for drift checks
+# reference.json's `created_at`: fixed rather than the clock's time, so the file is deterministic.
+REFERENCE_CREATED_AT = datetime(2026, 12, 6, tzinfo=UTC)
 HOLDOUT_FILENAME = "holdout.csv"
 KAGGLE_COLUMNS = ("PassengerId", "Survived", *RAW_COLUMNS[1:])  # train.csv's column order
 
@@ -371,7 +388,7 @@ def build_config(sha256: str) -> ModelConfig:
         "follows the published survival rates by class and sex (see examples/titanic/train.py).",
         runtime="sklearn",
         artefact=ArtefactSpec(path=MODEL_FILENAME, sha256=sha256),
-        code_paths=["titanic_features.py"],
+        code_paths=[FEATURES_FILENAME],
         inputs=INPUTS,
         example=EXAMPLE,
         expected_example_output="survived",
@@ -387,12 +404,18 @@ def write_training_reference(
     """reference.json: the training data's distributions, for drift checks while serving."""
     labels = config.output.labels or {}
     predicted = [labels.get(str(v), str(v)) for v in pipeline.predict(features)]
-    stats = reference_statistics(features, config.inputs or [], predicted)
+    stats = reference_statistics(
+        features, config.inputs or [], predicted, created_at=REFERENCE_CREATED_AT
+    )
     write_reference(out_dir / REFERENCE_FILENAME, stats)
 
 
 def main(out_dir: Path = HERE) -> None:
+    """Train; write the model directory's files into `out_dir` (by default beside this script)."""
     started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.resolve() != HERE:
+        shutil.copyfile(HERE / FEATURES_FILENAME, out_dir / FEATURES_FILENAME)
     passengers = generate_passengers()
     train, holdout = train_test_split(
         passengers, test_size=N_HOLDOUT, stratify=passengers["Survived"], random_state=SEED
@@ -419,5 +442,17 @@ def main(out_dir: Path = HERE) -> None:
     print(f"took {time.perf_counter() - started:.1f}s")
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train the Titanic example.")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=HERE,
+        metavar="DIR",
+        help="write the model directory here instead of beside this script (the committed files)",
+    )
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    main()
+    main(parse_args().out)
