@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from fastinfer.observability.metrics_pending import _Pending
+from fastinfer.observability.metrics_pending import PendingHistogram
 
 BOUNDS = (0.01, 0.1, 1.0, 10.0)
 VALUES = [0.0, 0.01, 0.02, 0.5, 0.5, 1.0, 3.0, 10.5, 99.0]
@@ -23,7 +23,7 @@ def test_folding_counts_equals_observing_each_value() -> None:
     registry = CollectorRegistry()
     observed = Histogram("observed", "", ["model"], buckets=BOUNDS, registry=registry)
     folded = Histogram("folded", "", ["model"], buckets=BOUNDS, registry=registry)
-    pending = _Pending(BOUNDS)
+    pending = PendingHistogram(BOUNDS)
     for value in VALUES:
         observed.labels("m").observe(value)
         pending.add(value)

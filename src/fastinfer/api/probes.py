@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +22,7 @@ from fastinfer.api.context import request_id_of
 from fastinfer.api.errors import ErrorBody
 from fastinfer.api.routes import OPEN, requires
 from fastinfer.engine import Engine
+from fastinfer.repository.manager import ModelManager
 from fastinfer.repository.registry import ModelRegistry
 from fastinfer.repository.served import ModelState
 
@@ -60,10 +61,23 @@ class Health(BaseModel):
     engine: dict[str, Any]
 
 
-def readiness_problems(state: Any) -> dict[str, str]:
+@dataclass(frozen=True, slots=True)
+class ProbedState:
+    """What the probes read: the process's models, its engine, and whether startup is over."""
+
+    registry: ModelRegistry
+    engine: Engine
+    manager: ModelManager
+
+    @classmethod
+    def of(cls, state: Any) -> ProbedState:
+        """From the app's `state` (FastAPI's untyped namespace), once, typed from here on."""
+        return cls(state.registry, state.engine, state.manager)
+
+
+def readiness_problems(state: ProbedState) -> dict[str, str]:
     """Everything that should keep traffic away from this process, by model (or `_server`)."""
-    registry: ModelRegistry = state.registry
-    engine: Engine = state.engine
+    registry, engine = state.registry, state.engine
     problems = registry.not_ready()
     if not state.manager.started:  # until every version of the starting state has loaded
         for model in registry:
@@ -76,8 +90,8 @@ def readiness_problems(state: Any) -> dict[str, str]:
 ProbeAnswer = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, extra headers
 
 
-def liveness(state: Any, request_id: str) -> ProbeAnswer:
-    engine: Engine = state.engine
+def liveness(state: ProbedState, request_id: str) -> ProbeAnswer:
+    engine = state.engine
     stalled = engine.stalled()
     if not stalled:
         return 200, {"status": "alive"}, {}
@@ -88,7 +102,7 @@ def liveness(state: Any, request_id: str) -> ProbeAnswer:
     return 503, _error("stalled", message, details, request_id), {}
 
 
-def readiness(state: Any, request_id: str) -> ProbeAnswer:
+def readiness(state: ProbedState, request_id: str) -> ProbeAnswer:
     waiting = readiness_problems(state)
     if not waiting:
         return 200, {"status": "ready", "models": state.registry.default_versions()}, {}
@@ -113,7 +127,7 @@ def _respond(answer: ProbeAnswer) -> Response:
     responses={503: {"model": ErrorBody, "description": "Inference made no progress."}},
 )
 async def livez(request: Request) -> Response:
-    return _respond(liveness(request.app.state, request_id_of(request.scope)))
+    return _respond(liveness(ProbedState.of(request.app.state), request_id_of(request.scope)))
 
 
 @router.get(
@@ -123,7 +137,7 @@ async def livez(request: Request) -> Response:
     responses={503: {"model": ErrorBody, "description": "Not ready; details say why."}},
 )
 async def readyz(request: Request) -> Response:
-    return _respond(readiness(request.app.state, request_id_of(request.scope)))
+    return _respond(readiness(ProbedState.of(request.app.state), request_id_of(request.scope)))
 
 
 def _resident_bytes() -> int | None:
@@ -141,7 +155,7 @@ async def health(request: Request) -> Health:
     registry: ModelRegistry = state.registry
     defaults = registry.default_versions()
     return Health(
-        status="ready" if not readiness_problems(state) else "not_ready",
+        status="ready" if not readiness_problems(ProbedState.of(state)) else "not_ready",
         booted_at=state.booted_at,
         uptime_seconds=round(time.monotonic() - state.booted_monotonic, 3),
         version=__version__,

@@ -23,7 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 from fastinfer.api.context import incoming_request_id
 from fastinfer.api.errors import error_json, internal_error, service_error_body
 from fastinfer.api.http import header, send_json
-from fastinfer.api.probes import ProbeAnswer, liveness, readiness
+from fastinfer.api.probes import ProbeAnswer, ProbedState, liveness, readiness
 from fastinfer.api.routes import PREDICT, Match, RouteTable
 from fastinfer.api.v1_infer import predict_exchange
 from fastinfer.api.v2_infer import infer_exchange
@@ -61,6 +61,7 @@ class ServiceApp:
         self._plane = plane
         self._cors = cors  # browsers' cross-origin requests take the FastAPI path (CORS headers)
         self.routes = RouteTable.of_app(api)
+        self._probed = ProbedState.of(api.state)
         self._hot: dict[str, Hot] = {
             V1_PREDICT: ServiceApp._predict,
             V1_VERSION_PREDICT: ServiceApp._predict,
@@ -140,7 +141,7 @@ class ServiceApp:
     async def _probe(
         self, match: Match, scope: Scope, receive: Receive, send: Send, context: RequestContext
     ) -> int:
-        answer: ProbeAnswer = _PROBES[match.route.template](self.state, context.request_id)
+        answer: ProbeAnswer = _PROBES[match.route.template](self._probed, context.request_id)
         status, body, headers = answer
         await send_json(send, status, orjson.dumps(body), context.request_id, headers)
         return status

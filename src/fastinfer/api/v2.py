@@ -19,6 +19,7 @@ from fastinfer import __version__
 from fastinfer.api.admin import require_admin
 from fastinfer.api.context import context_for, request_id_of
 from fastinfer.api.errors import v2_error
+from fastinfer.api.probes import ProbedState, liveness, readiness
 from fastinfer.api.routes import ADMIN, OPEN, requires
 from fastinfer.api.v1_infer import run_after
 from fastinfer.api.v2_infer import infer_exchange
@@ -58,9 +59,7 @@ async def server_metadata() -> Response:
 
 @router.get("/health/live", summary="Server liveness", dependencies=[requires(OPEN)])
 async def server_live(request: Request) -> Response:
-    from fastinfer.api.probes import liveness
-
-    status, body, _ = liveness(request.app.state, request_id_of(request.scope))
+    status, body, _ = liveness(ProbedState.of(request.app.state), request_id_of(request.scope))
     return _json({"live": True}) if status == 200 else _error(status, body["message"])
 
 
@@ -70,9 +69,8 @@ async def server_live(request: Request) -> Response:
     dependencies=[requires(OPEN)],
 )
 async def server_ready(request: Request) -> Response:
-    from fastinfer.api.probes import readiness
-
-    status, body, headers = readiness(request.app.state, request_id_of(request.scope))
+    state = ProbedState.of(request.app.state)
+    status, body, headers = readiness(state, request_id_of(request.scope))
     if status == 200:
         return _json({"ready": True})
     return _error(status, body["message"], headers)

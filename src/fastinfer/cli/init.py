@@ -77,6 +77,9 @@ def init_command(
     The artefact is loaded to read its inputs (a pickle runs code when loaded: only use files you
     trust). The directory is loaded and self-tested as `fastinfer serve` would before it is put in
     place. Exits 2 if it cannot be built.
+
+    \f
+    Long only by its options, which typer reads from the signature; the body stays short.
     """
     configure_logging("critical", "console")  # init reports load failures itself, once
     try:

@@ -46,6 +46,9 @@ def predict_command(
     """Score FILE with the model in MODEL_DIR; rows that fail validation are reported, not fatal.
 
     Exits 1 if any row was invalid (the other rows are still scored and written).
+
+    \f
+    Long only by its options, which typer reads from the signature; the body stays short.
     """
     configure_logging("warning", "console")
     fmt = output_format or (output.suffix.lstrip(".").lower() if output else "jsonl")

@@ -149,4 +149,10 @@ def serve_command(
     raise typer.Exit(code)
 
 
-serve_command.__doc__ = (serve_command.__doc__ or "") + "\n\n" + _environment_help()
+# After \f, click shows nothing: why the function is long, for readers of the code only.
+serve_command.__doc__ = (
+    (serve_command.__doc__ or "")
+    + "\n\n"
+    + _environment_help()
+    + "\n\f\nLong only by its options, which typer reads from the signature."
+)

@@ -16,6 +16,7 @@ class ServiceTimeModel:
         self._t = 0.0
         self._nn = 0.0
         self._nt = 0.0
+        self.samples = 0  # batches learned from (shown in /health's engine status)
 
     def observe(self, rows: int, seconds: float) -> None:
         keep = 1.0 - self._alpha
@@ -24,6 +25,7 @@ class ServiceTimeModel:
         self._t = keep * self._t + seconds
         self._nn = keep * self._nn + rows * rows
         self._nt = keep * self._nt + rows * seconds
+        self.samples += 1
 
     def coefficients(self) -> tuple[float, float]:
         """(fixed seconds per call, seconds per row); both zero before any observation."""

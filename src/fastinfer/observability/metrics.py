@@ -32,7 +32,7 @@ from fastinfer.observability.metrics_multiprocess import (
     _WithSaturation,
     multiprocess_exposition,
 )
-from fastinfer.observability.metrics_pending import _Pending, _pending
+from fastinfer.observability.metrics_pending import PendingHistogram, pending_histogram
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (
@@ -228,10 +228,10 @@ class Metrics:
         self._rate_limited: dict[str, int] = {}
         self._info_keys: set[tuple[str, str, str, str]] = set()
         self._requests: dict[tuple[str, str, str, str], int] = {}
-        self._latency: dict[tuple[str, ...], _Pending] = {}
-        self._batch_rows: dict[tuple[str, ...], _Pending] = {}
-        self._inference: dict[tuple[str, ...], _Pending] = {}
-        self._queue_wait: dict[tuple[str, ...], _Pending] = {}
+        self._latency: dict[tuple[str, ...], PendingHistogram] = {}
+        self._batch_rows: dict[tuple[str, ...], PendingHistogram] = {}
+        self._inference: dict[tuple[str, ...], PendingHistogram] = {}
+        self._queue_wait: dict[tuple[str, ...], PendingHistogram] = {}
 
     # -- the hot path: plain Python counts, folded into prometheus_client by `flush` ------------
     # An update of a multiprocess metric takes a lock and writes to a memory-mapped file; doing
@@ -245,14 +245,14 @@ class Metrics:
     def request(self, model: str, version: str, protocol: str, status: int, seconds: float) -> None:
         key = (model, version, protocol, str(status))
         self._requests[key] = self._requests.get(key, 0) + 1
-        _pending(self._latency, (model, protocol), _LATENCY_BUCKETS).add(seconds)
+        pending_histogram(self._latency, (model, protocol), _LATENCY_BUCKETS).add(seconds)
 
     # -- the engine (EngineObserver) --------------------------------------------------------------
 
     def batch(self, model: str, rows: int, seconds: float, waits: list[float]) -> None:
-        _pending(self._batch_rows, (model,), _BATCH_BUCKETS).add(rows)
-        _pending(self._inference, (model,), _LATENCY_BUCKETS).add(seconds)
-        queue_wait = _pending(self._queue_wait, (model,), _LATENCY_BUCKETS)
+        pending_histogram(self._batch_rows, (model,), _BATCH_BUCKETS).add(rows)
+        pending_histogram(self._inference, (model,), _LATENCY_BUCKETS).add(seconds)
+        queue_wait = pending_histogram(self._queue_wait, (model,), _LATENCY_BUCKETS)
         for wait in waits:
             queue_wait.add(wait)
 

@@ -11,7 +11,7 @@ from bisect import bisect_left
 from typing import Any
 
 
-class _Pending:
+class PendingHistogram:
     """Observations of one histogram child not yet folded in: per-bucket counts and the sum."""
 
     __slots__ = ("bounds", "counts", "total")
@@ -49,10 +49,12 @@ def _add_observations(child: Any, counts: list[int], total: float) -> None:
             child._buckets[index].inc(count)
 
 
-def _pending(
-    table: dict[tuple[str, ...], _Pending], labels: tuple[str, ...], bounds: tuple[float, ...]
-) -> _Pending:
+def pending_histogram(
+    table: dict[tuple[str, ...], PendingHistogram],
+    labels: tuple[str, ...],
+    bounds: tuple[float, ...],
+) -> PendingHistogram:
     pending = table.get(labels)
     if pending is None:
-        pending = table[labels] = _Pending(bounds)
+        pending = table[labels] = PendingHistogram(bounds)
     return pending

@@ -143,7 +143,6 @@ class Guard:
         self._keys = [_Key(spec, processes) for spec in specs]
         self._metrics_auth = metrics_auth
         self._docs_auth = docs_auth
-        self.admin_enabled = any(ADMIN in key.scopes for key in self._keys)
 
     @property
     def limits(self) -> dict[str, float]:

@@ -22,6 +22,7 @@ from fastinfer.api import metrics as metrics_api
 from fastinfer.api import monitoring as monitoring_api
 from fastinfer.api.errors import install_error_handlers
 from fastinfer.api.openapi import install_openapi
+from fastinfer.api.probes import ProbedState
 from fastinfer.api.service import ServiceApp
 from fastinfer.config import Settings
 from fastinfer.dataplane import DataPlane
@@ -187,11 +188,10 @@ def _lifespan(
         loading = asyncio.create_task(parts.manager.start())
         sampling = asyncio.create_task(_sample_metrics(parts.metrics, parts.registry))
         await parts.monitor.start()
-        beating = (
-            asyncio.create_task(Heartbeat(heartbeat[0], heartbeat[1], app.state).run())
-            if heartbeat is not None
-            else None
-        )
+        beating = None
+        if heartbeat is not None:
+            beat = Heartbeat(heartbeat[0], heartbeat[1], ProbedState.of(app.state))
+            beating = asyncio.create_task(beat.run())
         log.info("starting", models=[m.name for m in parts.registry], version=__version__)
         if listen_when_loaded:
             # Uvicorn listens once startup is over: a worker joins the port's SO_REUSEPORT group

@@ -14,9 +14,8 @@ import os
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any
 
-from fastinfer.api.probes import readiness_problems
+from fastinfer.api.probes import ProbedState, readiness_problems
 from fastinfer.seqlock import SeqlockBoard, SharedInt
 
 PHASE_LOADING, PHASE_SERVING, PHASE_STOPPING = 0, 1, 2
@@ -70,7 +69,7 @@ class HeartbeatBoard:
 class Heartbeat:
     """The server side: a loop task that writes this process's state into its slot."""
 
-    def __init__(self, board: HeartbeatBoard, index: int, state: Any) -> None:
+    def __init__(self, board: HeartbeatBoard, index: int, state: ProbedState) -> None:
         self._board, self._index, self._state = board, index, state
 
     async def run(self) -> None:
