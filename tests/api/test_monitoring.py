@@ -93,6 +93,12 @@ def test_feedback_joins_the_logged_prediction_and_scores_it(monitored: TestClien
             time.sleep(0.1)
         assert response.status_code == 200, response.text
         answers.append(response.json())
+    unknown = monitored.post(
+        "/v1/models/titanic/feedback",
+        json={"request_id": "fb-0", "row": 0, "outcome": "setosa"},
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["details"][0]["allowed"] == ["died", "survived"]
     labels = {0: "died", 1: "survived"}
     for answer, prediction, outcome in zip(answers, predictions, truth, strict=True):
         assert answer["prediction"] == prediction

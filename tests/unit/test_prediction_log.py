@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fastinfer.monitoring.feedback import FeedbackIndex, OutcomeError, score
+from fastinfer.monitoring.feedback import FeedbackIndex, OutcomeError, OutputLabels, score
 from fastinfer.monitoring.prediction_log import REDACTED, PredictionLog
 from fastinfer.monitoring.sinks import JsonlSink, Record
 
@@ -151,13 +151,24 @@ def test_jsonl_files_rotate_and_old_ones_are_deleted(tmp_path: Path) -> None:
 
 
 def test_classifier_outcomes_may_be_labels_or_classes() -> None:
-    labels = {"0": "died", "1": "survived"}
+    labels = OutputLabels({"0": "died", "1": "survived"}, ["died", "survived"])
     survived = {"label": "survived", "probabilities": {}}
     assert score(survived, "survived", labels).correct is True
     assert score(survived, 1, labels).correct is True
     assert score(survived, "1", labels).correct is True
     assert score(survived, 0, labels).correct is False
     assert score({"label": "3"}, 3.0).correct is True  # category keys: 3.0 is "3"
+
+
+def test_an_outcome_the_model_cannot_answer_is_refused() -> None:
+    """Counted as wrong it would skew the live accuracy (issue 13: "setosa" for labels 0/1/2)."""
+    labels = OutputLabels(None, ["0", "1", "2"])
+    with pytest.raises(OutcomeError, match=r"'setosa' is not a label .* allowed: '0', '1', '2'"):
+        score({"label": "1"}, "setosa", labels)
+    assert score({"label": "1"}, 2, labels).correct is False  # a real label, just not this one
+    mapped = OutputLabels({"0": "died", "1": "survived"}, ["died", "survived"])
+    with pytest.raises(OutcomeError, match=r"or their classes '0', '1'"):
+        score({"label": "died"}, 7, mapped)
 
 
 def test_regressor_outcomes_give_the_absolute_error() -> None:

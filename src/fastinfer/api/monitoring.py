@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fastinfer.api.errors import ERROR_RESPONSES
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import NoReference
+from fastinfer.monitoring.feedback import OutputLabels
 from fastinfer.monitoring.monitor import Monitor
 
 router = APIRouter(prefix="/v1", tags=["monitoring"])
@@ -65,9 +66,12 @@ async def feedback(name: str, body: Feedback, request: Request) -> FeedbackAnswe
     monitor: Monitor = request.app.state.monitor
     group = plane.group(name)
 
-    def labels_of(version: str) -> dict[str, str] | None:
+    def labels_of(version: str) -> OutputLabels:
         model = group.versions.get(version) or group.default()
-        return model.config.output.labels if model is not None else None
+        if model is None:
+            return OutputLabels()
+        known = model.runtime.output_labels() if model.runtime is not None else None
+        return OutputLabels(model.config.output.labels, known)
 
     joined = await monitor.give_feedback(name, body.request_id, body.row, body.outcome, labels_of)
     return FeedbackAnswer.model_validate(joined)

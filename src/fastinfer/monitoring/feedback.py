@@ -14,7 +14,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,16 +65,34 @@ class Accuracy:
     mean_absolute_error: float | None
 
 
-def score(output: Any, outcome: Any, labels: Mapping[str, str] | None = None) -> Score:
+@dataclass(frozen=True, slots=True)
+class OutputLabels:
+    """What a classifier version may answer: its `output.labels` mapping (class → label) and
+    the labels themselves (None: unknown, e.g. a version no longer loaded)."""
+
+    mapping: Mapping[str, str] | None = None
+    known: Sequence[str] | None = None
+
+
+def score(output: Any, outcome: Any, labels: OutputLabels | None = None) -> Score:
     """How the prediction `output` did against the true `outcome`.
 
     A classifier's outcome may be given as its label or as the class the label names in
-    `output.labels` (1 or "1" for "survived"); a regressor's as a number.
+    `output.labels` (1 or "1" for "survived"); one the model cannot answer is refused (it would
+    count as wrong and skew the live accuracy). A regressor's outcome is a number.
     """
+    labels = labels or OutputLabels()
     if isinstance(output, dict) and "label" in output:
         key = category_key(outcome)
-        if labels and key is not None and key in labels:
-            key = labels[key]
+        if labels.mapping and key is not None and key in labels.mapping:
+            key = labels.mapping[key]
+        if labels.known is not None and key not in labels.known:
+            allowed = ", ".join(repr(label) for label in labels.known)
+            classes = ", ".join(repr(c) for c in labels.mapping or {})
+            also = f" (or their classes {classes})" if classes else ""
+            raise OutcomeError(
+                f"the outcome {outcome!r} is not a label of this model; allowed: {allowed}{also}"
+            )
         return Score(correct=key == category_key(output["label"]), abs_error=None)
     if isinstance(output, dict) and "value" in output:
         if isinstance(outcome, bool) or not isinstance(outcome, int | float):

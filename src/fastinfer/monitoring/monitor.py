@@ -18,7 +18,7 @@ from fastinfer.config import Settings
 from fastinfer.errors import FeedbackDisabled, InvalidInput, PredictionNotFound
 from fastinfer.monitoring.drift import DriftWindow, drift_report, merge_snapshots
 from fastinfer.monitoring.drift_store import DriftStore
-from fastinfer.monitoring.feedback import FeedbackIndex, OutcomeError, score
+from fastinfer.monitoring.feedback import FeedbackIndex, OutcomeError, OutputLabels, score
 from fastinfer.monitoring.prediction_log import PredictionLog
 from fastinfer.monitoring.reference import REFERENCE_FILENAME, read_reference
 from fastinfer.monitoring.sinks import JsonlSink, PostgresSink, Sink
@@ -187,11 +187,11 @@ class Monitor:
         request_id: str,
         row: int,
         outcome: Any,
-        labels_of: Callable[[str], dict[str, str] | None],
+        labels_of: Callable[[str], OutputLabels],
     ) -> dict[str, Any]:
         """Join `outcome` to the logged prediction and record it; the joined pair.
 
-        `labels_of(version)` gives that version's `output.labels` (outcomes may name a class).
+        `labels_of(version)` gives what that version may answer (outcomes may name a class).
         """
         if self.feedback is None or self.log is None:
             raise FeedbackDisabled(
@@ -212,9 +212,11 @@ class Monitor:
         try:
             result = score(logged.output, outcome, labels_of(logged.version))
         except OutcomeError as exc:
-            raise InvalidInput(
-                str(exc), details=[{"field": "outcome", "problem": str(exc)}]
-            ) from None
+            details: dict[str, Any] = {"field": "outcome", "problem": str(exc)}
+            known = labels_of(logged.version).known
+            if known is not None:
+                details["allowed"] = list(known)
+            raise InvalidInput(str(exc), details=[details]) from None
         await asyncio.to_thread(index.add_feedback, name, logged.version, request_id, row, result)
         record = {
             "type": "feedback",
