@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -53,6 +54,54 @@ def test_predict_equals_the_server(tiny_dir: Path, tmp_path: Path) -> None:
     with serve_in_process(tiny_dir) as client:
         wait_ready(client)
         served = client.post("/v1/models/tiny/predict", json={"inputs": rows}).json()
+    assert [{k: v for k, v in r.items() if k != "row"} for r in local] == served["predictions"]
+
+
+def _holdout_without_outcome() -> Any:
+    import pandas as pd
+
+    from tests.conftest import TITANIC
+
+    return pd.read_csv(TITANIC / "holdout.csv").drop(columns="Survived")
+
+
+def test_predict_refuses_unknown_columns_as_the_server_does(
+    examples_built: None, tmp_path: Path
+) -> None:
+    """A header `age` for `Age` scored every row with Age missing and exit 0 (issue 13)."""
+    from tests.conftest import TITANIC
+
+    source = tmp_path / "renamed.csv"
+    _holdout_without_outcome().head(3).rename(columns={"Age": "age"}).to_csv(source, index=False)
+    refused = runner.invoke(app, ["predict", str(TITANIC), str(source), "--no-progress"])
+    assert refused.exit_code == 2
+    assert "no input named 'age' (did you mean 'Age'?)" in " ".join(refused.stderr.split())
+    dropped = runner.invoke(
+        app, ["predict", str(TITANIC), str(source), "--no-progress", "--ignore-extra"]
+    )
+    assert dropped.exit_code == 0, dropped.stderr
+    assert len(dropped.stdout.splitlines()) == 3
+
+
+def test_predict_on_the_titanic_holdout_equals_the_server(
+    examples_built: None, tmp_path: Path
+) -> None:
+    """Every one of the 418 holdout rows (missing ages, cabins...) scores as the server does."""
+    from tests.conftest import TITANIC, serve_in_process, wait_ready
+
+    frame = _holdout_without_outcome()
+    source = tmp_path / "holdout.csv"
+    frame.to_csv(source, index=False)
+    result = runner.invoke(app, ["predict", str(TITANIC), str(source), "--no-progress"])
+    assert result.exit_code == 0, result.stderr
+    local = [json.loads(line) for line in result.stdout.splitlines()]
+    # NaN → null, as a JSON client sends; the holdout has at most 10 significant digits, which
+    # to_json keeps (its default double_precision).
+    rows = json.loads(frame.to_json(orient="records"))
+    with serve_in_process(TITANIC, max_rows=1000) as client:
+        wait_ready(client)
+        served = client.post("/v1/models/titanic/predict", json={"inputs": rows}).json()
+    assert len(local) == len(rows) == 418
     assert [{k: v for k, v in r.items() if k != "row"} for r in local] == served["predictions"]
 
 

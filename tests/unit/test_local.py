@@ -18,6 +18,24 @@ def test_csv_cells_become_schema_types() -> None:
     assert coerce_text("4", None) == 4 and coerce_text("4.5", None) == 4.5
 
 
+def test_integers_are_parsed_exactly_not_through_a_float() -> None:
+    """float("9007199254740993") is 9007199254740992.0: the server would see another number."""
+    field = InputField(name="a", type="integer")
+    assert coerce_text("9007199254740993", field) == 9007199254740993
+    assert coerce_text("9007199254740993.0", field) == 9007199254740993
+    assert coerce_text("-12", field) == -12
+    assert coerce_text("1e3", field) == "1e3"  # not an integer literal: validation says so
+    assert coerce_text("9007199254740993", None) == 9007199254740993
+
+
+def test_the_usual_missing_markers_are_missing_outside_text_columns() -> None:
+    number = InputField(name="a", type="number", nullable=True)
+    for marker in ("NA", "NaN", "nan", "N/A", "null", "None", "<NA>", " NA "):
+        assert coerce_text(marker, number) is None, marker
+    assert coerce_text("NA", InputField(name="b", type="integer", nullable=True)) is None
+    assert coerce_text("NA", InputField(name="c", type="string")) == "NA"  # Namibia
+
+
 def test_sklearn_frames_are_typed_like_pandas_would_read_them() -> None:
     import pandas as pd
 

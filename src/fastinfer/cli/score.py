@@ -38,6 +38,14 @@ def predict_command(
     trust_unpinned: Annotated[
         bool, typer.Option("--trust-unpinned", help="Load an artefact with no sha256 pin.")
     ] = False,
+    ignore_extra: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-extra",
+            help="Drop CSV columns the model has no input for (default: refuse them, as the "
+            "server refuses unknown fields).",
+        ),
+    ] = False,
     progress: Annotated[
         bool | None,
         typer.Option("--progress/--no-progress", help="Progress bar [default: on a terminal]."),
@@ -61,7 +69,14 @@ def predict_command(
         raise typer.Exit(2) from None
     assert model.schema is not None
     try:
-        rows = list(read_rows(input_file, model.schema.fields))
+        rows = list(
+            read_rows(
+                input_file,
+                model.schema.fields,
+                allow_extra=model.schema.allow_extra,
+                ignore_extra=ignore_extra,
+            )
+        )
     except (OSError, ValueError) as exc:
         typer.secho(f"error: {input_file}: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None

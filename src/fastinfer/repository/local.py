@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,46 +64,60 @@ def _score_one(model: ServedModel, row: Any, index: int) -> dict[str, Any]:
     return {"row": index, **prediction}
 
 
-def coerce_text(value: str, field: InputField | None) -> Any:
-    """A CSV cell → the JSON value the schema expects; empty means missing.
+# Cells that mean "missing" in a non-text column, as pandas and spreadsheets write them. In a
+# text column only the empty cell is missing ("NA" may be a value there: Namibia's country code).
+MISSING_MARKERS = frozenset(
+    {"", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "None", "<NA>", "#N/A"}
+)
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_WHOLE_DECIMAL = re.compile(r"([+-]?[0-9]+)\.0*")  # 10.0, as CSV writers print whole floats
 
-    Cells that do not convert are passed through, so validation names the field and problem.
+
+class UnknownColumnsError(ValueError):
+    """The CSV has columns the model's schema does not know (the server would refuse them)."""
+
+
+def coerce_text(value: str, field: InputField | None) -> Any:
+    """A CSV cell → the JSON value the schema expects, exactly as a JSON client would send it.
+
+    Integers are parsed as integers (never through a float, which loses digits past 2**53);
+    the usual missing markers are missing in non-text columns. Cells that do not convert are
+    passed through, so validation names the field and problem.
     """
-    if value == "":
-        return None
     kind = field.type if field is not None else "any"
+    if value == "" or (kind != "string" and value.strip() in MISSING_MARKERS):
+        return None
     allowed = field.allowed if field is not None else None
     if allowed is not None and any(isinstance(a, int | float) for a in allowed):
         kind = "number" if any(isinstance(a, float) for a in allowed) else "integer"
-    try:
-        if kind == "integer":
-            number = float(value)
-            return int(number) if number.is_integer() else value
-        if kind == "number":
-            return float(value)
-        if kind == "boolean":
-            lowered = value.strip().lower()
-            return True if lowered in _TRUE else False if lowered in _FALSE else value
-        if kind == "any":
-            number = float(value)
-            return int(number) if number.is_integer() and "." not in value else number
-    except ValueError:
-        return value
+    text = value.strip()
+    if kind == "integer":
+        whole = _INTEGER.fullmatch(text) or _WHOLE_DECIMAL.fullmatch(text)
+        return int(whole.group(1) if whole.re is _WHOLE_DECIMAL else text) if whole else value
+    if kind == "boolean":
+        lowered = text.lower()
+        return True if lowered in _TRUE else False if lowered in _FALSE else value
+    if kind in ("number", "any"):
+        if kind == "any" and _INTEGER.fullmatch(text):
+            return int(text)
+        try:
+            return float(text)
+        except ValueError:
+            return value
     return value
 
 
-def read_rows(path: Path, fields: list[InputField]) -> Iterator[Any]:
-    """Rows from a CSV, JSON (a list, or `{"inputs": [...]}`) or JSON Lines file."""
+def read_rows(
+    path: Path, fields: list[InputField], *, allow_extra: bool = False, ignore_extra: bool = False
+) -> Iterator[Any]:
+    """Rows from a CSV, JSON (a list, or `{"inputs": [...]}`) or JSON Lines file.
+
+    A CSV column the schema does not know is refused (UnknownColumnsError), as the server
+    refuses an unknown field, unless the schema allows extra fields or `ignore_extra` says to
+    drop such columns."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        by_name = {f.name: f for f in fields}
-        with path.open(newline="", encoding="utf-8") as handle:
-            for record in csv.DictReader(handle):
-                yield {
-                    key: coerce_text(value or "", by_name.get(key))
-                    for key, value in record.items()
-                    if key is not None and (key in by_name or not by_name)
-                }
+        yield from _csv_rows(path, fields, allow_extra=allow_extra, ignore_extra=ignore_extra)
     elif suffix in {".jsonl", ".ndjson"}:
         with path.open("rb") as handle:
             for line in handle:
@@ -115,6 +130,39 @@ def read_rows(path: Path, fields: list[InputField]) -> Iterator[Any]:
         if not isinstance(data, list):
             raise ValueError(f"{path}: expected a JSON list of rows or {{'inputs': [...]}}")
         yield from data
+
+
+def _csv_rows(
+    path: Path, fields: list[InputField], *, allow_extra: bool, ignore_extra: bool
+) -> Iterator[dict[str, Any]]:
+    by_name = {f.name: f for f in fields}
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        unknown = [name for name in header if name not in by_name]
+        if unknown and by_name and not (allow_extra or ignore_extra):
+            raise UnknownColumnsError(_unknown_columns(unknown, list(by_name)))
+        keep = set(header) if not by_name else set(header) & set(by_name)
+        for record in reader:
+            yield {
+                key: coerce_text(value or "", by_name.get(key))
+                for key, value in record.items()
+                if key is not None and key in keep
+            }
+
+
+def _unknown_columns(unknown: list[str], known: list[str]) -> str:
+    by_lower = {name.lower(): name for name in known}
+    hints = [
+        f"{name!r} (did you mean {by_lower[name.lower()]!r}?)"
+        if name.lower() in by_lower
+        else repr(name)
+        for name in unknown
+    ]
+    return (
+        f"the model has no input named {', '.join(hints)}; its inputs are "
+        f"{', '.join(known)} (use --ignore-extra to drop the other columns)"
+    )
 
 
 def write_records(records: list[dict[str, Any]], fmt: str, handle: io.TextIOBase) -> None:
