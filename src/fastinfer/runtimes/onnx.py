@@ -19,7 +19,12 @@ import onnxruntime as ort
 
 from fastinfer.model.spec import FieldType, InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime, whole_number_option
-from fastinfer.runtimes.outputs import class_labels, classifier_predictions, index_labels
+from fastinfer.runtimes.outputs import (
+    class_labels,
+    classifier_predictions,
+    first_most_probable,
+    index_labels,
+)
 
 Dim = int | str | None
 
@@ -242,7 +247,7 @@ class OnnxRuntime(Runtime):
             )
         if self._labels is None:
             self._labels = labels  # known only once the graph has run (ZipMap, dynamic K)
-        return classifier_predictions(probabilities, labels)
+        return classifier_predictions(probabilities, labels, first_most_probable(probabilities))
 
     def derived_inputs(self) -> list[InputField] | None:
         if self._session is None:
