@@ -9,10 +9,12 @@ from typing import Any
 import joblib
 import lightgbm as lgb
 import numpy as np
+import onnxruntime as ort
 import orjson
 import pandas as pd
 import pytest
 import xgboost as xgb
+from onnx import TensorProto, helper, numpy_helper
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -21,6 +23,7 @@ from sklearn.svm import SVC
 
 from fastinfer.model.spec import OutputSpec
 from fastinfer.runtimes import Runtime, create_runtime
+from tests.unit.test_onnx_runtime import make_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:The `probability` parameter:FutureWarning")
 
@@ -197,3 +200,121 @@ def test_lightgbm_labels_and_probabilities_are_lgbmclassifiers(classes: int) -> 
     predictions = served(runtime, rows_of(data))
     assert [p["label"] for p in predictions] == [str(v) for v in model.predict(data)]
     assert_bitwise(predictions, model.predict_proba(data))
+
+
+# --- ONNX: the graph's own label output ---------------------------------------------------------
+
+
+def disagreeing_graph() -> bytes:
+    """Probabilities from one linear map, the label from another: they disagree on some rows."""
+    rng = np.random.default_rng(18)
+    w_probs = rng.normal(size=(3, 3)).astype(np.float32)
+    w_label = (w_probs + rng.normal(scale=0.5, size=(3, 3))).astype(np.float32)
+    return make_model(
+        [
+            helper.make_node("MatMul", ["x", "wp"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+            helper.make_node("MatMul", ["x", "wl"], ["votes"]),
+            helper.make_node("ArgMax", ["votes"], ["label"], axis=1, keepdims=0),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [
+            helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3]),
+        ],
+        [numpy_helper.from_array(w_probs, "wp"), numpy_helper.from_array(w_label, "wl")],
+    )
+
+
+def test_onnx_label_is_the_graphs_label_output_not_argmax() -> None:
+    graph = disagreeing_graph()
+    data = np.random.default_rng(19).normal(size=(300, 3)).astype(np.float32)
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    probs, label = session.run(["probs", "label"], {"x": data})
+    assert (probs.argmax(axis=1) != label).sum() >= 10
+    labels = {"0": "cat", "1": "dog", "2": "bird"}
+    runtime = loaded("onnx", graph, labels=labels)
+    predictions = runtime.predict([{"x": row.tolist()} for row in data], ["x"])
+    assert [p["label"] for p in predictions] == [labels[str(v)] for v in label]
+    assert_bitwise(predictions, probs)
+
+
+def linear_classifier_graph(zipmap: bool) -> bytes:
+    """As skl2onnx converts a multinomial logistic regression of string classes."""
+    classes = ["acc", "good", "unacc"]
+    coefficients = np.random.default_rng(20).normal(size=9).round(3).tolist()
+    nodes = [
+        helper.make_node(
+            "LinearClassifier",
+            ["x"],
+            ["label", "scores"],
+            domain="ai.onnx.ml",
+            classlabels_strings=classes,
+            coefficients=coefficients,
+            intercepts=[0.1, -0.2, 0.05],
+            multi_class=1,
+            post_transform="SOFTMAX",
+        )
+    ]
+    if zipmap:
+        nodes.append(
+            helper.make_node(
+                "ZipMap",
+                ["scores"],
+                ["probabilities"],
+                domain="ai.onnx.ml",
+                classlabels_strings=classes,
+            )
+        )
+        probabilities = helper.make_value_info(
+            "probabilities",
+            helper.make_sequence_type_proto(
+                helper.make_map_type_proto(
+                    TensorProto.STRING, helper.make_tensor_type_proto(TensorProto.FLOAT, [])
+                )
+            ),
+        )
+    else:
+        nodes.append(helper.make_node("Identity", ["scores"], ["probabilities"]))
+        probabilities = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])
+    return make_model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("label", TensorProto.STRING, ["N"]), probabilities],
+    )
+
+
+def test_onnx_string_label_output_with_zipmap_probabilities() -> None:
+    graph = linear_classifier_graph(zipmap=True)
+    data = np.random.default_rng(21).normal(size=(200, 3)).astype(np.float32)
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    label, maps = session.run(None, {"x": data})
+    runtime = loaded("onnx", graph)
+    predictions = runtime.predict([{"x": row.tolist()} for row in data], ["x"])
+    assert [p["label"] for p in predictions] == list(label)
+    assert_bitwise(predictions, [[m[k] for k in ("acc", "good", "unacc")] for m in maps])
+
+
+def test_onnx_string_labels_with_a_plain_tensor_need_the_columns_named() -> None:
+    graph = linear_classifier_graph(zipmap=False)
+    data = np.random.default_rng(22).normal(size=(50, 3)).astype(np.float32)
+    rows = [{"x": row.tolist()} for row in data]
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    label, probs = session.run(None, {"x": data})
+    named = loaded("onnx", graph, labels={"0": "acc", "1": "good", "2": "unacc"})
+    predictions = named.predict(rows, ["x"])
+    assert [p["label"] for p in predictions] == list(label)
+    assert_bitwise(predictions, probs)
+    with pytest.raises(ValueError, match=r"answered class 'unacc'.*name its columns by class"):
+        loaded("onnx", graph).predict(rows, ["x"])
+
+
+def test_onnx_label_output_option_is_checked() -> None:
+    graph = disagreeing_graph()
+    with pytest.raises(ValueError, match="label_output 'nope' is not an output"):
+        loaded("onnx", graph, label_output="nope")
+    with pytest.raises(ValueError, match="'probs' is not an output of the graph besides"):
+        loaded("onnx", graph, label_output="probs")
+    with pytest.raises(TypeError, match=r"'logits' is a tensor\(float\) of shape \['N', 3\]"):
+        loaded("onnx", graph, label_output="logits")
