@@ -190,6 +190,8 @@ def test_class_model_gets_model_dir_init_kwargs_and_a_dataframe(tmp_path: Path) 
 
 
 def test_classifier_class_with_predict_proba_and_classes(tmp_path: Path) -> None:
+    """Probabilities from predict_proba, the label from the model's own predict: here its rule
+    (7 links or more) disagrees with the most probable class at 6 links, and predict wins."""
     directory = tmp_path / "spam"
     write_module(
         directory,
@@ -201,7 +203,7 @@ def test_classifier_class_with_predict_proba_and_classes(tmp_path: Path) -> None
             classes_ = np.array(["ham", "spam"])
 
             def predict(self, batch):
-                raise AssertionError("predict_proba is preferred for a classifier")
+                return np.array(["spam" if row["links"] >= 7 else "ham" for row in batch])
 
             def predict_proba(self, batch):
                 p = np.array([min(row["links"] / 10, 1.0) for row in batch])
@@ -221,13 +223,15 @@ def test_classifier_class_with_predict_proba_and_classes(tmp_path: Path) -> None
     with serve_in_process(directory) as client:
         wait_ready(client)
         response = client.post(
-            "/v1/models/spam/predict", json={"inputs": [{"links": 2}, {"links": 30}]}
+            "/v1/models/spam/predict",
+            json={"inputs": [{"links": 2}, {"links": 30}, {"links": 6}]},
         )
         schemas = client.get("/openapi.json").json()["components"]["schemas"]
     assert response.status_code == 200, response.text
     assert response.json()["predictions"] == [
         {"label": "ham", "probabilities": {"ham": 0.8, "SPAM": 0.2}},
         {"label": "SPAM", "probabilities": {"ham": 0.0, "SPAM": 1.0}},
+        {"label": "ham", "probabilities": {"ham": 1 - 0.6, "SPAM": 0.6}},
     ]
     item = schemas["SpamPredictResponse"]["properties"]["predictions"]["items"]
     assert item["properties"]["label"]["enum"] == ["ham", "SPAM"]

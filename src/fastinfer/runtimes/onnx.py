@@ -19,7 +19,13 @@ import onnxruntime as ort
 
 from fastinfer.model.spec import FieldType, InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime, whole_number_option
-from fastinfer.runtimes.outputs import class_labels, classifier_predictions, index_labels
+from fastinfer.runtimes.onnx_labels import choose_label_output, label_columns
+from fastinfer.runtimes.outputs import (
+    class_labels,
+    classifier_predictions,
+    first_most_probable,
+    index_labels,
+)
 
 Dim = int | str | None
 
@@ -67,6 +73,7 @@ _OPTION_KEYS = (
     "graph_optimization_level",
     "execution_mode",
     "probabilities_output",
+    "label_output",
 )
 
 
@@ -99,6 +106,11 @@ class OnnxRuntime(Runtime):
         if probabilities_output is not None and not isinstance(probabilities_output, str):
             raise ValueError("runtime option probabilities_output must be an output name")
         self._probabilities_output: str | None = probabilities_output
+        label_output = self.options.get("label_output")
+        if label_output is not None and not isinstance(label_output, str):
+            raise ValueError("runtime option label_output must be an output name")
+        self._label_output: str | None = label_output
+        self._has_label = False
         self._labels: list[str] | None = None
         self._data = b""
         self._session: ort.InferenceSession | None = None
@@ -129,7 +141,9 @@ class OnnxRuntime(Runtime):
         self._zipmap = False
         if self.output.kind == "classifier":
             chosen = self._choose_probabilities(outputs)
-            self._fetch = [chosen.name]
+            label = choose_label_output(outputs, chosen, self._label_output)
+            self._fetch = [chosen.name] if label is None else [chosen.name, label.name]
+            self._has_label = label is not None
             self._zipmap = bool(_ZIPMAP.match(chosen.type))
             width = None if self._zipmap else chosen.shape[1]
             if isinstance(width, int):
@@ -208,7 +222,7 @@ class OnnxRuntime(Runtime):
                     f"output {name!r} has {len(result)} rows for a batch of {len(rows)}"
                 )
         if self.output.kind == "classifier":
-            return self._classify(results[0])
+            return self._classify(results)
         if self.output.kind == "regressor":
             values = np.asarray(results[0], dtype=float).reshape(len(rows), -1)
             if values.shape[1] != 1:
@@ -228,7 +242,11 @@ class OnnxRuntime(Runtime):
             feed[spec.name] = array
         return list(self.session.run(self._fetch, feed))
 
-    def _classify(self, result: Any) -> list[Prediction]:
+    def _classify(self, results: list[Any]) -> list[Prediction]:
+        """The probabilities as the graph gave them; the label from its label output, else (a
+        graph with none) the first most probable class, the rule of ONNX's own ArgMax."""
+        result = results[0]
+        keys: list[Any] | None = None
         if self._zipmap:
             keys = list(result[0])
             probabilities = np.array([[m[k] for k in keys] for m in result], dtype=float)
@@ -242,7 +260,11 @@ class OnnxRuntime(Runtime):
             )
         if self._labels is None:
             self._labels = labels  # known only once the graph has run (ZipMap, dynamic K)
-        return classifier_predictions(probabilities, labels)
+        if self._has_label:
+            chosen = label_columns(results[1], self._fetch[1], labels, keys, self.output)
+        else:
+            chosen = first_most_probable(probabilities)
+        return classifier_predictions(probabilities, labels, chosen)
 
     def derived_inputs(self) -> list[InputField] | None:
         if self._session is None:

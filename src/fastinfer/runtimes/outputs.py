@@ -37,15 +37,55 @@ def _class_key(value: Any) -> str:
 
 
 def classifier_predictions(
-    probabilities: npt.NDArray[np.floating[Any]], labels: list[str]
+    probabilities: npt.NDArray[np.floating[Any]], labels: list[str], chosen: Sequence[int]
 ) -> list[Prediction]:
-    """One `{"label", "probabilities"}` per row; the label is the most probable class."""
-    best = probabilities.argmax(axis=1).tolist()  # Python ints: indexing with numpy ints is slow
-    rounded = probabilities.round(6).tolist()
+    """One `{"label", "probabilities"}` per row, exactly as the model gave them.
+
+    `chosen` is each row's class index by the model's own decision rule (its `predict`, its label
+    output, or its library's documented rule), never re-derived here; the probabilities are the
+    model's values unrounded (float32 is widened to float64, which is exact).
+    """
+    values = np.asarray(probabilities, dtype=np.float64).tolist()
     return [
         {"label": labels[index], "probabilities": dict(zip(labels, row))}  # noqa: B905 - hot
-        for index, row in zip(best, rounded)  # noqa: B905 - same length by construction
+        for index, row in zip(chosen, values)  # noqa: B905 - same length by construction
     ]
+
+
+def first_most_probable(probabilities: npt.NDArray[Any]) -> list[int]:
+    """Each row's most probable class, the lowest index winning a tie: `numpy.argmax`.
+
+    It is the decision rule of LightGBM's `predict`, of XGBoost's multi-class `predict`, of
+    scikit-learn's forests and of ONNX's ArgMax; only runtimes whose model has that rule (or no
+    rule of its own) use it.
+    """
+    return [int(i) for i in np.asarray(probabilities).argmax(axis=1).tolist()]
+
+
+class ClassIndex:
+    """A model's class values → their probability columns, to place the classes its own
+    `predict` (or label output) answers; keyed by the value's string, as labels are."""
+
+    __slots__ = ("_columns", "_source")
+
+    def __init__(self, classes: Sequence[Any], source: str) -> None:
+        self._columns = {_class_key(value): i for i, value in enumerate(classes)}
+        self._source = source  # what gives the classes, for errors: "the estimator's predict"
+
+    def columns(self, predicted: Any, rows: int) -> list[int]:
+        """The column of each predicted class value (`predicted`: a sequence or an array)."""
+        values = predicted.tolist() if isinstance(predicted, np.ndarray) else list(predicted)
+        if len(values) != rows:
+            raise ValueError(f"{self._source} gave {len(values)} labels for {rows} rows")
+        columns = self._columns
+        try:
+            return [columns[_class_key(value)] for value in values]
+        except KeyError as exc:
+            known = ", ".join(columns)
+            raise ValueError(
+                f"{self._source} answered class {exc.args[0]!r}, which is none of the classes "
+                f"its probabilities are for ({known})"
+            ) from None
 
 
 def regressor_predictions(values: npt.NDArray[Any]) -> list[Prediction]:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from fastinfer.model.spec import InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime
-from fastinfer.runtimes.outputs import class_labels, classifier_predictions
+from fastinfer.runtimes.outputs import ClassIndex, class_labels, classifier_predictions
 
 _ENTRYPOINT = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _INPUT_FORMATS = ("records", "dataframe")
@@ -67,6 +67,7 @@ class PythonRuntime(Runtime):
         self._predict: Callable[[Any], Any] | None = None
         self._predict_proba: Callable[[Any], Any] | None = None
         self._labels: list[str] | None = None
+        self._classes: ClassIndex | None = None
         self._fields: list[InputField] = []
         self._tensor_columns: list[str] = []
 
@@ -122,7 +123,8 @@ class PythonRuntime(Runtime):
             ) from exc
 
     def _plan_classifier(self) -> None:
-        """Use predict_proba when the model also names its classes, as scikit-learn does."""
+        """Use predict_proba (the probabilities) beside predict (the label, one of the classes)
+        when the model also names its classes, as scikit-learn does."""
         if self.output.kind != "classifier":
             return
         predict_proba = getattr(self.model, "predict_proba", None)
@@ -132,6 +134,7 @@ class PythonRuntime(Runtime):
         if callable(predict_proba) and classes is not None and not callable(classes):
             self._predict_proba = predict_proba
             self._labels = class_labels(list(classes), self.output)
+            self._classes = ClassIndex(list(classes), f"entrypoint {self.entrypoint!r}: predict")
 
     def bind_schema(self, fields: list[InputField]) -> None:
         self._fields = list(fields)
@@ -141,16 +144,18 @@ class PythonRuntime(Runtime):
         if self._predict is None:
             raise RuntimeError("the python runtime was not loaded: call load() first")
         batch = self._batch(rows, columns)
-        if self._predict_proba is not None and self._labels is not None:
-            probabilities = np.asarray(self._predict_proba(batch), dtype=float)
-            if probabilities.ndim != 2 or probabilities.shape[1] != len(self._labels):
+        proba, labels, classes = self._predict_proba, self._labels, self._classes
+        if proba is not None and labels is not None and classes is not None:
+            probabilities = np.asarray(proba(batch), dtype=float)
+            if probabilities.ndim != 2 or probabilities.shape[1] != len(labels):
                 raise ValueError(
                     f"entrypoint {self.entrypoint!r}: predict_proba gave shape "
-                    f"{list(probabilities.shape)}; expected [{len(rows)}, {len(self._labels)}] "
+                    f"{list(probabilities.shape)}; expected [{len(rows)}, {len(labels)}] "
                     "(one probability per class)"
                 )
             self._check_length(len(probabilities), len(rows))
-            return classifier_predictions(probabilities, self._labels)
+            chosen = classes.columns(self._as_list(self._predict(batch)), len(rows))
+            return classifier_predictions(probabilities, labels, chosen)
         results = self._as_list(self._predict(batch))
         self._check_length(len(results), len(rows))
         if self.output.kind == "classifier":

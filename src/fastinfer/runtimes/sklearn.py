@@ -25,6 +25,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 from fastinfer.model.spec import FieldType, InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime
 from fastinfer.runtimes.outputs import class_labels, classifier_predictions, regressor_predictions
+from fastinfer.runtimes.sklearn_classify import SklearnClassifier
 
 _ZIP_MAGIC = b"PK\x03\x04"  # a skops file is a zip archive; a joblib pickle starts with 0x80
 
@@ -100,6 +101,7 @@ class SklearnRuntime(Runtime):
             if not hasattr(self.estimator, "predict_proba"):
                 raise TypeError("output kind is classifier but the estimator has no predict_proba")
             self._labels = class_labels(list(self.estimator.classes_), self.output)
+            self._classify = SklearnClassifier(self.estimator)
 
     def bind_schema(self, fields: list[InputField]) -> None:
         self._converters = {field.name: _column_converter(field) for field in fields}
@@ -108,9 +110,9 @@ class SklearnRuntime(Runtime):
         features: Any = self._frame(rows, columns)
         if not self._wants_frame:
             features = features.to_numpy()
-        if self._labels is not None:
-            probabilities = np.asarray(self.estimator.predict_proba(features), dtype=float)
-            return classifier_predictions(probabilities, self._labels)
+        if self._labels is not None:  # probabilities from predict_proba, the label from predict
+            probabilities, chosen = self._classify(features)
+            return classifier_predictions(probabilities, self._labels, chosen)
         return regressor_predictions(self.estimator.predict(features))
 
     def _frame(self, rows: list[Row], columns: list[str]) -> pd.DataFrame:

@@ -145,14 +145,19 @@ class TorchScriptRuntime(Runtime):
                 f"probabilities; it returned {_describe(result)}"
             )
         _check_rows("the output", result, count)
+        # The label is the first largest of the module's own output (logits or probabilities),
+        # in its own dtype: torch.argmax returns the first maximal index. It is taken before any
+        # softmax, which may round two different logits to one probability.
+        chosen: list[int] = result.argmax(dim=1).tolist()
         if self._logits:
-            result = torch.softmax(result.float(), dim=1)
+            floating = result.dtype in (torch.float32, torch.float64)
+            result = torch.softmax(result if floating else result.float(), dim=1)
         probabilities = result.detach().to("cpu", torch.float64).numpy()
         labels = self._labels
         if labels is None or len(labels) != probabilities.shape[1]:
             labels = index_labels(probabilities.shape[1], self.output, "module")
             self._labels = labels
-        return classifier_predictions(probabilities, labels)
+        return classifier_predictions(probabilities, labels, chosen)
 
     def output_labels(self) -> list[str] | None:
         return self._labels

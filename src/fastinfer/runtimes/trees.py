@@ -23,7 +23,11 @@ import numpy as np
 
 from fastinfer.model.spec import FieldType, InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime, whole_number_option
-from fastinfer.runtimes.outputs import classifier_predictions, regressor_predictions
+from fastinfer.runtimes.outputs import (
+    classifier_predictions,
+    first_most_probable,
+    regressor_predictions,
+)
 
 Category = str | int | float | bool
 
@@ -134,13 +138,18 @@ class TreeRuntime(Runtime):
                 matrix[:, index] = feature.encode([row[name] for row in rows])
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"feature {name!r}: not a number ({exc})") from None
-        raw = np.asarray(self._raw_predict(matrix), dtype=np.float64)
+        raw = np.asarray(self._raw_predict(matrix))  # the booster's own dtype, unrounded
         if self._labels is None:
             return regressor_predictions(raw)
-        if self._binary:
-            positive = raw.reshape(-1)
+        if self._binary:  # [1-p, p] computed in the booster's dtype, as the library's own
+            positive = raw.reshape(-1)  # predict_proba does (XGBoost: float32)
             raw = np.column_stack([1.0 - positive, positive])
-        return classifier_predictions(raw, self._labels)
+        return classifier_predictions(raw, self._labels, self._decide(raw))
+
+    def _decide(self, probabilities: np.ndarray[Any, Any]) -> list[int]:
+        """Each row's class by the library's own `predict` rule; by default (LightGBM's
+        `LGBMClassifier.predict`, and multi-class XGBoost) the first most probable class."""
+        return first_most_probable(probabilities)
 
     @abstractmethod
     def _raw_predict(self, matrix: np.ndarray[Any, Any]) -> Any:

@@ -101,6 +101,14 @@ class XGBoostRuntime(TreeRuntime):
     def _raw_predict(self, matrix: np.ndarray[Any, Any]) -> Any:
         return self._booster.inplace_predict(matrix)
 
+    def _decide(self, probabilities: np.ndarray[Any, Any]) -> list[int]:
+        """`XGBClassifier.predict`'s rule: class 1 when p > 0.5 (binary), else the first most
+        probable class."""
+        if self._binary:
+            chosen: list[int] = (probabilities[:, 1] > 0.5).astype(np.int64).tolist()
+            return chosen
+        return super()._decide(probabilities)
+
 
 def _output_width(objective: str, kind: str, num_class: int, num_target: int) -> int | None:
     """The number of class probabilities per row (None for a regressor), or why not servable."""
