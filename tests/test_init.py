@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -565,3 +566,15 @@ def test_identifier_like_text_fields_are_left_out_of_the_reference() -> None:
     ]
     stats = reference_statistics(frame, fields)
     assert set(stats["features"]) == {"city", "code"}
+
+
+def test_init_refuses_a_pickle_named_onnx_without_loading_it(tmp_path: Path) -> None:
+    from tests.unit.test_registry_bare import Marker
+
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.onnx"
+    evil.write_bytes(pickle.dumps(Marker(marker)))
+    result = init(evil, "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "evil.onnx is not an ONNX model" in " ".join(result.stderr.split())
+    assert not marker.exists() and not (tmp_path / "out").exists()

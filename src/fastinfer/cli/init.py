@@ -46,7 +46,10 @@ def init_command(
     version: Annotated[str, typer.Option(help="Model version.")] = "1",
     runtime: Annotated[
         str | None,
-        typer.Option(help="Runtime [default: from the artefact's extension].", show_default=False),
+        typer.Option(
+            help="Runtime [default: from the artefact's extension; the content must match].",
+            show_default=False,
+        ),
     ] = None,
     kind: Annotated[
         str | None,

@@ -24,6 +24,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from fastinfer.model.spec import FieldType, InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime
+from fastinfer.runtimes.detect import UntrustedTypesError
 from fastinfer.runtimes.outputs import class_labels, classifier_predictions, regressor_predictions
 
 _ZIP_MAGIC = b"PK\x03\x04"  # a skops file is a zip archive; a joblib pickle starts with 0x80
@@ -150,12 +151,7 @@ def _load_skops(data: bytes, trusted: list[str]) -> Any:
         ) from None
     refused = sorted(set(found) - set(trusted))
     if refused:
-        listed = ", ".join(refused)
-        raise ValueError(
-            f"the skops file holds type(s) that skops does not trust by default: {listed}. "
-            "Building them can run their code; if you trust them, list them in model.yaml: "
-            f"runtime_options: {{trusted_types: [{listed}]}}"
-        )
+        raise UntrustedTypesError(refused)
     return skops.io.loads(data, trusted=found)
 
 
