@@ -14,13 +14,14 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io
 import typer
 from onnx import TensorProto, helper, numpy_helper
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from typer.testing import CliRunner, Result
 
 from fastinfer.cli.init import init_command
@@ -566,6 +567,70 @@ def test_identifier_like_text_fields_are_left_out_of_the_reference() -> None:
     ]
     stats = reference_statistics(frame, fields)
     assert set(stats["features"]) == {"city", "code"}
+
+
+# --- fidelity (issue 13): what each artefact format needs from init -----------------------------
+
+
+def double(values: Any) -> Any:
+    """A custom function: skops does not trust it unless told to."""
+    return values * 2
+
+
+def test_a_skops_pipeline_with_one_hot_encoding_and_imputing_scaffolds(
+    shop: tuple[Path, Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    """Its SimpleImputer holds a numpy.dtype, which skops reports as untrusted but rebuilds
+    without calling anything: init (and serve) trust it without an option."""
+    artefact, sample, _ = shop
+    skops_file = tmp_path / "shop.skops"
+    skops.io.dump(joblib.load(artefact), skops_file)
+    assert skops.io.get_untrusted_types(file=skops_file) == ["numpy.dtype"]
+    result = init(skops_file, "--sample", sample, "--target", "bought", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    config = load_model_directory(tmp_path / "out").config
+    assert config.runtime_options == {} and config.artefact is not None
+    assert config.artefact.path == "model.skops"
+    assert config.expected_example_output in ("yes", "no")
+    assert "self-test: passed" in " ".join(result.stdout.split())
+
+
+def test_trust_type_lets_init_scaffold_a_skops_file_with_custom_types(tmp_path: Path) -> None:
+    frame = shop_frame()
+    model = Pipeline(
+        [
+            ("prepare", ColumnTransformer([("x", FunctionTransformer(double), ["size", "count"])])),
+            ("impute", SimpleImputer()),
+            ("classify", LogisticRegression()),
+        ]
+    ).fit(frame[["size", "count"]], frame["bought"])
+    skops_file = tmp_path / "custom.skops"
+    skops.io.dump(model, skops_file)
+    sample = tmp_path / "rows.csv"
+    frame[["size", "count", "bought"]].to_csv(sample, index=False)
+    out = tmp_path / "out"
+    result = init(skops_file, "--sample", sample, "--target", "bought", "-o", out)
+    assert result.exit_code == 2
+    assert f"pass --trust-type {__name__}.double" in " ".join(result.stderr.split())
+    assert not out.exists() and not list(tmp_path.glob(".*"))
+    result = init(
+        skops_file,
+        "-s",
+        sample,
+        "--target",
+        "bought",
+        "-o",
+        out,
+        "--trust-type",
+        f"{__name__}.double",
+    )
+    assert result.exit_code == 0, result.output
+    config = load_model_directory(out).config
+    assert config.runtime_options == {"trusted_types": [f"{__name__}.double"]}
+    assert config.example is not None and config.expected_example_output in ("yes", "no")
+    result = init(skops_file, "-o", tmp_path / "onnx", "--runtime", "onnx", "--trust-type", "x.Y")
+    assert result.exit_code == 2
+    assert "--trust-type applies to skops files" in result.stderr
 
 
 def test_init_refuses_a_pickle_named_onnx_without_loading_it(tmp_path: Path) -> None:

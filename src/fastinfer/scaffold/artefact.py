@@ -3,11 +3,12 @@ its input fields (refined by the sample).
 
 The format and the kind are decided by `fastinfer.runtimes.detect`, exactly as for a bare
 `fastinfer serve --model NAME=FILE`; this module turns what goes wrong there into messages about
-init's own options (--kind, --runtime).
+init's own options (--kind, --runtime, --trust-type).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from fastinfer.runtimes.detect import (
     HEAD_BYTES,
     ArtefactFormatError,
     KindError,
+    UntrustedTypesError,
     detect_runtime,
     open_as,
 )
@@ -30,7 +32,7 @@ from fastinfer.scaffold.fields import (
     is_positional,
 )
 
-__all__ = ["ArtefactFacts", "open_artefact", "read_artefact"]
+__all__ = ["ArtefactFacts", "open_artefact", "read_artefact", "trust_options"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,13 @@ def open_artefact(
         if kind is not None:
             raise ScaffoldError(f"{source.name}: cannot load it {exc.problems[0]}") from None
         raise ScaffoldError(f"{source.name}: {exc} (pass --kind, or check --runtime)") from None
+    except UntrustedTypesError as exc:
+        flags = " ".join(f"--trust-type {t}" for t in exc.types)
+        raise ScaffoldError(
+            f"{source.name}: the skops file holds type(s) that skops does not trust by default: "
+            f"{', '.join(exc.types)}. Building them can run their code; if you trust them, pass "
+            f"{flags}"
+        ) from None
     except RuntimeUnavailable as exc:
         raise ScaffoldError(str(exc)) from None
     except ModuleNotFoundError as exc:
@@ -95,3 +104,13 @@ def open_artefact(
         raise ScaffoldError(
             f"{source.name}: the {runtime_name} runtime cannot load it: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def trust_options(runtime_name: str, trust_types: Sequence[str]) -> dict[str, Any]:
+    if not trust_types:
+        return {}
+    if runtime_name != "sklearn":
+        raise ScaffoldError(
+            f"--trust-type applies to skops files (runtime sklearn), not runtime {runtime_name}"
+        )
+    return {"trusted_types": list(dict.fromkeys(trust_types))}

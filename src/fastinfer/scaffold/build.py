@@ -49,7 +49,7 @@ from fastinfer.monitoring.reference import (
 )
 from fastinfer.repository.served import ServedModel
 from fastinfer.runtimes.detect import KINDS, RUNTIME_BY_EXTENSION, runtime_for_extension
-from fastinfer.scaffold.artefact import ArtefactFacts, open_artefact, read_artefact
+from fastinfer.scaffold.artefact import ArtefactFacts, open_artefact, read_artefact, trust_options
 from fastinfer.scaffold.fields import ScaffoldError, python_value
 from fastinfer.scaffold.install import (
     PREDICT_BATCH,
@@ -168,11 +168,13 @@ def scaffold(
     target: str | None = None,
     output: Path | None = None,
     force: bool = False,
+    trust_types: Sequence[str] = (),
 ) -> ScaffoldResult:
     """Write a model directory for `artefact`, load it as the server would, then put it in place.
 
     Nothing is left behind on failure: the directory is built beside its destination and only
-    moved there once it has loaded and passed its self-test.
+    moved there once it has loaded and passed its self-test. `trust_types` are the types a skops
+    file may hold beyond those skops trusts (written as the runtime option `trusted_types`).
     """
     if not artefact.is_file():
         raise ScaffoldError(f"{artefact}: no such artefact file")
@@ -180,6 +182,7 @@ def scaffold(
     _check_runtime(runtime_name)
     if kind is not None and kind not in KINDS:
         raise ScaffoldError(f"--kind must be one of {', '.join(KINDS)} (got {kind!r})")
+    options = trust_options(runtime_name, trust_types)
     name = name or model_name_for(artefact)
     _check_name_version(name, version)
     destination = output if output is not None else Path("models") / name / version
@@ -187,7 +190,7 @@ def scaffold(
     frame = read_sample(sample) if sample is not None else None
 
     data = artefact.read_bytes()
-    facts = read_artefact(artefact, data, runtime_name, kind, {}, frame, target)
+    facts = read_artefact(artefact, data, runtime_name, kind, options, frame, target)
     example = example_row(frame, facts.fields) if frame is not None else None
     artefact_name = "model" + artefact.suffix.lower()
     try:
