@@ -633,6 +633,51 @@ def test_trust_type_lets_init_scaffold_a_skops_file_with_custom_types(tmp_path: 
     assert "--trust-type applies to skops files" in result.stderr
 
 
+def test_an_skl2onnx_model_takes_its_features_from_the_sample_columns(tmp_path: Path) -> None:
+    """One float input [N,3] with no names: the sample's columns name the features, so init
+    writes an example, runs the self-test and keeps statistics of every feature."""
+    from tests.unit.test_registry_bare import skl2onnx_classifier, skl2onnx_probabilities
+
+    artefact = tmp_path / "clf.onnx"
+    artefact.write_bytes(skl2onnx_classifier())
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(40, 3)).round(3)
+    frame = pd.DataFrame(features, columns=["sepal length", "width", "depth"])
+    frame["label"] = skl2onnx_probabilities(features).argmax(axis=1)
+    sample = tmp_path / "train.csv"
+    frame.to_csv(sample, index=False)
+    out = tmp_path / "out"
+    result = init(artefact, "--sample", sample, "--target", "label", "-o", out)
+    assert result.exit_code == 0, result.output
+    config = load_model_directory(out).config
+    assert config.runtime_options == {
+        "input_columns": {"float_input": ["sepal length", "width", "depth"]}
+    }
+    assert [(f.name, f.type) for f in config.inputs or []] == [
+        ("sepal length", "number"),
+        ("width", "number"),
+        ("depth", "number"),
+    ]
+    names = ["sepal length", "width", "depth"]
+    assert config.example == dict(zip(names, features[0].tolist(), strict=True))
+    assert config.expected_example_output == str(frame["label"][0])
+    reference = read_reference(out / "reference.json")
+    assert set(reference["features"]) == {"sepal length", "width", "depth"}
+    assert reference["prediction"] is not None
+    with serve_in_process(out) as client:
+        wait_ready(client)
+        assert client.get("/v1/models/clf").json()["self_test"] == "passed"
+        rows = frame.drop(columns="label").head(5).to_dict("records")
+        response = client.post("/v1/models/clf/predict", json={"inputs": rows})
+    assert response.status_code == 200, response.text
+    got = [[p["probabilities"][k] for k in ("0", "1")] for p in response.json()["predictions"]]
+    np.testing.assert_allclose(got, skl2onnx_probabilities(features[:5]), atol=1e-5)
+
+    result = init(artefact, "--sample", sample, "-o", tmp_path / "no-target")
+    assert result.exit_code == 0, result.output
+    assert "takes 3 features but the sample has 4 columns" in " ".join(result.stdout.split())
+
+
 def test_init_refuses_a_pickle_named_onnx_without_loading_it(tmp_path: Path) -> None:
     from tests.unit.test_registry_bare import Marker
 

@@ -3,7 +3,8 @@ its input fields (refined by the sample).
 
 The format and the kind are decided by `fastinfer.runtimes.detect`, exactly as for a bare
 `fastinfer serve --model NAME=FILE`; this module turns what goes wrong there into messages about
-init's own options (--kind, --runtime, --trust-type).
+init's own options (--kind, --runtime, --trust-type) and adds what only a sample can tell: the
+names of an ONNX model's stacked features (`stacked_columns`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from fastinfer.scaffold.fields import (
     build_inputs,
     derived_inputs,
     is_positional,
+    stacked_columns,
 )
 
 __all__ = ["ArtefactFacts", "open_artefact", "read_artefact", "trust_options"]
@@ -63,10 +65,17 @@ def read_artefact(
         raise ScaffoldError(str(exc)) from None
     chosen, loaded = open_artefact(runtime_name, data, kind, source=artefact, options=options)
     derived = derived_inputs(loaded)
-    fields, sources, warnings = build_inputs(
+    stacked, warnings = (
+        (None, []) if runtime_name != "onnx" else stacked_columns(derived, frame, target)
+    )
+    if stacked is not None:  # reopen with the features named: derived fields are the columns
+        options = {**options, "input_columns": stacked}
+        chosen, loaded = open_artefact(runtime_name, data, chosen, source=artefact, options=options)
+        derived = derived_inputs(loaded)
+    fields, sources, notes = build_inputs(
         derived, frame, target=target, positional=is_positional(loaded)
     )
-    return ArtefactFacts(chosen, options, fields, sources, warnings)
+    return ArtefactFacts(chosen, options, fields, sources, warnings + notes)
 
 
 def open_artefact(

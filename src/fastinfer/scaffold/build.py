@@ -14,7 +14,9 @@ How the pieces are decided:
   `fastinfer.runtimes.detect` (`detect_runtime`, `open_as`).
 - Inputs: the artefact's fields (`Runtime.derived_inputs`, plus the categories of scikit-learn
   encoders that refuse unknown values), refined by the sample's columns; see `build_inputs` in
-  `fastinfer.scaffold.fields`, which holds these rules.
+  `fastinfer.scaffold.fields`, which holds these rules. An ONNX model taking all its features as
+  one [N,F] tensor gets them named by the sample's columns (`stacked_columns`, written as the
+  runtime option `input_columns`).
 - Example: the first sample row with no missing value (and only allowed values); the class it
   predicts becomes `expected_example_output` for classifiers. Regressors get none: the
   self-test compares exactly, and a float need not reproduce to the last bit on other hardware.

@@ -112,6 +112,34 @@ def _named_in_order(
     return [_renamed(f, c) for f, c in zip(known, columns, strict=True)]
 
 
+def stacked_columns(
+    derived: Sequence[InputField] | None, sample: pd.DataFrame | None, target: str | None
+) -> tuple[dict[str, list[str]] | None, list[str]]:
+    """The sample's columns, by name, for a model taking all its features as one tensor.
+
+    A tabular model converted to ONNX (skl2onnx) has a single [N,F] input and no feature names;
+    a sample with F columns (besides --target) names them, in order. Returns the input → its
+    columns (the onnx runtime option `input_columns`), or None, and warnings.
+    """
+    if sample is None or not derived or len(derived) != 1:
+        return None, []
+    (field,) = derived
+    if field.shape is None or len(field.shape) != 1 or field.name in sample.columns:
+        return None, []
+    columns = [c for c in sample.columns if c != target]
+    if len(columns) != field.shape[0]:
+        besides = " besides --target" if target else " (is one of them the label? pass --target)"
+        return None, [
+            f"input {field.name!r} takes {field.shape[0]} features but the sample has "
+            f"{len(columns)} columns{besides}: they are not mapped to it, so there is no "
+            "example, no self-test and no feature statistics"
+        ]
+    return {field.name: columns}, [
+        f"the model takes its {len(columns)} features as one tensor, {field.name!r}: the "
+        "sample's columns name them, in order"
+    ]
+
+
 def _refined(
     known: list[InputField], sample: pd.DataFrame
 ) -> tuple[list[InputField], dict[str, str], list[str]]:
