@@ -678,6 +678,45 @@ def test_an_skl2onnx_model_takes_its_features_from_the_sample_columns(tmp_path: 
     assert "takes 3 features but the sample has 4 columns" in " ".join(result.stdout.split())
 
 
+def test_lightgbm_columns_with_spaces_scaffold_from_their_own_csv(tmp_path: Path) -> None:
+    """LightGBM names the feature of column "past visits" past_visits: init maps it back, and
+    the model serves under the CSV's names."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(
+        {"past visits": rng.integers(0, 9, 200), "age in years": rng.normal(40, 9, 200).round(1)}
+    )
+    frame["churned"] = ((frame["past visits"] < 3) ^ (frame["age in years"] > 45)).astype(int)
+    features = frame.drop(columns="churned")
+    params = {
+        "objective": "binary",
+        "num_threads": 1,
+        "seed": 0,
+        "verbose": -1,
+        "deterministic": True,
+    }
+    booster = lgb.train(params, lgb.Dataset(features, frame["churned"]), num_boost_round=5)
+    assert booster.feature_name() == ["past_visits", "age_in_years"]
+    artefact = tmp_path / "churn.txt"
+    booster.save_model(artefact)
+    sample = tmp_path / "train.csv"
+    frame.to_csv(sample, index=False)
+    out = tmp_path / "out"
+    result = init(artefact, "--sample", sample, "--target", "churned", "-o", out)
+    assert result.exit_code == 0, result.output
+    config = load_model_directory(out).config
+    assert [f.name for f in config.inputs or []] == ["past visits", "age in years"]
+    assert config.example is not None and config.expected_example_output in ("0", "1")
+    with serve_in_process(out) as client:
+        wait_ready(client)
+        rows = features.head(6).to_dict("records")
+        response = client.post("/v1/models/churn/predict", json={"inputs": rows})
+    assert response.status_code == 200, response.text
+    got = [p["probabilities"]["1"] for p in response.json()["predictions"]]
+    np.testing.assert_allclose(got, booster.predict(features.head(6)), rtol=1e-6)
+
+
 def test_init_refuses_a_pickle_named_onnx_without_loading_it(tmp_path: Path) -> None:
     from tests.unit.test_registry_bare import Marker
 

@@ -4,7 +4,8 @@ its input fields (refined by the sample).
 The format and the kind are decided by `fastinfer.runtimes.detect`, exactly as for a bare
 `fastinfer serve --model NAME=FILE`; this module turns what goes wrong there into messages about
 init's own options (--kind, --runtime, --trust-type) and adds what only a sample can tell: the
-names of an ONNX model's stacked features (`stacked_columns`).
+names of an ONNX model's stacked features (`stacked_columns`) and the sample's own spelling of
+LightGBM feature names.
 """
 
 from __future__ import annotations
@@ -73,7 +74,11 @@ def read_artefact(
         chosen, loaded = open_artefact(runtime_name, data, chosen, source=artefact, options=options)
         derived = derived_inputs(loaded)
     fields, sources, notes = build_inputs(
-        derived, frame, target=target, positional=is_positional(loaded)
+        derived,
+        frame,
+        target=target,
+        positional=is_positional(loaded),
+        feature_name=getattr(loaded, "feature_name_of", None),
     )
     return ArtefactFacts(chosen, options, fields, sources, warnings + notes)
 
