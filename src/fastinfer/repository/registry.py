@@ -305,11 +305,7 @@ class ModelRegistry:
         """
         directory, config = model.directory, model.config
         assert directory.artefact_path is not None
-        detected = detect_runtime(directory.artefact_path, data[:HEAD_BYTES])
-        if detected != config.runtime:
-            raise ModelConfigError(
-                f"{directory.artefact_path}: now holds a {detected} artefact, not {config.runtime}"
-            )
+        detect_runtime(directory.artefact_path, data[:HEAD_BYTES], config.runtime)
         kind, runtime = open_as(
             config.runtime,
             data,

@@ -29,10 +29,10 @@ from fastinfer.runtimes.detect import UntrustedTypesError
 from fastinfer.runtimes.outputs import class_labels, classifier_predictions, regressor_predictions
 
 _ZIP_MAGIC = b"PK\x03\x04"  # a skops file is a zip archive; a joblib pickle starts with 0x80
-# Types skops reports as untrusted but builds without calling them. `numpy.dtype` (in any fitted
-# pipeline with a ColumnTransformer or SimpleImputer) is rebuilt by skops's DTypeNode as the
-# `.dtype` of an array skops itself read (np.load with allow_pickle=False): no named type is
-# called, so trusting it runs no code from the file.
+# Types skops reports as untrusted but builds without calling them. `numpy.dtype` (a fitted
+# SimpleImputer holds one) is rebuilt by skops's DTypeNode as the `.dtype` of an array skops
+# itself read (np.load with allow_pickle=False): no named type is called, so trusting it runs no
+# code from the file.
 SAFE_SKOPS_TYPES = frozenset({"numpy.dtype"})
 
 
