@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from fastinfer.cli import app
+from tests.conftest import sha256_of
 
 runner = CliRunner()
 
@@ -136,3 +139,64 @@ def test_serve_help_documents_the_environment() -> None:
         "FASTINFER_LOG_FORMAT",
     ):
         assert variable in result.stdout
+
+
+# --- serve --model NAME=PATH[#sha256:HEX]: one-line errors, before anything is served ---------
+
+
+def _never_served(*_args: object) -> int:
+    raise AssertionError("the --model option was accepted and the server started")
+
+
+def _serve_refusal(monkeypatch: pytest.MonkeyPatch, option: str) -> str:
+    """`fastinfer serve --model OPTION` must exit 2 with one line on stderr, no traceback."""
+    monkeypatch.setattr("fastinfer.cli.serve.serve", _never_served)
+    result = runner.invoke(app, ["serve", "--model", option])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: --model ")
+    return line
+
+
+def test_serve_model_option_errors_are_one_line(
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    artefact = tiny_dir / "model.joblib"
+    for option, message in [
+        (f"Bad Name={artefact}", "'Bad Name' is not a valid model name: use lowercase letters"),
+        (f"-x={artefact}", "'-x' is not a valid model name"),
+        (
+            f"m={artefact}#sha256:abc",
+            "the pin must be #sha256: and 64 hexadecimal characters "
+            "(got 'sha256:abc', 3 characters after the colon)",
+        ),
+        (f"m={artefact}#sha256:{'g' * 64}", "the pin must be #sha256:"),
+        (f"m={artefact}#md5:{'0' * 64}", "the pin must be #sha256:"),
+        (f"m={tmp_path / 'missing.joblib'}", "no such file"),
+        (f"m={tmp_path}", "no such file"),
+        ("m", "expected NAME=PATH or NAME=PATH#sha256:HEX"),
+    ]:
+        assert message in _serve_refusal(monkeypatch, option), option
+
+
+def test_serve_refuses_a_pinned_pickle_named_onnx_without_loading_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.unit.test_registry_bare import Marker
+
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.onnx"
+    evil.write_bytes(pickle.dumps(Marker(marker)))
+    line = _serve_refusal(monkeypatch, f"evil={evil}#sha256:{sha256_of(evil)}")
+    assert "evil.onnx is not an ONNX model" in line and "It was not loaded" in line
+    assert not marker.exists()
+
+
+def test_serve_refuses_an_unknown_extension(
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renamed = tmp_path / "model.bin"
+    renamed.write_bytes((tiny_dir / "model.joblib").read_bytes())
+    line = _serve_refusal(monkeypatch, f"m={renamed}#sha256:{sha256_of(renamed)}")
+    assert "cannot tell the runtime from the extension '.bin'" in line

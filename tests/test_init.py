@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,13 +14,14 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io
 import typer
 from onnx import TensorProto, helper, numpy_helper
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from typer.testing import CliRunner, Result
 
 from fastinfer.cli.init import init_command
@@ -565,3 +567,163 @@ def test_identifier_like_text_fields_are_left_out_of_the_reference() -> None:
     ]
     stats = reference_statistics(frame, fields)
     assert set(stats["features"]) == {"city", "code"}
+
+
+# --- fidelity (issue 13): what each artefact format needs from init -----------------------------
+
+
+def double(values: Any) -> Any:
+    """A custom function: skops does not trust it unless told to."""
+    return values * 2
+
+
+def test_a_skops_pipeline_with_one_hot_encoding_and_imputing_scaffolds(
+    shop: tuple[Path, Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    """Its SimpleImputer holds a numpy.dtype, which skops reports as untrusted but rebuilds
+    without calling anything: init (and serve) trust it without an option."""
+    artefact, sample, _ = shop
+    skops_file = tmp_path / "shop.skops"
+    skops.io.dump(joblib.load(artefact), skops_file)
+    assert skops.io.get_untrusted_types(file=skops_file) == ["numpy.dtype"]
+    result = init(skops_file, "--sample", sample, "--target", "bought", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    config = load_model_directory(tmp_path / "out").config
+    assert config.runtime_options == {} and config.artefact is not None
+    assert config.artefact.path == "model.skops"
+    assert config.expected_example_output in ("yes", "no")
+    assert "self-test: passed" in " ".join(result.stdout.split())
+
+
+def test_trust_type_lets_init_scaffold_a_skops_file_with_custom_types(tmp_path: Path) -> None:
+    frame = shop_frame()
+    model = Pipeline(
+        [
+            ("prepare", ColumnTransformer([("x", FunctionTransformer(double), ["size", "count"])])),
+            ("impute", SimpleImputer()),
+            ("classify", LogisticRegression()),
+        ]
+    ).fit(frame[["size", "count"]], frame["bought"])
+    skops_file = tmp_path / "custom.skops"
+    skops.io.dump(model, skops_file)
+    sample = tmp_path / "rows.csv"
+    frame[["size", "count", "bought"]].to_csv(sample, index=False)
+    out = tmp_path / "out"
+    result = init(skops_file, "--sample", sample, "--target", "bought", "-o", out)
+    assert result.exit_code == 2
+    assert f"pass --trust-type {__name__}.double" in " ".join(result.stderr.split())
+    assert not out.exists() and not list(tmp_path.glob(".*"))
+    result = init(
+        skops_file,
+        "-s",
+        sample,
+        "--target",
+        "bought",
+        "-o",
+        out,
+        "--trust-type",
+        f"{__name__}.double",
+    )
+    assert result.exit_code == 0, result.output
+    config = load_model_directory(out).config
+    assert config.runtime_options == {"trusted_types": [f"{__name__}.double"]}
+    assert config.example is not None and config.expected_example_output in ("yes", "no")
+    result = init(skops_file, "-o", tmp_path / "onnx", "--runtime", "onnx", "--trust-type", "x.Y")
+    assert result.exit_code == 2
+    assert "--trust-type applies to skops files" in result.stderr
+
+
+def test_an_skl2onnx_model_takes_its_features_from_the_sample_columns(tmp_path: Path) -> None:
+    """One float input [N,3] with no names: the sample's columns name the features, so init
+    writes an example, runs the self-test and keeps statistics of every feature."""
+    from tests.unit.test_registry_bare import skl2onnx_classifier, skl2onnx_probabilities
+
+    artefact = tmp_path / "clf.onnx"
+    artefact.write_bytes(skl2onnx_classifier())
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(40, 3)).round(3)
+    frame = pd.DataFrame(features, columns=["sepal length", "width", "depth"])
+    frame["label"] = skl2onnx_probabilities(features).argmax(axis=1)
+    sample = tmp_path / "train.csv"
+    frame.to_csv(sample, index=False)
+    out = tmp_path / "out"
+    result = init(artefact, "--sample", sample, "--target", "label", "-o", out)
+    assert result.exit_code == 0, result.output
+    config = load_model_directory(out).config
+    assert config.runtime_options == {
+        "input_columns": {"float_input": ["sepal length", "width", "depth"]}
+    }
+    assert [(f.name, f.type) for f in config.inputs or []] == [
+        ("sepal length", "number"),
+        ("width", "number"),
+        ("depth", "number"),
+    ]
+    names = ["sepal length", "width", "depth"]
+    assert config.example == dict(zip(names, features[0].tolist(), strict=True))
+    assert config.expected_example_output == str(frame["label"][0])
+    reference = read_reference(out / "reference.json")
+    assert set(reference["features"]) == {"sepal length", "width", "depth"}
+    assert reference["prediction"] is not None
+    with serve_in_process(out) as client:
+        wait_ready(client)
+        assert client.get("/v1/models/clf").json()["self_test"] == "passed"
+        rows = frame.drop(columns="label").head(5).to_dict("records")
+        response = client.post("/v1/models/clf/predict", json={"inputs": rows})
+    assert response.status_code == 200, response.text
+    got = [[p["probabilities"][k] for k in ("0", "1")] for p in response.json()["predictions"]]
+    np.testing.assert_allclose(got, skl2onnx_probabilities(features[:5]), atol=1e-5)
+
+    result = init(artefact, "--sample", sample, "-o", tmp_path / "no-target")
+    assert result.exit_code == 0, result.output
+    assert "takes 3 features but the sample has 4 columns" in " ".join(result.stdout.split())
+
+
+def test_lightgbm_columns_with_spaces_scaffold_from_their_own_csv(tmp_path: Path) -> None:
+    """LightGBM names the feature of column "past visits" past_visits: init maps it back, and
+    the model serves under the CSV's names."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(
+        {"past visits": rng.integers(0, 9, 200), "age in years": rng.normal(40, 9, 200).round(1)}
+    )
+    frame["churned"] = ((frame["past visits"] < 3) ^ (frame["age in years"] > 45)).astype(int)
+    features = frame.drop(columns="churned")
+    params = {
+        "objective": "binary",
+        "num_threads": 1,
+        "seed": 0,
+        "verbose": -1,
+        "deterministic": True,
+    }
+    booster = lgb.train(params, lgb.Dataset(features, frame["churned"]), num_boost_round=5)
+    assert booster.feature_name() == ["past_visits", "age_in_years"]
+    artefact = tmp_path / "churn.txt"
+    booster.save_model(artefact)
+    sample = tmp_path / "train.csv"
+    frame.to_csv(sample, index=False)
+    out = tmp_path / "out"
+    result = init(artefact, "--sample", sample, "--target", "churned", "-o", out)
+    assert result.exit_code == 0, result.output
+    config = load_model_directory(out).config
+    assert [f.name for f in config.inputs or []] == ["past visits", "age in years"]
+    assert config.example is not None and config.expected_example_output in ("0", "1")
+    with serve_in_process(out) as client:
+        wait_ready(client)
+        rows = features.head(6).to_dict("records")
+        response = client.post("/v1/models/churn/predict", json={"inputs": rows})
+    assert response.status_code == 200, response.text
+    got = [p["probabilities"]["1"] for p in response.json()["predictions"]]
+    np.testing.assert_allclose(got, booster.predict(features.head(6)), rtol=1e-6)
+
+
+def test_init_refuses_a_pickle_named_onnx_without_loading_it(tmp_path: Path) -> None:
+    from tests.unit.test_registry_bare import Marker
+
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.onnx"
+    evil.write_bytes(pickle.dumps(Marker(marker)))
+    result = init(evil, "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "evil.onnx is not an ONNX model" in " ".join(result.stderr.split())
+    assert not marker.exists() and not (tmp_path / "out").exists()

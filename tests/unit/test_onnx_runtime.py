@@ -430,3 +430,27 @@ def test_session_options_are_applied_and_checked() -> None:
         started(graph, OutputSpec(kind="classifier", labels={"3": "x"}))
     with pytest.raises(TypeError, match="no output is a float"):
         started(tensor_graph(), OutputSpec(kind="classifier"))
+
+
+def test_input_columns_stack_scalar_fields_into_one_tensor_input() -> None:
+    """Runtime option input_columns: x [N,8] fed from eight named scalar fields, in order."""
+    graph = softmax_classifier()
+    names = [f"f{i}" for i in range(8)]
+    runtime = started(graph, OutputSpec(kind="classifier"), input_columns={"x": names})
+    fields = runtime.derived_inputs()
+    assert fields == [InputField(name=n, type="number") for n in names]
+    rows = [dict(zip(names, map(float, range(i, i + 8)), strict=True)) for i in range(3)]
+    plain = started(graph, OutputSpec(kind="classifier"))
+    stacked = [{"x": [row[n] for n in names]} for row in rows]
+    assert runtime.predict(rows, names) == plain.predict(stacked, ["x"])
+    with pytest.raises(ValueError, match=r"graph input\(s\) f7 have no field"):
+        runtime.predict(rows, names[:7])
+    for option, message in [
+        ({"x": "f0"}, "must map a graph input to the names of the fields"),
+        ({"x": []}, "must map a graph input"),
+        ({"y": names}, r"names y, not graph input\(s\) \(inputs: x\)"),
+        ({"x": names[:7]}, r"has shape \[N,8\]; 7 columns stack into a \[N,7\] input"),
+        ({"x": ["a"] * 8}, r"field\(s\) a feed the graph twice"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            started(graph, OutputSpec(kind="classifier"), input_columns=option)

@@ -334,3 +334,14 @@ def test_refusing_encoders_are_found_wherever_they_sit() -> None:
     assert refusing_encoder_fields(model) == {
         "colour": InputField(name="colour", type="string", allowed=COLOURS),
     }
+
+
+def test_numpy_dtype_is_trusted_without_listing_it() -> None:
+    """skops reports numpy.dtype for an imputed pipeline but builds it without calling a type."""
+    pipeline = shop_pipeline(numeric=make_pipeline(SimpleImputer(), StandardScaler()))
+    data = skops.io.dumps(pipeline)
+    assert skops.io.get_untrusted_types(data=data) == ["numpy.dtype"]
+    runtime = loaded(data)
+    rows = shop_frame(4, seed=3)
+    got = [p["probabilities"]["1"] for p in runtime.predict(rows.to_dict("records"), list(rows))]
+    np.testing.assert_allclose(got, pipeline.predict_proba(rows)[:, 1], atol=1e-6)

@@ -514,6 +514,27 @@ def test_lightgbm_derives_fields_and_pandas_categories(lgb_models: dict[str, lgb
     ]
 
 
+def test_a_field_named_as_the_training_column_feeds_lightgbm_s_underscored_feature(
+    lgb_models: dict[str, lgb.Booster],
+) -> None:
+    """LightGBM trained on "past visits" names the feature past_visits: a field keeping the
+    column's name feeds it. XGBoost keeps names as they are, so there no such match is made."""
+    booster = lgb_models["binary"]
+    runtime = loaded("lightgbm", lgb_text(booster), OutputSpec())
+    fields = [
+        f.model_copy(update={"name": "past visits"}) if f.name == "past_visits" else f
+        for f in runtime.derived_inputs() or []
+    ]
+    runtime.bind_schema(fields)
+    data = lgb_frame(6, seed=9)
+    got = probabilities(predict(runtime, rows_of(data)))[:, 1]
+    np.testing.assert_allclose(got, booster.predict(data), rtol=1e-6)
+    dashed = [f.model_copy(update={"name": f.name.replace(" ", "-")}) for f in fields]
+    with pytest.raises(ValueError, match=r"feature\(s\) past_visits have no input field"):
+        loaded("lightgbm", lgb_text(booster), OutputSpec()).bind_schema(dashed)
+    assert XGBoostRuntime.feature_name_of("past visits") == "past visits"
+
+
 def test_lightgbm_integer_categories_and_unseen_values() -> None:
     data = lgb_frame(100, seed=4)
     data["size"] = pd.Categorical(data["past visits"] % 3 * 10 + 1, categories=[21, 1, 11])

@@ -46,7 +46,10 @@ def init_command(
     version: Annotated[str, typer.Option(help="Model version.")] = "1",
     runtime: Annotated[
         str | None,
-        typer.Option(help="Runtime [default: from the artefact's extension].", show_default=False),
+        typer.Option(
+            help="Runtime [default: from the artefact's extension; the content must match].",
+            show_default=False,
+        ),
     ] = None,
     kind: Annotated[
         str | None,
@@ -71,6 +74,16 @@ def init_command(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing model directory.")
     ] = False,
+    trust_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trust-type",
+            help="A type the skops file may hold beyond those skops trusts (the load error names "
+            "them), e.g. mypkg.features.Binner; written to model.yaml as trusted_types. "
+            "Repeatable. Only for types you trust: building them runs their code.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write a model directory (artefact copy, pinned model.yaml, reference.json) for ARTEFACT.
 
@@ -93,6 +106,7 @@ def init_command(
             target=target,
             output=output,
             force=force,
+            trust_types=trust_type or (),
         )
     except ScaffoldError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)

@@ -33,8 +33,10 @@ def serve_command(
         typer.Option(
             "--model",
             "-m",
-            help="A bare artefact: NAME=PATH or NAME=PATH#sha256:HEX. Repeatable. Without a "
-            "pin it needs --trust-unpinned.",
+            help="A bare artefact: NAME=PATH or NAME=PATH#sha256:HEX (64 hex digits). "
+            "Repeatable. The runtime comes from the extension and content, the output kind "
+            "from the model. Pickles, XGBoost UBJ, LightGBM and TorchScript files need a pin "
+            "or --trust-unpinned; ONNX, XGBoost JSON and skops files do not.",
             show_default=False,
         ),
     ] = None,

@@ -42,11 +42,13 @@ def read_pinned(
     *,
     trust_unpinned: bool,
     needs_trust: Callable[[bytes], bool] = lambda _data: True,
+    risk: str = "a pickle runs any code it contains",
 ) -> bytes:
     """The artefact's bytes, verified against the pin.
 
     Reading once and loading from memory closes the gap between checking a file and opening it.
-    An unpinned artefact loads only if trusted, or if `needs_trust` says loading it runs no code.
+    An unpinned artefact loads only if trusted, or if `needs_trust` says loading it runs no code;
+    `risk` says, in the refusal, why a file of its format is unsafe to load unverified.
     """
     data = path.read_bytes()
     actual = sha256_bytes(data)
@@ -54,7 +56,7 @@ def read_pinned(
         if not trust_unpinned and needs_trust(data):
             raise UnpinnedArtefactError(
                 f"{path}: no sha256 pin (sha256 of the file is {actual}). Loading an unverified "
-                "file of this format is unsafe (a pickle runs any code it contains). Pin it in "
+                f"file of this format is unsafe ({risk}). Pin it in "
                 "model.yaml, pass NAME=PATH#sha256:HEX, or opt in with "
                 "--trust-unpinned / FASTINFER_TRUST_UNPINNED_ARTEFACTS=true for files you built."
             )

@@ -28,6 +28,15 @@ class ModelConfigError(ValueError):
     """A model directory whose config cannot be read or is inconsistent."""
 
 
+def check_model_name(name: str) -> None:
+    """Refuse a name `model.yaml` would refuse, saying what a name may hold."""
+    if not re.match(_NAME_PATTERN, name):
+        raise ModelConfigError(
+            f"{name!r} is not a valid model name: use lowercase letters, digits, '_', '.' and "
+            "'-', starting with a letter or digit, at most 63 characters"
+        )
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -6,6 +6,7 @@ self-test prediction on the example row; only a model that passed all of that is
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -21,13 +22,17 @@ from fastinfer.model.spec import (
     ModelConfig,
     ModelConfigError,
     ModelDirectory,
+    OutputSpec,
+    check_model_name,
 )
 from fastinfer.observability.logging import get_logger
 from fastinfer.repository.served import ModelState, ModelVersions, ServedModel
 from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource, source_of
 from fastinfer.runtimes import Runtime, create_runtime
+from fastinfer.runtimes.detect import HEAD_BYTES, UNPINNED_RISKS, detect_runtime, open_as
 
 log = get_logger("fastinfer.registry")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _import_lock = threading.Lock()
 
 
@@ -36,14 +41,21 @@ class SelfTestFailed(RuntimeError):  # noqa: N818
 
 
 def bare_artefact(name: str, path: Path, sha256: str | None = None) -> ModelDirectory:
-    """A model directory for a lone artefact given on the command line (`--model NAME=PATH`)."""
+    """A model directory for a lone artefact given on the command line (`--model NAME=PATH`).
+
+    The runtime comes from the file (`detect_runtime`: extension and content, as `fastinfer
+    init` decides it); the output kind from the artefact once it is loaded (`open_as`).
+    """
+    check_model_name(name)
     path = path.resolve()
     if not path.is_file():
         raise ModelConfigError(f"{path}: no such file")
+    with path.open("rb") as handle:
+        runtime = detect_runtime(path, handle.read(HEAD_BYTES))
     config = ModelConfig(
         name=name,
         version="unversioned",
-        runtime="sklearn",
+        runtime=runtime,
         artefact=ArtefactSpec(path=path.name, sha256=sha256),
     )
     return ModelDirectory(root=path.parent, config=config, bare=True)
@@ -54,8 +66,23 @@ def parse_model_option(option: str) -> ModelDirectory:
     name, sep, rest = option.partition("=")
     if not sep or not name or not rest:
         raise ModelConfigError(f"--model {option!r}: expected NAME=PATH or NAME=PATH#sha256:HEX")
-    path_text, _, pin = rest.partition("#sha256:")
-    return bare_artefact(name, Path(path_text), pin or None)
+    path_text, hash_sep, pin = rest.rpartition("#")
+    if not hash_sep or Path(rest).is_file():
+        return _bare_option(option, name, Path(rest), None)
+    scheme, _, digest = pin.partition(":")
+    if scheme.lower() != "sha256" or not _SHA256.fullmatch(digest):
+        raise ModelConfigError(
+            f"--model {option!r}: the pin must be #sha256: and 64 hexadecimal characters "
+            f"(got {pin!r}, {len(digest)} characters after the colon)"
+        )
+    return _bare_option(option, name, Path(path_text), digest.lower())
+
+
+def _bare_option(option: str, name: str, path: Path, sha256: str | None) -> ModelDirectory:
+    try:
+        return bare_artefact(name, path, sha256)
+    except ModelConfigError as exc:
+        raise ModelConfigError(f"--model {option!r}: {exc}") from None
 
 
 class ModelRegistry:
@@ -256,14 +283,41 @@ class ModelRegistry:
                 config.artefact.sha256,
                 trust_unpinned=self._trust_unpinned,
                 needs_trust=runtime.needs_trust,
+                risk=UNPINNED_RISKS.get(config.runtime, UNPINNED_RISKS["sklearn"]),
             )
             model.sha256 = sha256_bytes(data)
         with _import_lock:  # unpickling imports modules; keep that single-threaded
-            runtime.load(data)
+            if directory.bare:
+                runtime = self._open_bare(model, data)
+            else:
+                runtime.load(data)
             spec = config.hooks
             model.hooks = load_hooks(spec.pre, spec.post, spec.timeout_ms)
         model.runtime = runtime
         model.prepared = True
+
+    @staticmethod
+    def _open_bare(model: ServedModel, data: bytes) -> Runtime:
+        """A bare artefact's verified bytes, loaded as the kind of model they hold.
+
+        The content is checked again, on the bytes that load: the file may have changed since
+        `--model` was parsed, and a file that is not what its runtime reads is never loaded.
+        """
+        directory, config = model.directory, model.config
+        assert directory.artefact_path is not None
+        detect_runtime(directory.artefact_path, data[:HEAD_BYTES], config.runtime)
+        kind, runtime = open_as(
+            config.runtime,
+            data,
+            options=config.runtime_options,
+            directory=directory.root,
+            start=False,  # started in the serving process, after the fork
+        )
+        output = OutputSpec(kind=kind)
+        model.directory = directory.model_copy(
+            update={"config": config.model_copy(update={"output": output})}
+        )
+        return runtime
 
     def _activate(self, model: ServedModel) -> None:
         """In the process that will predict: start the runtime, build the schema, self-test."""

@@ -36,7 +36,7 @@ class VersionSource(BaseModel):
                 runtime=self.runtime,
                 artefact=ArtefactSpec(path=path.name, sha256=self.sha256),
             )
-            return ModelDirectory(root=path.parent, config=config)
+            return ModelDirectory(root=path.parent, config=config, bare=True)
         return load_model_directory(self.path, name=name, version=version)
 
 

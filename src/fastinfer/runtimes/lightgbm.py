@@ -76,6 +76,11 @@ class LightGBMRuntime(TreeRuntime):
     _text = ""
     _booster: Any = None
 
+    @staticmethod
+    def feature_name_of(column: str) -> str:
+        """LightGBM writes a space in a feature name as `_` (a column "a b" is feature "a_b")."""
+        return column.replace(" ", "_")
+
     def needs_trust(self, data: bytes) -> bool:
         """Pinned like a pickle: LightGBM's text parser is not memory-safe on malformed input
         (a bad `num_leaves=` line crashes the process), so only verified files are parsed.

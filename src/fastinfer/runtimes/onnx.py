@@ -2,8 +2,10 @@
 
 The graph's own signature is the schema: each graph input becomes one field, either a per-row
 tensor (`x` float32 [N,256] → a list of 256 numbers) or, for [N] and [N,1] inputs as skl2onnx
-writes them, a scalar column. Sessions default to one thread each way because fastinfer runs
-one server process per core; more threads per process would only fight over the same cores.
+writes them, a scalar column. The runtime option `input_columns` feeds a [N,F] input from F
+named scalar fields instead (a tabular model converted with one float input). Sessions default
+to one thread each way because fastinfer runs one server process per core; more threads per
+process would only fight over the same cores.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import numpy as np
 import onnxruntime as ort
 
 from fastinfer.model.spec import FieldType, InputField, OutputSpec
-from fastinfer.runtimes.base import Prediction, Row, Runtime, whole_number_option
+from fastinfer.runtimes.base import Prediction, Row, Runtime
 from fastinfer.runtimes.onnx_labels import choose_label_output, label_columns
+from fastinfer.runtimes.onnx_options import OPTION_KEYS, input_columns, session_options
 from fastinfer.runtimes.outputs import (
     class_labels,
     classifier_predictions,
@@ -53,28 +56,9 @@ _JSON_TYPES: dict[FieldType, str] = {
     "any": "string",
 }
 _ZIPMAP = re.compile(r"^seq\(map\((?:string|int64),tensor\((?:float|double)\)\)\)$")
-_OPTIMIZATION_LEVELS = {
-    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "layout": ort.GraphOptimizationLevel.ORT_ENABLE_LAYOUT,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-}
-_EXECUTION_MODES = {
-    "sequential": ort.ExecutionMode.ORT_SEQUENTIAL,
-    "parallel": ort.ExecutionMode.ORT_PARALLEL,
-}
 # The widest bound the validator takes: the largest float below 2**63 (±2**63 itself, and so
 # uint64's full range, do not fit its int64 limits).
 _INT64_BOUND = float(np.nextafter(2.0**63, 0.0))
-_OPTION_KEYS = (
-    "intra_op_threads",
-    "inter_op_threads",
-    "graph_optimization_level",
-    "execution_mode",
-    "probabilities_output",
-    "label_output",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +70,18 @@ class _GraphInput:
     scalar_rank: int | None  # 1 or 2 for a scalar column ([N] / [N,1]); None for a tensor
     field: InputField | None
     problem: str | None
+    columns: tuple[InputField, ...] = ()  # runtime option input_columns: stacked into [N,F]
+
+    @property
+    def fields(self) -> list[InputField]:
+        """The fields that feed this input: its own, or the columns stacked into it."""
+        return list(self.columns) if self.columns else [self.field] if self.field else []
 
 
 class OnnxRuntime(Runtime):
     name = "onnx"
 
-    option_keys = _OPTION_KEYS
+    option_keys = OPTION_KEYS
 
     def __init__(
         self,
@@ -101,7 +91,7 @@ class OnnxRuntime(Runtime):
         directory: Path | None = None,
     ) -> None:
         super().__init__(output, options, directory=directory)
-        self._session_options = _session_options(self.options)
+        self._session_options = session_options(self.options)
         probabilities_output = self.options.get("probabilities_output")
         if probabilities_output is not None and not isinstance(probabilities_output, str):
             raise ValueError("runtime option probabilities_output must be an output name")
@@ -111,6 +101,7 @@ class OnnxRuntime(Runtime):
             raise ValueError("runtime option label_output must be an output name")
         self._label_output: str | None = label_output
         self._has_label = False
+        self._input_columns = input_columns(self.options)
         self._labels: list[str] | None = None
         self._data = b""
         self._session: ort.InferenceSession | None = None
@@ -131,8 +122,8 @@ class OnnxRuntime(Runtime):
         session = ort.InferenceSession(
             self._data, sess_options=self._session_options, providers=["CPUExecutionProvider"]
         )
-        self._inputs = [_plan_input(arg) for arg in session.get_inputs()]
-        self._input_names = [i.name for i in self._inputs]
+        self._inputs = _plan_inputs(session.get_inputs(), self._input_columns)
+        self._input_names = [f.name for i in self._inputs for f in i.fields]
         self._row_by_row = _fixed_batch_of_one(session.get_inputs())
         outputs = session.get_outputs()
         self._output_names = [o.name for o in outputs]
@@ -236,7 +227,7 @@ class OnnxRuntime(Runtime):
     def _run(self, rows: list[Row]) -> list[Any]:
         feed: dict[str, Any] = {}
         for spec in self._inputs:
-            array = np.asarray([row[spec.name] for row in rows], dtype=spec.dtype)
+            array = _input_array(spec, rows)
             if spec.scalar_rank == 2:
                 array = array.reshape(-1, 1)
             feed[spec.name] = array
@@ -276,7 +267,7 @@ class OnnxRuntime(Runtime):
                 + "; ".join(problems)
                 + " (declare `inputs` in model.yaml, or export with fixed dimensions)"
             )
-        return [i.field for i in self._inputs if i.field is not None]
+        return [f for i in self._inputs for f in i.fields]
 
     def output_labels(self) -> list[str] | None:
         return self._labels
@@ -286,36 +277,47 @@ class OnnxRuntime(Runtime):
         return {name: _output_schema(self._outputs[name]) for name in self._fetch}
 
 
-def _session_options(options: Mapping[str, Any]) -> ort.SessionOptions:
-    """SessionOptions from `runtime_options`, each value checked so typos fail at load."""
-    session = ort.SessionOptions()
-    session.intra_op_num_threads = _thread_count(options, "intra_op_threads")
-    session.inter_op_num_threads = _thread_count(options, "inter_op_threads")
-    level = options.get("graph_optimization_level", "all")
-    if level not in _OPTIMIZATION_LEVELS:
+def _plan_inputs(args: Sequence[Any], stacked: Mapping[str, list[str]]) -> list[_GraphInput]:
+    """Each graph input's plan; those named in input_columns are fed from several fields."""
+    unknown = sorted(set(stacked) - {str(arg.name) for arg in args})
+    if unknown:
         raise ValueError(
-            f"runtime option graph_optimization_level must be one of "
-            f"{', '.join(_OPTIMIZATION_LEVELS)} (got {level!r})"
+            f"runtime option input_columns names {', '.join(unknown)}, not graph input(s) "
+            f"(inputs: {', '.join(str(arg.name) for arg in args)})"
         )
-    session.graph_optimization_level = _OPTIMIZATION_LEVELS[level]
-    mode = options.get("execution_mode", "sequential")
-    if mode not in _EXECUTION_MODES:
+    plans = [
+        _stack(arg, stacked[arg.name]) if arg.name in stacked else _plan_input(arg) for arg in args
+    ]
+    names = [f.name for plan in plans for f in plan.fields]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
         raise ValueError(
-            f"runtime option execution_mode must be one of {', '.join(_EXECUTION_MODES)} "
-            f"(got {mode!r})"
+            f"runtime option input_columns: field(s) {', '.join(repeated)} feed the graph twice"
         )
-    if mode == "parallel" and session.inter_op_num_threads == 1:
-        # onnxruntime would quietly fall back to sequential: say so instead.
-        raise ValueError(
-            "runtime option execution_mode parallel needs inter_op_threads >= 2 "
-            "(or 0: onnxruntime decides)"
-        )
-    session.execution_mode = _EXECUTION_MODES[mode]
-    return session
+    return plans
 
 
-def _thread_count(options: Mapping[str, Any], key: str) -> int:
-    return whole_number_option(options, key, default=1, minimum=0, note=" (0: onnxruntime decides)")
+def _stack(arg: Any, columns: list[str]) -> _GraphInput:
+    """A [N,F] graph input fed from F scalar fields, one per column, in order (as a tabular
+    model converted by skl2onnx takes its features: one float tensor)."""
+    plan = _plan_input(arg)
+    shape: list[Dim] = list(arg.shape)
+    if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != len(columns)):
+        raise ValueError(
+            f"runtime option input_columns: graph input {plan.name!r} has shape {_show(shape)}; "
+            f"{len(columns)} columns stack into a [N,{len(columns)}] input"
+        )
+    field_type = _TENSOR_TYPES[str(arg.type)][1]
+    bounds = _integer_bounds(plan.dtype)
+    fields = tuple(InputField(name=c, type=field_type, **bounds) for c in columns)
+    return _GraphInput(plan.name, plan.dtype, None, None, None, fields)
+
+
+def _input_array(plan: _GraphInput, rows: list[Row]) -> Any:
+    if plan.columns:
+        names = [f.name for f in plan.columns]
+        return np.asarray([[row[n] for n in names] for row in rows], dtype=plan.dtype)
+    return np.asarray([row[plan.name] for row in rows], dtype=plan.dtype)
 
 
 def _plan_input(arg: Any) -> _GraphInput:

@@ -1,10 +1,11 @@
 """scikit-learn estimators and pipelines saved with skops or joblib.
 
 A skops file (a zip archive) is read by skops, which rebuilds only the types it trusts, so it
-loads without a sha256 pin; types beyond skops's defaults load only when the config lists them in
-`runtime_options.trusted_types`. A joblib pickle can run any code, so it must be pinned (or
-explicitly trusted). Without declared inputs, the schema is inferred from how the fitted pipeline
-reads each column: encoders give categories, scalers and imputers give numbers.
+loads without a sha256 pin; types beyond skops's defaults (and `SAFE_SKOPS_TYPES`) load only
+when the config lists them in `runtime_options.trusted_types`. A joblib pickle can run any code,
+so it must be pinned (or explicitly trusted). Without declared inputs, the schema is inferred
+from how the fitted pipeline reads each column: encoders give categories, scalers and imputers
+give numbers.
 """
 
 from __future__ import annotations
@@ -24,10 +25,16 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from fastinfer.model.spec import FieldType, InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime
+from fastinfer.runtimes.detect import UntrustedTypesError
 from fastinfer.runtimes.outputs import class_labels, classifier_predictions, regressor_predictions
 from fastinfer.runtimes.sklearn_classify import SklearnClassifier
 
 _ZIP_MAGIC = b"PK\x03\x04"  # a skops file is a zip archive; a joblib pickle starts with 0x80
+# Types skops reports as untrusted but builds without calling them. `numpy.dtype` (a fitted
+# SimpleImputer holds one) is rebuilt by skops's DTypeNode as the `.dtype` of an array skops
+# itself read (np.load with allow_pickle=False): no named type is called, so trusting it runs no
+# code from the file.
+SAFE_SKOPS_TYPES = frozenset({"numpy.dtype"})
 
 
 def _floats(values: list[Any]) -> Any:
@@ -150,14 +157,9 @@ def _load_skops(data: bytes, trusted: list[str]) -> Any:
         raise ValueError(
             f"the artefact is a zip archive but not a readable skops file ({exc})"
         ) from None
-    refused = sorted(set(found) - set(trusted))
+    refused = sorted(set(found) - set(trusted) - SAFE_SKOPS_TYPES)
     if refused:
-        listed = ", ".join(refused)
-        raise ValueError(
-            f"the skops file holds type(s) that skops does not trust by default: {listed}. "
-            "Building them can run their code; if you trust them, list them in model.yaml: "
-            f"runtime_options: {{trusted_types: [{listed}]}}"
-        )
+        raise UntrustedTypesError(refused)
     return skops.io.loads(data, trusted=found)
 
 

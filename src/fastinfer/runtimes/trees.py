@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -116,17 +116,40 @@ class TreeRuntime(Runtime):
         self._features: list[Feature] = []
 
     def bind_schema(self, fields: list[InputField]) -> None:
-        """Every booster feature needs a field of a type it can read; extra fields are ignored."""
+        """Every booster feature needs a field of a type it can read; extra fields are ignored.
+
+        A field matches the feature of its name, or else the feature the framework made of that
+        name (`feature_name_of`: LightGBM trained on "a b" names the feature "a_b"); the
+        feature then reads the field's values under the field's name.
+        """
         by_name = {f.name: f for f in fields}
-        missing = [f.field.name for f in self._features if f.field.name not in by_name]
+        names = {feature.field.name for feature in self._features}
+        rewritten: dict[str, list[InputField]] = {}
+        for field in fields:
+            if field.name not in names:
+                rewritten.setdefault(self.feature_name_of(field.name), []).append(field)
+        matched = [
+            by_name.get(f.field.name) or _only(rewritten.get(f.field.name, []))
+            for f in self._features
+        ]
+        missing = [f.field.name for f, m in zip(self._features, matched, strict=True) if not m]
         if missing:
             raise ValueError(
                 f"the booster's feature(s) {', '.join(missing)} have no input field "
                 f"(fields: {', '.join(by_name) or 'none'}); name the inputs as the model does"
                 + self.names_note
             )
-        for feature in self._features:
-            feature.check(by_name[feature.field.name])
+        for index, (feature, declared) in enumerate(zip(self._features, matched, strict=True)):
+            assert declared is not None
+            feature.check(declared)
+            if declared.name != feature.field.name:
+                renamed = feature.field.model_copy(update={"name": declared.name})
+                self._features[index] = replace(feature, field=renamed)
+
+    @staticmethod
+    def feature_name_of(column: str) -> str:
+        """The feature name the framework gives a column it was trained on (as it is here)."""
+        return column
 
     def predict(self, rows: list[Row], columns: list[str]) -> list[Prediction]:
         if not rows:
@@ -160,3 +183,7 @@ class TreeRuntime(Runtime):
 
     def output_labels(self) -> list[str] | None:
         return self._labels
+
+
+def _only(fields: list[InputField]) -> InputField | None:
+    return fields[0] if len(fields) == 1 else None

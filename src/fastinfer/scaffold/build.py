@@ -8,14 +8,15 @@ before anything is put in place, so a directory it writes is one that serves.
 
 How the pieces are decided:
 
-- Runtime: from the artefact's extension (`RUNTIME_BY_EXTENSION`) unless given.
-- Kind: unless given, the runtime decides: the artefact is loaded as a classifier, then as a
-  regressor, then as a raw tensor model, and the first kind that loads wins. Runtimes refuse a
-  kind that does not fit with a TypeError (sklearn: no `predict_proba`; onnx: no [N,K]
-  probability output). A "classifier" with a single output column is taken for a regressor.
+- Runtime: from the artefact's extension unless given, and the content must be in a format that
+  runtime reads; kind: unless given, the first of classifier, regressor, tensor that the
+  artefact loads as. Both are decided as for a bare `fastinfer serve --model NAME=FILE`, by
+  `fastinfer.runtimes.detect` (`detect_runtime`, `open_as`).
 - Inputs: the artefact's fields (`Runtime.derived_inputs`, plus the categories of scikit-learn
   encoders that refuse unknown values), refined by the sample's columns; see `build_inputs` in
-  `fastinfer.scaffold.fields`, which holds these rules.
+  `fastinfer.scaffold.fields`, which holds these rules. An ONNX model taking all its features as
+  one [N,F] tensor gets them named by the sample's columns (`stacked_columns`, written as the
+  runtime option `input_columns`).
 - Example: the first sample row with no missing value (and only allowed values); the class it
   predicts becomes `expected_example_output` for classifiers. Regressors get none: the
   self-test compares exactly, and a float need not reproduce to the last bit on other hardware.
@@ -49,14 +50,9 @@ from fastinfer.monitoring.reference import (
     write_reference,
 )
 from fastinfer.repository.served import ServedModel
-from fastinfer.runtimes import Runtime, RuntimeUnavailable, create_runtime
-from fastinfer.scaffold.fields import (
-    ScaffoldError,
-    build_inputs,
-    derived_inputs,
-    is_positional,
-    python_value,
-)
+from fastinfer.runtimes.detect import KINDS, RUNTIME_BY_EXTENSION, runtime_for_extension
+from fastinfer.scaffold.artefact import ArtefactFacts, open_artefact, read_artefact, trust_options
+from fastinfer.scaffold.fields import ScaffoldError, python_value
 from fastinfer.scaffold.install import (
     PREDICT_BATCH,
     check_destination,
@@ -66,20 +62,6 @@ from fastinfer.scaffold.install import (
     staging,
 )
 
-RUNTIME_BY_EXTENSION: dict[str, str] = {
-    ".joblib": "sklearn",
-    ".pkl": "sklearn",
-    ".pickle": "sklearn",
-    ".skops": "sklearn",
-    ".onnx": "onnx",
-    ".json": "xgboost",
-    ".ubj": "xgboost",
-    ".txt": "lightgbm",
-    ".lgb": "lightgbm",
-    ".pt": "torchscript",
-    ".torchscript": "torchscript",
-}
-KINDS: tuple[str, ...] = ("classifier", "regressor", "tensor")
 SAMPLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 __all__ = [  # ScaffoldError is defined in scaffold_fields, whose rules raise it too
@@ -113,7 +95,7 @@ class ScaffoldResult:
 def runtime_for(path: Path) -> str:
     """The runtime an artefact's extension implies."""
     suffix = path.suffix.lower()
-    runtime = RUNTIME_BY_EXTENSION.get(suffix)
+    runtime = runtime_for_extension(path)
     if runtime is None:
         raise ScaffoldError(
             f"{path.name}: cannot tell the runtime from the extension {suffix or '(none)'!r}; "
@@ -188,11 +170,13 @@ def scaffold(
     target: str | None = None,
     output: Path | None = None,
     force: bool = False,
+    trust_types: Sequence[str] = (),
 ) -> ScaffoldResult:
     """Write a model directory for `artefact`, load it as the server would, then put it in place.
 
     Nothing is left behind on failure: the directory is built beside its destination and only
-    moved there once it has loaded and passed its self-test.
+    moved there once it has loaded and passed its self-test. `trust_types` are the types a skops
+    file may hold beyond those skops trusts (written as the runtime option `trusted_types`).
     """
     if not artefact.is_file():
         raise ScaffoldError(f"{artefact}: no such artefact file")
@@ -200,6 +184,7 @@ def scaffold(
     _check_runtime(runtime_name)
     if kind is not None and kind not in KINDS:
         raise ScaffoldError(f"--kind must be one of {', '.join(KINDS)} (got {kind!r})")
+    options = trust_options(runtime_name, trust_types)
     name = name or model_name_for(artefact)
     _check_name_version(name, version)
     destination = output if output is not None else Path("models") / name / version
@@ -207,32 +192,42 @@ def scaffold(
     frame = read_sample(sample) if sample is not None else None
 
     data = artefact.read_bytes()
-    chosen_kind, loaded = open_artefact(runtime_name, data, kind, source=artefact)
-    derived = derived_inputs(loaded)
-    fields, sources, warnings = build_inputs(
-        derived, frame, target=target, positional=is_positional(loaded)
-    )
-    example = example_row(frame, fields) if frame is not None else None
+    facts = read_artefact(artefact, data, runtime_name, kind, options, frame, target)
+    example = example_row(frame, facts.fields) if frame is not None else None
     artefact_name = "model" + artefact.suffix.lower()
     try:
         config = ModelConfig(
             name=name,
             version=version,
             runtime=runtime_name,  # checked by _check_runtime
+            runtime_options=facts.options,
             artefact=ArtefactSpec(path=artefact_name, sha256=sha256_bytes(data)),
-            inputs=fields,
+            inputs=facts.fields,
             example=example,
-            output=OutputSpec(kind=chosen_kind),
+            output=OutputSpec(kind=facts.kind),
         )
     except ValidationError as exc:
         raise ScaffoldError(f"the config init would write is not valid: {exc}") from None
+    return _write(destination, artefact_name, data, config, frame, facts)
 
+
+def _write(
+    destination: Path,
+    artefact_name: str,
+    data: bytes,
+    config: ModelConfig,
+    frame: pd.DataFrame | None,
+    facts: ArtefactFacts,
+) -> ScaffoldResult:
+    """Stage the files, load them as the server would (adding the example's expected output),
+    write the reference statistics, and put the directory in place."""
+    warnings = list(facts.warnings)
     with staging(destination) as staged:
         (staged / artefact_name).write_bytes(data)
         (staged / CONFIG_FILENAME).write_text(dump_config(config), encoding="utf-8")
         served = load_staged(staged)
-        if example is not None and chosen_kind == "classifier":
-            (prediction,) = predict(served, [example])
+        if config.example is not None and config.output.kind == "classifier":
+            (prediction,) = predict(served, [config.example])
             config = ModelConfig.model_validate(
                 {**config.model_dump(), "expected_example_output": prediction["label"]}
             )
@@ -240,62 +235,21 @@ def scaffold(
             served = load_staged(staged)  # the pin, the config and the expected output, for real
         files = [artefact_name, CONFIG_FILENAME]
         if frame is not None:
-            predictions, notes = _predict_sample(served, frame, fields)
+            predictions, notes = _predict_sample(served, frame, facts.fields)
             warnings.extend(notes)
             write_reference(
-                staged / REFERENCE_FILENAME, reference_statistics(frame, fields, predictions)
+                staged / REFERENCE_FILENAME, reference_statistics(frame, facts.fields, predictions)
             )
             files.append(REFERENCE_FILENAME)
         install(staged, destination)
     return ScaffoldResult(
         directory=destination,
         config=config,
-        sources=sources,
+        sources=facts.sources,
         sample_rows=len(frame) if frame is not None else None,
         files=files,
         self_test=served.self_test,
         warnings=warnings,
-    )
-
-
-def open_artefact(
-    runtime_name: str, data: bytes, kind: str | None, *, source: Path
-) -> tuple[str, Runtime]:
-    """Load and start the artefact as `kind`, or as the first kind that fits (module docstring)."""
-    problems: list[str] = []
-    for candidate in [kind] if kind is not None else KINDS:
-        try:
-            runtime = create_runtime(runtime_name, OutputSpec(kind=candidate))
-            runtime.load(data)
-            runtime.start()
-        except TypeError as exc:  # the runtime's way of saying "not this kind of model"
-            if kind is not None:
-                raise ScaffoldError(f"{source.name}: cannot load it as a {kind}: {exc}") from None
-            problems.append(f"as a {candidate}: {exc}")
-            continue
-        except RuntimeUnavailable as exc:
-            raise ScaffoldError(str(exc)) from None
-        except ModuleNotFoundError as exc:
-            if (exc.name or "").startswith("fastinfer.runtimes"):
-                raise ScaffoldError(
-                    f"runtime {runtime_name!r} is not available in this fastinfer installation "
-                    f"(no module {exc.name})"
-                ) from None
-            raise ScaffoldError(f"{source.name}: cannot load it: {exc}") from None
-        except Exception as exc:
-            raise ScaffoldError(
-                f"{source.name}: the {runtime_name} runtime cannot load it: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
-        labels = runtime.output_labels()
-        if kind is None and candidate == "classifier" and labels is not None and len(labels) < 2:
-            problems.append("as a classifier: it has a single output column")
-            continue
-        return candidate, runtime
-    raise ScaffoldError(
-        f"{source.name}: the {runtime_name} runtime cannot load it "
-        + "; ".join(dict.fromkeys(problems))
-        + " (pass --kind, or check --runtime)"
     )
 
 

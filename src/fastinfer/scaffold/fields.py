@@ -15,7 +15,7 @@ its own, without a model directory being written.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,13 +56,16 @@ def build_inputs(
     *,
     target: str | None = None,
     positional: bool = False,
+    feature_name: Callable[[str], str] | None = None,
 ) -> tuple[list[InputField], dict[str, str], list[str]]:
     """The input fields, where each came from, and warnings.
 
     With no sample, the artefact's fields as they are. With one, each artefact field is refined
     by its column (`infer_field`), keeping what the artefact knew where the sample agrees; with
     no names from the artefact, the sample's columns (less `target`) are the inputs. A model fit
-    on unnamed columns (`positional`) takes the sample's columns in order.
+    on unnamed columns (`positional`) takes the sample's columns in order. A field the sample
+    names as it was before the framework rewrote it (`feature_name`: LightGBM's "a b" → "a_b")
+    takes the sample's name.
     """
     if sample is None:
         if not derived:
@@ -85,6 +88,8 @@ def build_inputs(
         )
     if not known:
         known = [InputField(name=c) for c in columns]
+    if feature_name is not None:
+        known = _as_sample_names(known, columns, feature_name)
     missing = [f.name for f in known if f.shape is None and f.name not in sample.columns]
     if missing:
         raise ScaffoldError(
@@ -110,6 +115,49 @@ def _named_in_order(
             f"{len(columns)} columns{besides}"
         )
     return [_renamed(f, c) for f, c in zip(known, columns, strict=True)]
+
+
+def _as_sample_names(
+    known: list[InputField], columns: list[str], feature_name: Callable[[str], str]
+) -> list[InputField]:
+    """Fields absent from the sample, named as the one column the framework would rename so."""
+    present = set(columns)
+    named = []
+    for field in known:
+        matches = [c for c in columns if feature_name(c) == field.name]
+        if field.name not in present and field.shape is None and len(matches) == 1:
+            named.append(_renamed(field, matches[0]))
+        else:
+            named.append(field)
+    return named
+
+
+def stacked_columns(
+    derived: Sequence[InputField] | None, sample: pd.DataFrame | None, target: str | None
+) -> tuple[dict[str, list[str]] | None, list[str]]:
+    """The sample's columns, by name, for a model taking all its features as one tensor.
+
+    A tabular model converted to ONNX (skl2onnx) has a single [N,F] input and no feature names;
+    a sample with F columns (besides --target) names them, in order. Returns the input → its
+    columns (the onnx runtime option `input_columns`), or None, and warnings.
+    """
+    if sample is None or not derived or len(derived) != 1:
+        return None, []
+    (field,) = derived
+    if field.shape is None or len(field.shape) != 1 or field.name in sample.columns:
+        return None, []
+    columns = [c for c in sample.columns if c != target]
+    if len(columns) != field.shape[0]:
+        besides = " besides --target" if target else " (is one of them the label? pass --target)"
+        return None, [
+            f"input {field.name!r} takes {field.shape[0]} features but the sample has "
+            f"{len(columns)} columns{besides}: they are not mapped to it, so there is no "
+            "example, no self-test and no feature statistics"
+        ]
+    return {field.name: columns}, [
+        f"the model takes its {len(columns)} features as one tensor, {field.name!r}: the "
+        "sample's columns name them, in order"
+    ]
 
 
 def _refined(
