@@ -9,11 +9,11 @@ merged `/metrics`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import socket
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import orjson
@@ -24,52 +24,94 @@ from fastinfer.serving.heartbeat import HeartbeatBoard
 from fastinfer.serving.verdict import Verdict, judge
 
 _JSON = "application/json"
+REQUEST_DEADLINE_S = 2.0  # the whole request head must arrive within this, however it trickles
+MAX_HEAD_BYTES = 8192  # request line and headers together; a probe sends ~100 bytes
+_WRITE_DEADLINE_S = 2.0
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            408: "Request Timeout", 431: "Request Header Fields Too Large",
+            503: "Service Unavailable"}  # fmt: skip
 
 
 def serve_health(board: HeartbeatBoard, sock: socket.socket, loop_block_s: float) -> None:
-    """The health process's main: answer probes on `sock` (bound and listening) until SIGTERM."""
-    server = _ProbeServer(sock, board, loop_block_s)
-    signal.signal(signal.SIGTERM, _exit_now)
+    """The health process's main: answer probes on `sock` (bound and listening) until SIGTERM.
+
+    Every connection is served concurrently on one event loop, one request per connection, and
+    a request whose head has not arrived within REQUEST_DEADLINE_S is answered 408 and closed:
+    a client trickling bytes can hold only its own connection, never the probes of others."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
-    with contextlib.suppress(SystemExit):
-        server.serve_forever(poll_interval=0.5)
+    signal.signal(signal.SIGTERM, _exit_now)  # until the event loop takes SIGTERM over
+    asyncio.run(_serve(board, sock, loop_block_s))
 
 
-class _ProbeServer(HTTPServer):
-    """One thread, one connection at a time: a probe then costs a single wake-up of this
-    process, which matters when the CPUs are saturated by the workers. Probes are few."""
+async def _serve(board: HeartbeatBoard, sock: socket.socket, loop_block_s: float) -> None:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
 
-    def __init__(self, sock: socket.socket, board: HeartbeatBoard, loop_block_s: float) -> None:
-        super().__init__(sock.getsockname(), _ProbeHandler, bind_and_activate=False)
-        # Serve the supervisor's socket, already bound and listening, instead of the fresh one
-        # TCPServer made (`socket` is a documented attribute of socketserver's servers).
-        self.socket.close()
-        self.socket = sock
-        self.board = board
-        self.loop_block_s = loop_block_s
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _answer_one(reader, writer, board, loop_block_s)
+
+    sock.setblocking(False)
+    server = await asyncio.start_server(connection, sock=sock, limit=MAX_HEAD_BYTES)
+    async with server:
+        await stop.wait()
 
 
-class _ProbeHandler(BaseHTTPRequestHandler):
-    server: _ProbeServer
-    timeout = 1.0  # a client that sends nothing can hold the port for a second at most
+async def _answer_one(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    board: HeartbeatBoard,
+    loop_block_s: float,
+) -> None:
+    try:
+        status, payload, content_type = await _respond(reader, board, loop_block_s)
+        head = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
+            f"Content-Type: {content_type}\r\n"
+            f"Content-Length: {len(payload)}\r\n"
+            "X-Content-Type-Options: nosniff\r\n"
+            "Cache-Control: no-store\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode("latin-1")
+        writer.write(head + payload)
+        async with asyncio.timeout(_WRITE_DEADLINE_S):
+            await writer.drain()
+    except (OSError, TimeoutError):
+        pass  # the client went away or stopped reading: nothing more to do for it
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(_WRITE_DEADLINE_S):
+                await writer.wait_closed()
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics" and os.environ.get(MULTIPROC_ENV):
-            self._send(200, multiprocess_exposition(), CONTENT_TYPE)
-            return
-        status, body = answer(path, judge(self.server.board, self.server.loop_block_s))
-        self._send(status, orjson.dumps(body), _JSON)
 
-    def _send(self, status: int, payload: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+async def _respond(
+    reader: asyncio.StreamReader, board: HeartbeatBoard, loop_block_s: float
+) -> tuple[int, bytes, str]:
+    """Status, body and content type for the request `reader` brings (read under limits)."""
+    try:
+        async with asyncio.timeout(REQUEST_DEADLINE_S):
+            head = await reader.readuntil(b"\r\n\r\n")
+    except TimeoutError:
+        return _problem(408, "request_timeout", "the request did not arrive in time")
+    except asyncio.LimitOverrunError:
+        return _problem(
+            431, "headers_too_large", f"the request head is over {MAX_HEAD_BYTES} bytes"
+        )
+    except asyncio.IncompleteReadError:
+        return _problem(400, "malformed_request", "the request ended before its headers did")
+    method, _, rest = head.partition(b" ")
+    path = rest.split(b" ", 1)[0].split(b"?", 1)[0].decode("latin-1")
+    if method != b"GET":
+        return _problem(405, "method_not_allowed", "only GET is served on the health port")
+    if path == "/metrics" and os.environ.get(MULTIPROC_ENV):
+        return 200, await asyncio.to_thread(multiprocess_exposition), CONTENT_TYPE
+    status, body = answer(path, judge(board, loop_block_s))
+    return status, orjson.dumps(body), _JSON
 
-    def log_message(self, format: str, *args: Any) -> None:
-        return
+
+def _problem(status: int, code: str, message: str) -> tuple[int, bytes, str]:
+    body = {"code": code, "message": message, "details": None, "request_id": os.urandom(16).hex()}
+    return status, orjson.dumps(body), _JSON
 
 
 def answer(path: str, verdict: Verdict) -> tuple[int, dict[str, Any]]:
@@ -101,4 +143,4 @@ def _error(code: str, message: str, details: dict[str, dict[str, str]]) -> dict[
 
 
 def _exit_now(_sig: int, _frame: object) -> None:
-    raise SystemExit(0)
+    os._exit(0)  # a SIGTERM before the loop runs: nothing is in flight yet
