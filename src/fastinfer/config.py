@@ -132,7 +132,15 @@ class Settings(BaseSettings):
     )
     max_rows: int = Field(default=1024, ge=1, description="Most rows accepted in one request.")
     max_body_bytes: int = Field(
-        default=4 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes."
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted by predict and infer, in bytes.",
+    )
+    max_control_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request body accepted by every other route (feedback, admin, the "
+        "v2 repository), in bytes: read in full, under this limit, before the route runs.",
     )
     workers: int | None = Field(
         default=None,

@@ -40,19 +40,28 @@ class ChangeFailed(ServiceError):  # noqa: N818
 
 
 def require_admin(request: Request) -> None:
-    """With API keys the service's guard already checked the key and its `admin` scope (its
-    name is in the request state); without, the admin token alone guards these routes."""
-    scopes = context_for(request.scope).api_scopes
+    """A second lock: the transport checked the key or the admin token before reading the body
+    (`check_admin_token`); this holds for any other way into these routes."""
+    check_admin_token(
+        request.app.state.settings,
+        context_for(request.scope).api_scopes,
+        request.headers.get("authorization", ""),
+    )
+
+
+def check_admin_token(
+    settings: Settings, scopes: frozenset[str] | None, authorization: str
+) -> None:
+    """With API keys the guard already checked the key and its `admin` scope (`scopes`);
+    without, the admin token alone guards the admin routes: 401/403 otherwise."""
     if scopes is not None:
         if "admin" not in scopes:  # the guard answers 403 first; this is a second lock
             raise Unauthorized("this API key lacks the admin scope")
         return
-    settings: Settings = request.app.state.settings
     if settings.admin_token is None:
         raise AdminDisabled("the admin API is off; set FASTINFER_ADMIN_TOKEN to turn it on")
     expected = settings.admin_token.get_secret_value().encode()
-    given = request.headers.get("authorization", "")
-    scheme, _, token = given.partition(" ")
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
         raise Unauthorized(
             "a valid admin token is required: Authorization: Bearer <token>",

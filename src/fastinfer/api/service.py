@@ -20,11 +20,12 @@ from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
 
+from fastinfer.api.admin import check_admin_token
 from fastinfer.api.context import incoming_request_id
 from fastinfer.api.errors import error_json, internal_error, service_error_body
-from fastinfer.api.http import header, send_json
+from fastinfer.api.http import header, read_body, send_json
 from fastinfer.api.probes import ProbeAnswer, ProbedState, liveness, readiness
-from fastinfer.api.routes import PREDICT, Match, RouteTable
+from fastinfer.api.routes import ADMIN, PREDICT, Match, RouteTable
 from fastinfer.api.v1_infer import predict_exchange
 from fastinfer.api.v2_infer import infer_exchange
 from fastinfer.context import RequestContext
@@ -104,9 +105,38 @@ class ServiceApp:
         context: RequestContext,
     ) -> int:
         hot = self._hot.get(match.route.template) if match is not None else None
-        if hot is not None and match is not None and not (self._cors and header(scope, b"origin")):
+        cross_origin = self._cors and header(scope, b"origin") is not None
+        if hot is not None and match is not None and not cross_origin:
             return await hot(self, match, scope, receive, send, context)
+        if hot is None:  # predict/infer read their bodies themselves, under max_body_bytes
+            try:
+                if match is not None and match.route.access is ADMIN and self.guard is None:
+                    settings = self._plane.settings
+                    check_admin_token(settings, None, header(scope, b"authorization") or "")
+                receive = await self._bounded_body(scope, receive)
+            except ServiceError as exc:
+                return await self._deny(exc, scope, send, context)
         return await self._through_fastapi(scope, receive, send, context)
+
+    async def _bounded_body(self, scope: Scope, receive: Receive) -> Receive:
+        """The body of a control route read in full under `max_control_body_bytes` (413 at
+        once, memory flat), handed to FastAPI as if it were arriving (authenticated first)."""
+        if scope["method"] in ("GET", "HEAD", "OPTIONS") and not _has_body(scope):
+            return receive
+        settings = self._plane.settings
+        body = await read_body(
+            scope, receive, settings.max_control_body_bytes, settings.body_read_timeout_s
+        )
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()  # the client's disconnect, when it comes
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return replay
 
     async def _predict(
         self, match: Match, scope: Scope, receive: Receive, send: Send, context: RequestContext
@@ -149,10 +179,11 @@ class ServiceApp:
     async def _deny(
         self, exc: ServiceError, scope: Scope, send: Send, context: RequestContext
     ) -> int:
-        """Answer a 401, 403 or 429 of the guard, in the error shape of the path's protocol."""
+        """Answer a refusal made before any route ran (401, 403, 429 of the guard; 413 or 408
+        of a control route's body), in the error shape of the path's protocol."""
         if context.rate_limited is not None:
             self._metrics.rate_limit_hit(context.rate_limited)
-        else:
+        elif exc.status in (401, 403):
             self._metrics.auth_failure(context.auth_failure or "invalid")
         body = service_error_body(scope["path"], exc, context.request_id)
         await send_json(send, exc.status, body, context.request_id, exc.headers)
@@ -178,6 +209,15 @@ class ServiceApp:
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
         return status
+
+
+def _has_body(scope: Scope) -> bool:
+    for key, value in scope["headers"]:
+        if (key == b"content-length" and value.strip() not in (b"", b"0")) or (
+            key == b"transfer-encoding"
+        ):
+            return True
+    return False
 
 
 def _run_after_response(context: RequestContext) -> None:
