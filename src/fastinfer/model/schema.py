@@ -11,9 +11,16 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NotRequired, Optional, cast
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, WrapValidator
+from pydantic import (
+    ConfigDict,
+    Field,
+    GetPydanticSchema,
+    TypeAdapter,
+    ValidationError,
+    WrapValidator,
+)
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, core_schema
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from fastinfer.model import fastvalidate
@@ -30,6 +37,17 @@ _BASE_TYPES: dict[str, Any] = {
     "boolean": bool,
     "any": int | float | str | bool | None,
 }
+# What every `integer` field holds, whatever its bounds: runtimes build int64 arrays from it.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# The strict validator of each kind of value an `allowed` list may hold (a literal alone would
+# take `true` for 1 and 1.0 for 1: Python's equality, not JSON's types).
+_STRICT_KINDS: dict[type, core_schema.CoreSchema] = {
+    bool: core_schema.bool_schema(strict=True),
+    int: core_schema.int_schema(strict=True),
+    float: core_schema.float_schema(strict=True, allow_inf_nan=False),
+    str: core_schema.str_schema(strict=True),
+}
+_DECLARED_KINDS: dict[str, type] = {"integer": int, "number": float, "string": str, "boolean": bool}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +113,7 @@ def _base_type(spec: InputField, max_string: int) -> Any:
     an `any` field takes no NaN/Infinity (pydantic reads the `NaN` literal that some JSON
     writers emit)."""
     if spec.allowed is not None:
-        return Literal[tuple(spec.allowed)]
+        return _allowed_type(spec)
     if spec.type == "any":
         capped = Annotated[str, Field(max_length=max_string)]
         finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -105,10 +123,53 @@ def _base_type(spec: InputField, max_string: int) -> Any:
     return _BASE_TYPES[spec.type]
 
 
+def _allowed_type(spec: InputField) -> Any:
+    """One of the `allowed` values, of the field's type: checked strictly first (an integer
+    field's `true` or `10.0` is refused as on v2, not matched to 1 or 10), then against the list.
+    An `any` field takes each allowed value's own type."""
+    assert spec.allowed is not None
+    literal: Any = Literal[tuple(spec.allowed)]
+    declared = _DECLARED_KINDS.get(spec.type)
+    kinds = [declared] if declared is not None else list(dict.fromkeys(map(type, spec.allowed)))
+    steps: list[core_schema.CoreSchema] = [_STRICT_KINDS[k] for k in kinds if k in _STRICT_KINDS]
+    first = steps[0] if len(steps) == 1 else _one_of(steps, spec.allowed)
+
+    def chained(source: Any, handler: Any) -> core_schema.CoreSchema:
+        listed = handler(source)
+        publish = [lambda _schema, json_handler: json_handler(listed)]  # not the first step's
+        metadata = {"pydantic_js_functions": publish}
+        return core_schema.chain_schema([first, listed], metadata=metadata)
+
+    return Annotated[literal, GetPydanticSchema(chained)]
+
+
+def _one_of(steps: list[core_schema.CoreSchema], allowed: list[Any]) -> core_schema.CoreSchema:
+    """Any of the allowed values' types; a value of none of them is told the list."""
+    shown = [repr(value) for value in allowed]
+    listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+    choices: list[core_schema.CoreSchema | tuple[core_schema.CoreSchema, str]] = list(steps)
+    return core_schema.union_schema(
+        choices, custom_error_type="literal_error", custom_error_context={"expected": listed}
+    )
+
+
+def _integer_bounds(spec: InputField) -> tuple[float | int, float | int]:
+    """An integer field's bounds, within int64 (an unbounded field still ends there)."""
+    low = INT64_MIN if spec.minimum is None else max(spec.minimum, INT64_MIN)
+    high = INT64_MAX if spec.maximum is None else min(spec.maximum, INT64_MAX)
+    return low, high
+
+
 def _field_annotation(spec: InputField, max_string: int) -> Any:
     base = _base_type(spec, max_string)
+    bounded = spec.type == "integer" and spec.allowed is None
+    low, high = _integer_bounds(spec) if bounded else (spec.minimum, spec.maximum)
     if spec.shape is not None:
-        element = Annotated[base, Field(allow_inf_nan=False)] if spec.type == "number" else base
+        element = base
+        if spec.type == "number":
+            element = Annotated[base, Field(allow_inf_nan=False)]
+        elif bounded:
+            element = Annotated[base, Field(ge=INT64_MIN, le=INT64_MAX)]
         for size in reversed(spec.shape):
             element = Annotated[_list_of(element), Field(min_length=size, max_length=size)]
         annotated_tensor: Any = Annotated[element, Field(description=spec.description)]
@@ -118,8 +179,8 @@ def _field_annotation(spec: InputField, max_string: int) -> Any:
     info = FieldInfo.merge_field_infos(
         Field(
             description=spec.description,
-            ge=spec.minimum,
-            le=spec.maximum,
+            ge=low,
+            le=high,
             max_length=min(spec.max_length or max_string, max_string)
             if spec.type == "string" and spec.allowed is None
             else spec.max_length,

@@ -1,0 +1,110 @@
+"""One set of input rules on both protocols (issue 13): what v1 refuses, v2 refuses, each with a
+4xx naming the row and field, never a 500 and never a 200 the model did not mean."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.unit.test_v2_codec import client_body, client_input
+
+PASSENGER: dict[str, Any] = {
+    "PassengerId": 2,
+    "Pclass": 1,
+    "Name": "Cumings, Mrs. John Bradley (Florence Briggs Thayer)",
+    "Sex": "female",
+    "SibSp": 1,
+    "Parch": 0,
+    "Ticket": "PC 17599",
+    "Fare": 71.2833,
+}
+DATATYPES = {
+    "PassengerId": "INT64",
+    "Pclass": "INT64",
+    "Name": "BYTES",
+    "Sex": "BYTES",
+    "SibSp": "INT64",
+    "Parch": "INT64",
+    "Ticket": "BYTES",
+    "Fare": "FP64",
+}
+
+
+def v1(client: TestClient, row: dict[str, Any]) -> Any:
+    body = json.dumps({"inputs": [PASSENGER, row]})  # json: orjson refuses ints beyond 64 bits
+    return client.post(
+        "/v1/models/titanic/predict", content=body, headers={"content-type": "application/json"}
+    )
+
+
+def v2_json(client: TestClient, name: str, datatype: str, value: Any) -> Any:
+    inputs = [
+        {"name": n, "datatype": d, "shape": [2], "data": [PASSENGER[n], PASSENGER[n]]}
+        for n, d in DATATYPES.items()
+        if n != name
+    ]
+    inputs.append(
+        {"name": name, "datatype": datatype, "shape": [2], "data": [PASSENGER[name], value]}
+    )
+    body = json.dumps({"inputs": inputs})
+    return client.post(
+        "/v2/models/titanic/infer", content=body, headers={"content-type": "application/json"}
+    )
+
+
+def v2_binary(client: TestClient, name: str, array: np.ndarray, datatype: str) -> Any:
+    tensors = [
+        client_input(n, np.array([PASSENGER[n]] * 2, dtype=_numpy(d)), d, binary=True)
+        for n, d in DATATYPES.items()
+        if n != name
+    ]
+    tensors.append(client_input(name, array, datatype, binary=True))
+    body, header_length = client_body(tensors)
+    headers = {"Inference-Header-Content-Length": str(header_length)}
+    return client.post("/v2/models/titanic/infer", content=body, headers=headers)
+
+
+def _numpy(datatype: str) -> Any:
+    return {"INT64": np.int64, "FP64": np.float64, "BYTES": np.object_}[datatype]
+
+
+def refused_v1(response: Any, field: str, problem: str) -> None:
+    assert response.status_code == 422, response.text
+    details = {(d["row"], d["field"]): d["problem"] for d in response.json()["details"]}
+    assert details == {(1, field): problem}
+
+
+def refused_v2(response: Any, status: int, *names: str) -> None:
+    assert response.status_code == status, response.text
+    for name in names:
+        assert name in response.json()["error"]
+
+
+@pytest.mark.parametrize("value", [True, 1.0, 3.0])
+def test_an_integer_choice_takes_integers_only_on_both_protocols(
+    examples_client: TestClient, value: Any
+) -> None:
+    """`Pclass` (integer, allowed [1, 2, 3]): v1 took `true` as class 1 and 1.0 as 1."""
+    refused_v1(
+        v1(examples_client, {**PASSENGER, "Pclass": value}), "Pclass", "must be a valid integer"
+    )
+    datatype = "BOOL" if isinstance(value, bool) else "FP64"
+    response = v2_json(examples_client, "Pclass", datatype, value)
+    refused_v2(response, 400, "'Pclass'", f"datatype {datatype}")
+
+
+def test_integers_beyond_int64_are_422_naming_row_and_field(examples_client: TestClient) -> None:
+    """`PassengerId` has no maximum: 2**63 was an OverflowError (500) on v1 and v2 UINT64."""
+    problem = "must be less than or equal to 9223372036854775807"
+    refused_v1(v1(examples_client, {**PASSENGER, "PassengerId": 2**63}), "PassengerId", problem)
+    where = "row 1, field 'PassengerId'"
+    refused_v2(v2_json(examples_client, "PassengerId", "UINT64", 2**63), 422, where, problem)
+    array = np.array([2, 2**63], dtype=np.uint64)
+    refused_v2(v2_binary(examples_client, "PassengerId", array, "UINT64"), 422, where, problem)
+    largest = np.array([2, 2**63 - 1], dtype=np.uint64)
+    assert v2_binary(examples_client, "PassengerId", largest, "UINT64").status_code == 200
+    assert v1(examples_client, {**PASSENGER, "PassengerId": 2**63 - 1}).status_code == 200
