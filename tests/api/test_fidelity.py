@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import serve_in_process, wait_ready
+from tests.unit.test_onnx_runtime import model_dir, softmax_classifier, tabular_regressor
 from tests.unit.test_v2_codec import client_body, client_input
 
 PASSENGER: dict[str, Any] = {
@@ -108,3 +111,39 @@ def test_integers_beyond_int64_are_422_naming_row_and_field(examples_client: Tes
     largest = np.array([2, 2**63 - 1], dtype=np.uint64)
     assert v2_binary(examples_client, "PassengerId", largest, "UINT64").status_code == 200
     assert v1(examples_client, {**PASSENGER, "PassengerId": 2**63 - 1}).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def onnx_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """A float32 graph: x [N,8] → softmax probabilities, and a float32 scalar column."""
+    root = tmp_path_factory.mktemp("onnx")
+    classifier = model_dir(
+        root / "softmax", "softmax", softmax_classifier(), output={"kind": "classifier"}
+    )
+    tabular = model_dir(
+        root / "tabular", "tabular", tabular_regressor(), output={"kind": "regressor"}
+    )
+    with serve_in_process(classifier, tabular) as client:
+        wait_ready(client)
+        yield client
+
+
+def test_float32_inputs_refuse_what_float32_cannot_hold(onnx_client: TestClient) -> None:
+    """3.5e38 was read as inf by the float32 graph: a 200 with null probabilities."""
+    rows = [{"x": [0.5] * 8}, {"x": [0.5] * 7 + [3.5e38]}]
+    response = onnx_client.post("/v1/models/softmax/predict", json={"inputs": rows})
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["details"]
+    assert (problem["row"], problem["field"]) == (1, "x[7]")
+    assert problem["problem"].startswith("is beyond float32's range (±3.4028235e+38)")
+    tensor = {"name": "x", "datatype": "FP64", "shape": [2, 8], "data": [r["x"] for r in rows]}
+    response = onnx_client.post("/v2/models/softmax/infer", json={"inputs": [tensor]})
+    refused_v2(response, 422, "row 1, field 'x[7]'", "float32")
+    row = {"age": -1e39, "count": 1, "colour": "red"}
+    response = onnx_client.post("/v1/models/tabular/predict", json={"inputs": [row]})
+    assert response.status_code == 422, response.text
+    assert [(p["row"], p["field"]) for p in response.json()["details"]] == [(0, "age")]
+    ok = onnx_client.post("/v1/models/softmax/predict", json={"inputs": rows[:1]})
+    assert (
+        ok.status_code == 200 and None not in ok.json()["predictions"][0]["probabilities"].values()
+    )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from fastinfer.model.schema import (
@@ -157,3 +158,62 @@ def test_allowed_values_and_the_int64_range_are_accepted(choices: RowSchema) -> 
         "minimum": -(2**63),
         "maximum": 2**63 - 1,
     }
+
+
+# --- the precision the model reads ---------------------------------------------------------------
+
+NARROW = [
+    InputField(name="f", type="number", nullable=True, minimum=-1e39),
+    InputField(name="t", type="number", shape=[2]),
+    InputField(name="h", type="number", nullable=True),
+    InputField(name="i", type="integer", nullable=True),
+    InputField(name="u", type="integer", nullable=True, minimum=-5),
+]
+NARROW_DTYPES = {
+    "f": np.dtype(np.float32),
+    "t": np.dtype(np.float32),
+    "h": np.dtype(np.float16),
+    "i": np.dtype(np.int32),
+    "u": np.dtype(np.uint8),
+}
+
+
+F32 = "is beyond float32's range (±3.4028235e+38), the precision the model reads it at"
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "problem"),
+    [
+        ({"f": 3.5e38}, "f", F32),
+        ({"f": -3.5e38}, "f", F32),
+        ({"t": [0, 1e39]}, "t[1]", F32),
+        (
+            {"h": 65520},
+            "h",
+            "is beyond float16's range (±65504), the precision the model reads it at",
+        ),
+        ({"i": 2**31}, "i", "must be less than or equal to 2147483647"),
+        ({"u": -1}, "u", "must be greater than or equal to 0"),
+        ({"u": 256}, "u", "must be less than or equal to 255"),
+    ],
+)
+def test_values_the_models_dtype_cannot_hold_are_refused(
+    row: dict, field: str, problem: str
+) -> None:
+    narrow = RowSchema(
+        "n", NARROW, allow_extra=False, max_rows=3, example=None, dtypes=NARROW_DTYPES
+    )
+    for schema in (narrow, narrow.renamed("other")):
+        with pytest.raises(InvalidRowsError) as caught:
+            schema.validate_rows([{"t": [0, 0], **row}])
+        (found,) = caught.value.problems
+        assert (found.row, found.field, found.problem) == (0, field, problem)
+
+
+def test_the_largest_values_the_dtype_holds_are_accepted() -> None:
+    narrow = RowSchema(
+        "n", NARROW, allow_extra=False, max_rows=3, example=None, dtypes=NARROW_DTYPES
+    )
+    row = {"f": -3.4028235e38, "t": [3.4028235e38, 0], "h": 65519.0, "i": -(2**31), "u": 255}
+    assert narrow.validate_rows([row]) == [row]
+    assert narrow.row_json_schema()["properties"]["u"]["anyOf"][0]["minimum"] == 0
