@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sklearn.linear_model import LinearRegression
 
-from tests.conftest import serve_in_process, wait_ready
+from fastinfer.protocols.v2 import HEADER_LENGTH_HEADER
+from tests.conftest import serve_in_process, sha256_of, wait_ready, write_config
 from tests.unit.test_onnx_runtime import model_dir, softmax_classifier, tabular_regressor
-from tests.unit.test_v2_codec import client_body, client_input
+from tests.unit.test_v2_codec import client_body, client_input, client_result
 
 PASSENGER: dict[str, Any] = {
     "PassengerId": 2,
@@ -147,3 +151,44 @@ def test_float32_inputs_refuse_what_float32_cannot_hold(onnx_client: TestClient)
     assert (
         ok.status_code == 200 and None not in ok.json()["predictions"][0]["probabilities"].values()
     )
+
+
+def answer(response: Any) -> np.ndarray:
+    """A v2 response's `value` output, JSON or binary, read as tritonclient reads it."""
+    length = response.headers.get(HEADER_LENGTH_HEADER)
+    headers = {HEADER_LENGTH_HEADER: length} if length is not None else {}
+    return client_result(response.content, headers).as_numpy("value")
+
+
+def test_fp32_json_and_binary_get_the_same_answer(tmp_path: Path) -> None:
+    """FP32 JSON data was used at float64 (0.1), binary data at float32 (0.100000001...): the
+    same tensor got two answers. A float64 model shows every digit of the difference."""
+    directory = tmp_path / "linear"
+    directory.mkdir()
+    joblib.dump(LinearRegression().fit([[0.0], [1.0]], [1.0, 4.0]), directory / "model.joblib")
+    write_config(
+        directory,
+        {
+            "name": "linear",
+            "version": "1",
+            "artefact": {"path": "model.joblib", "sha256": sha256_of(directory / "model.joblib")},
+            "inputs": [{"name": "x0", "type": "number"}],
+            "output": {"kind": "regressor"},
+        },
+    )
+    values = [0.1, 1 / 3, 16777217]
+    single = np.array(values, np.float32)
+    with serve_in_process(directory) as client:
+        wait_ready(client)
+        tensor = {"name": "x0", "datatype": "FP32", "shape": [3], "data": values}
+        as_json = client.post("/v2/models/linear/infer", json={"inputs": [tensor]})
+        body, length = client_body([client_input("x0", single, "FP32", binary=True)])
+        headers = {"Inference-Header-Content-Length": str(length)}
+        as_binary = client.post("/v2/models/linear/infer", content=body, headers=headers)
+        rows = [{"x0": float(v)} for v in single]
+        v1 = client.post("/v1/models/linear/predict", json={"inputs": rows})
+    assert as_json.status_code == as_binary.status_code == v1.status_code == 200
+    from_json, from_binary = (answer(r) for r in (as_json, as_binary))
+    assert from_json.tolist() == from_binary.tolist()
+    assert from_json.tolist() == [p["value"] for p in v1.json()["predictions"]]
+    assert from_json[0] != 1.3000000000000003  # 3 * 0.1 + 1 at float64
