@@ -67,7 +67,8 @@ def field_annotation(spec: InputField, max_string: int, dtype: np.dtype[Any] | N
         if spec.type == "number":
             element = Annotated[base, Field(allow_inf_nan=False, gt=_neg(limit), lt=limit)]
         elif spec.type == "integer" and spec.allowed is None:
-            element = Annotated[base, Field(ge=low, le=high)]
+            lowest, highest = _integer_range(dtype)  # a tensor's minimum/maximum: not per element
+            element = Annotated[base, Field(ge=lowest, le=highest)]
         for size in reversed(spec.shape):
             element = Annotated[list_of(element), Field(min_length=size, max_length=size)]
         annotated_tensor: Any = Annotated[element, Field(description=spec.description)]
@@ -118,12 +119,18 @@ def _bounds(
         return spec.minimum, spec.maximum, float_limit(dtype) if dtype is not None else None
     if spec.type != "integer":
         return spec.minimum, spec.maximum, None
-    low: float | int = INT64_MIN if spec.minimum is None else max(spec.minimum, INT64_MIN)
-    high: float | int = INT64_MAX if spec.maximum is None else min(spec.maximum, INT64_MAX)
-    if dtype is not None and dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        low, high = max(low, int(info.min)), min(high, int(info.max))
+    lowest, highest = _integer_range(dtype)
+    low = lowest if spec.minimum is None else max(spec.minimum, lowest)
+    high = highest if spec.maximum is None else min(spec.maximum, highest)
     return low, high, None
+
+
+def _integer_range(dtype: np.dtype[Any] | None) -> tuple[int, int]:
+    """What an integer may be: int64's range, narrowed to `dtype`'s if it is an integer type."""
+    if dtype is None or dtype.kind not in "iu":
+        return INT64_MIN, INT64_MAX
+    info = np.iinfo(dtype)
+    return max(int(info.min), INT64_MIN), min(int(info.max), INT64_MAX)
 
 
 def _neg(limit: float | None) -> float | None:
