@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 import pytest
 
@@ -89,3 +90,38 @@ def test_malformed_json_takes_the_strict_path() -> None:
     assert fast(b'{"inputs": [{"x": [1, 2, NaN], "s": 1}]}') == strict(
         b'{"inputs": [{"x": [1, 2, NaN], "s": 1}]}'
     )
+
+
+@pytest.mark.parametrize(
+    ("x", "s", "accepted"),
+    [
+        ([1, 2, 3.4028235e38], -3.4028235e38, True),  # float32's largest, as clients print it
+        ([1, 2, 3.5e38], 1, False),  # would be inf in float32
+        ([1, 2, 3], -1e39, False),
+        ([1, 2, 3], 1e300, False),
+    ],
+)
+def test_float32_fields_take_the_fast_path_only_within_float32(
+    x: list[float], s: float, accepted: bool
+) -> None:
+    """A field the model reads as float32: the fast path refuses what float32 cannot hold, and
+    the strict validator explains (the same answer both ways)."""
+    float32 = np.dtype(np.float32)
+    narrow = RowSchema(
+        "m",
+        FIELDS,
+        allow_extra=False,
+        max_rows=4,
+        example=None,
+        dtypes={"x": float32, "s": float32},
+    )
+    numeric = narrow._numeric
+    assert numeric is not None
+    body = orjson.dumps({"inputs": [{"x": [0, 0, 0], "s": 0}, {"x": x, "s": s}]})
+    assert (numeric.parse(body) is not None) is accepted
+    if not accepted:
+        with pytest.raises(InvalidRowsError) as caught:
+            narrow.parse_request(body)
+        (problem,) = caught.value.problems
+        assert problem.row == 1 and problem.field in ("x[2]", "s")
+        assert problem.problem.startswith("is beyond float32's range (±3.4028235e+38)")

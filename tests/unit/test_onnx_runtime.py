@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from onnx import TensorProto, helper, numpy_helper
 
 from bench.models.mlp import build_mlp_model_dir
+from fastinfer.model.schema import InvalidRowsError, RowSchema
 from fastinfer.model.spec import InputField, OutputSpec, load_model_directory
 from fastinfer.runtimes import create_runtime
 from fastinfer.runtimes.onnx import OnnxRuntime
@@ -454,3 +455,31 @@ def test_input_columns_stack_scalar_fields_into_one_tensor_input() -> None:
     ]:
         with pytest.raises(ValueError, match=message):
             started(graph, OutputSpec(kind="classifier"), input_columns=option)
+
+
+def test_input_dtypes_are_the_graph_inputs_element_types() -> None:
+    """What the schema bounds to float32's range: every field that feeds a float graph input,
+    by its own name or as one of the input_columns stacked into it."""
+    float32, int64 = np.dtype(np.float32), np.dtype(np.int64)
+    tabular = started(tabular_regressor(), OutputSpec(kind="regressor"))
+    fields = tabular.derived_inputs() or []
+    assert {k: v for k, v in tabular.input_dtypes(fields).items() if v != np.object_} == {
+        "age": float32,
+        "count": int64,
+    }
+    names = [f"f{i}" for i in range(8)]
+    stacked = started(
+        softmax_classifier(), OutputSpec(kind="classifier"), input_columns={"x": names}
+    )
+    columns = stacked.derived_inputs() or []
+    assert stacked.input_dtypes(columns) == dict.fromkeys(names, float32)
+    schema = RowSchema(
+        "s",
+        columns,
+        allow_extra=False,
+        max_rows=2,
+        example=None,
+        dtypes=stacked.input_dtypes(columns),
+    )
+    with pytest.raises(InvalidRowsError, match="row 0, field 'f3': is beyond float32's range"):
+        schema.validate_rows([{**dict.fromkeys(names, 0.0), "f3": 3.5e38}])

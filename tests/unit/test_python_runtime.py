@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from fastinfer.model.spec import OutputSpec, load_model_directory
+from fastinfer.model.spec import InputField, OutputSpec, load_model_directory
 from fastinfer.runtimes import create_runtime
 from fastinfer.runtimes.python import PythonRuntime
 from tests.conftest import serve_in_process, sha256_of, wait_ready, write_config
@@ -652,3 +652,42 @@ def test_class_inputs_that_are_not_fields_are_explained(tmp_path: Path) -> None:
         runtime.derived_inputs()
     assert loaded("fi_pymodel_inputs:Model").predict([{"x": np.float64(2)}], ["x"]) == [{"x": 2.0}]
     assert PythonRuntime(OutputSpec(), {"entrypoint": "m:f"}).derived_inputs() is None
+
+
+def test_dataframe_columns_do_not_depend_on_the_batch(tmp_path: Path) -> None:
+    """A row's frame is the same alone and beside rows holding nulls: the dtypes come from the
+    schema, and a nullable integer keeps 9007199254740993 exactly (Int64, not float64)."""
+    write_module(
+        tmp_path,
+        "fi_pymodel_probe.py",
+        """
+        import pandas as pd
+
+        def predict(frame):
+            return [
+                {name: f"{frame[name].dtype}: {frame[name].iloc[i]!r}" for name in frame.columns}
+                for i in range(len(frame))
+            ]
+        """,
+    )
+    sys.path.insert(0, str(tmp_path))
+    runtime = loaded("fi_pymodel_probe:predict", input_format="dataframe")
+    fields = [
+        InputField(name="k", type="integer", nullable=True),
+        InputField(name="n", type="integer"),
+        InputField(name="x", type="number", nullable=True),
+        InputField(name="b", type="boolean", nullable=True),
+        InputField(name="s", type="string", nullable=True),
+        InputField(name="a", type="any", nullable=True),
+    ]
+    runtime.bind_schema(fields)
+    columns = [f.name for f in fields]
+    row = {"k": 9007199254740993, "n": 2**62 + 1, "x": 0.1, "b": True, "s": "a", "a": 7}
+    empty = {"k": None, "n": 1, "x": None, "b": None, "s": None, "a": None}
+    mixed = {"k": 1, "n": 1, "x": 1.0, "b": False, "s": "b", "a": "text"}
+    alone = runtime.predict([row], columns)[0]
+    for neighbours in ([empty], [mixed], [empty, mixed]):
+        assert runtime.predict([row, *neighbours], columns)[0] == alone
+    assert runtime.predict([empty], columns) == runtime.predict([empty, row], columns)[:1]
+    assert alone["k"] == "Int64: np.int64(9007199254740993)"
+    assert alone["n"] == f"int64: np.int64({2**62 + 1})"

@@ -345,3 +345,67 @@ def test_numpy_dtype_is_trusted_without_listing_it() -> None:
     rows = shop_frame(4, seed=3)
     got = [p["probabilities"]["1"] for p in runtime.predict(rows.to_dict("records"), list(rows))]
     np.testing.assert_allclose(got, pipeline.predict_proba(rows)[:, 1], atol=1e-6)
+
+
+# --- a row's answer does not depend on its batch ------------------------------------------------
+
+
+def test_a_rows_answer_is_the_same_alone_and_beside_other_rows() -> None:
+    """Column dtypes come from the schema: a null string is NaN (what the pipeline was fitted
+    on) whether or not another row in the batch holds a string, and so on for every type."""
+    data = shop_frame(40, seed=4)
+    data.loc[::3, "colour"] = np.nan  # fitted on NaN for "unknown colour", as read_csv gives it
+    columns = ColumnTransformer(
+        [
+            ("categories", OneHotEncoder(handle_unknown="ignore"), ["colour", "size"]),
+            ("numbers", StandardScaler(), ["age", "income"]),
+        ]
+    )
+    pipeline = make_pipeline(columns, LogisticRegression(max_iter=2000)).fit(
+        data, bought(data.fillna({"colour": "blue"}))
+    )
+    runtime = loaded(joblib_bytes(pipeline))
+    fields = [
+        InputField(name="colour", type="string", nullable=True),
+        InputField(name="size", type="string", allowed=SIZES),
+        InputField(name="age", type="number", nullable=True),
+        InputField(name="income", type="integer", nullable=True),
+    ]
+    runtime.bind_schema(fields)
+    names = [f.name for f in fields]
+    row = {"colour": None, "size": "S", "age": 30.0, "income": 2500}
+    neighbour = {"colour": "red", "size": "L", "age": 50.0, "income": 3000}
+    alone = runtime.predict([row], names)
+    together = runtime.predict([row, neighbour], names)
+    assert together[0] == alone[0]
+    expected = pipeline.predict_proba(pd.DataFrame([row]).fillna(np.nan))[0, 1]
+    assert alone[0]["probabilities"]["1"] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "neighbours"),
+    [
+        (InputField(name="v", type="integer"), 9007199254740993, [1]),
+        (InputField(name="v", type="integer", nullable=True), 9007199254740993, [None, 1]),
+        (InputField(name="v", type="number", nullable=True), 0.1, [None, 1]),
+        (InputField(name="v", type="boolean"), True, [False]),
+        (InputField(name="v", type="boolean", nullable=True), True, [None, False]),
+        (InputField(name="v", type="string", nullable=True), None, ["a"]),
+        (InputField(name="v", type="string", nullable=True), "a", [None]),
+        (InputField(name="v", type="any", nullable=True), 9007199254740993, [None, "a", 0.5]),
+        (InputField(name="v", type="any", nullable=True), "a", [None, 1]),
+        (InputField(name="v", type="any", nullable=True), None, ["a", 1, True]),
+        (InputField(name="v", allowed=[1, 2], nullable=True), 2, [None, 1]),
+    ],
+)
+def test_frame_dtypes_come_from_the_schema(
+    field: InputField, value: Any, neighbours: list[Any]
+) -> None:
+    runtime = loaded(joblib_bytes(LinearRegression()), OutputSpec(kind="regressor"))
+    runtime.bind_schema([field])
+    alone = runtime._frame([{"v": value}], ["v"])
+    for neighbour in neighbours:
+        together = runtime._frame([{"v": value}, {"v": neighbour}], ["v"])
+        pd.testing.assert_frame_equal(together.iloc[:1], alone)
+    if field.type == "integer" and not field.nullable:
+        assert alone["v"].tolist() == [value]  # int64 holds it exactly

@@ -537,12 +537,12 @@ JSON_ERRORS: list[tuple[str, bytes, str]] = [
     (
         "out of range",
         json_request([_n([1, 300], datatype="INT8")]),
-        "input 'n': 300 is out of range for INT8 (-128..127)",
+        "input 'n', row 1: 300 is out of range for INT8 (-128..127)",
     ),
     (
         "negative unsigned",
         json_request([_n([-1, None], datatype="UINT32")]),
-        "input 'n': -1 is out of range for UINT32 (0..4294967295)",
+        "input 'n', row 0: -1 is out of range for UINT32 (0..4294967295)",
     ),
     (
         "too few elements",
@@ -1177,3 +1177,61 @@ def test_server_metadata() -> None:
         "version": "1.2.3",
         "extensions": ["binary_tensor_data", "model_repository"],
     }
+
+
+# --------------------------------------------------------------------------------------------
+# JSON data holds what its datatype holds, as binary data of the same tensor does
+
+ROUNDED = [0.1, 1 / 3, 16777217, -2.5e-40, 3.4028235e38]  # as a JSON writer prints them
+
+
+@pytest.mark.parametrize(("datatype", "dtype"), [("FP32", np.float32), ("FP16", np.float16)])
+def test_json_float_data_is_rounded_to_its_datatype_as_binary_data_is(
+    datatype: str, dtype: Any
+) -> None:
+    values = [0.1, 1 / 3, 2049, -2.5e-8] if dtype is np.float16 else ROUNDED
+    tensor = {"name": "x", "datatype": datatype, "shape": [len(values)], "data": values}
+    document = {"inputs": [tensor]}
+    from_json = decode(orjson.dumps(document), [field("x", "number")])
+    array = np.array(values, dtype=dtype)
+    body, header_length = client_body([client_input("x", array, datatype, binary=True)])
+    from_binary = decode(body, [field("x", "number")], header_length)
+    assert from_json.rows == from_binary.rows
+    assert [row["x"] for row in from_json.rows] == array.tolist()
+    assert from_json.rows[0]["x"] != 0.1  # the float32 (or float16) nearest 0.1
+
+
+def test_json_bf16_rounds_to_nearest_even_and_keeps_nulls_and_nesting() -> None:
+    data = [[1.00390625, None], [1.005, -3.0]]  # 1 + 2**-8 is halfway: ties to 1.0
+    document = {"inputs": [{"name": "x", "datatype": "BF16", "shape": [2, 2], "data": data}]}
+    request = decode(orjson.dumps(document), [field("x", "number", shape=[2], nullable=True)])
+    assert [row["x"] for row in request.rows] == [[1.0, None], [1.0078125, -3.0]]
+    fp64 = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [2], "data": [1, None]}]}
+    (first, second) = decode(orjson.dumps(fp64), [field("x", "any", nullable=True)]).rows
+    assert type(first["x"]) is float and second["x"] is None  # FP64's 1 is 1.0, as binary
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "message"),
+    [
+        (
+            "FP32",
+            [1.0, 3.5e38],
+            "input 'x', row 1: 3.5e+38 is out of range for FP32 (±3.4028235e+38)",
+        ),
+        ("FP32", [None, -1e39], "input 'x', row 1: -1e+39 is out of range for FP32"),
+        ("FP16", [65520.0, 1.0], "input 'x', row 0: 65520.0 is out of range for FP16 (±65504)"),
+        (
+            "BF16",
+            [3.4e38, 1.0],
+            "input 'x', row 0: 3.4e+38 is out of range for BF16 (±3.3895314e+38)",
+        ),
+    ],
+)
+def test_json_float_data_its_datatype_cannot_hold_is_a_400(
+    datatype: str, data: list[Any], message: str
+) -> None:
+    document = {"inputs": [{"name": "x", "datatype": datatype, "shape": [2], "data": data}]}
+    with pytest.raises(V2Error) as caught:
+        decode(orjson.dumps(document), [field("x", "number", nullable=True)])
+    assert str(caught.value).startswith(message)

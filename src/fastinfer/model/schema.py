@@ -8,28 +8,23 @@ the exact row type. Rows validate to plain dicts, which is what runtimes consume
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, NotRequired, Optional, cast
+from typing import Annotated, Any, cast
 
+import numpy as np
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, WrapValidator
-from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from fastinfer.model import fastvalidate
 from fastinfer.model.fastvalidate import NumericRows
+from fastinfer.model.fieldtypes import FLOAT_LIMITS, field_annotation, field_dtypes, list_of
 from fastinfer.model.spec import InputField
 
 _ROW_DEPTH = 3  # `{"inputs": [{...}]}`: a row's values sit inside three containers
 
 _SHOULD = re.compile(r"^(?:Input|String|Value|List|Dictionary|Object) should ")
-_BASE_TYPES: dict[str, Any] = {
-    "integer": int,
-    "number": float,
-    "string": str,
-    "boolean": bool,
-    "any": int | float | str | bool | None,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,48 +85,6 @@ def pascal_case(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part)
 
 
-def _base_type(spec: InputField, max_string: int) -> Any:
-    """The field's scalar type; strings are capped by `max_string` (an `any` field's too), and
-    an `any` field takes no NaN/Infinity (pydantic reads the `NaN` literal that some JSON
-    writers emit)."""
-    if spec.allowed is not None:
-        return Literal[tuple(spec.allowed)]
-    if spec.type == "any":
-        capped = Annotated[str, Field(max_length=max_string)]
-        finite = Annotated[float, Field(allow_inf_nan=False)]
-        return int | finite | capped | bool | None
-    if spec.type == "string" and spec.shape is not None:
-        return Annotated[str, Field(max_length=min(spec.max_length or max_string, max_string))]
-    return _BASE_TYPES[spec.type]
-
-
-def _field_annotation(spec: InputField, max_string: int) -> Any:
-    base = _base_type(spec, max_string)
-    if spec.shape is not None:
-        element = Annotated[base, Field(allow_inf_nan=False)] if spec.type == "number" else base
-        for size in reversed(spec.shape):
-            element = Annotated[_list_of(element), Field(min_length=size, max_length=size)]
-        annotated_tensor: Any = Annotated[element, Field(description=spec.description)]
-        if spec.nullable:
-            return NotRequired[Optional[annotated_tensor]]  # noqa: UP045
-        return annotated_tensor
-    info = FieldInfo.merge_field_infos(
-        Field(
-            description=spec.description,
-            ge=spec.minimum,
-            le=spec.maximum,
-            max_length=min(spec.max_length or max_string, max_string)
-            if spec.type == "string" and spec.allowed is None
-            else spec.max_length,
-            allow_inf_nan=False if spec.type == "number" else None,
-        )
-    )
-    annotated: Any = Annotated[base, info]
-    if spec.nullable:
-        return NotRequired[Optional[annotated]]  # noqa: UP045 - a runtime typing form is built here
-    return annotated
-
-
 def _typed_dict(name: str, fields: dict[str, Any], config: ConfigDict) -> Any:
     """A TypedDict made at run time; it validates to a plain dict, faster than a model."""
     factory: Any = TypedDict
@@ -173,11 +126,6 @@ def _open_row_guard(limits: InputLimits) -> WrapValidator:
     return WrapValidator(guard)
 
 
-def _list_of(item: Any) -> Any:
-    """`list[item]` for an item type that only exists at run time."""
-    return list.__class_getitem__(item)
-
-
 class RowSchema:
     """Validator, JSON schema and column order for one model's input rows."""
 
@@ -190,9 +138,13 @@ class RowSchema:
         max_rows: int,
         example: dict[str, Any] | None,
         limits: InputLimits | None = None,
+        dtypes: Mapping[str, np.dtype[Any]] | None = None,
     ) -> None:
+        """`dtypes`: what the model reads some fields as, where narrower than float64/int64
+        (`Runtime.input_dtypes`); values those types cannot hold are refused."""
         limits = limits or InputLimits()
         self.fields = fields
+        self.dtypes = dtypes
         self.allow_extra = allow_extra
         self.limits = limits
         self.columns = [f.name for f in fields]
@@ -202,9 +154,10 @@ class RowSchema:
         self.row_name = f"{prefix}Row"
         self.request_name = f"{prefix}PredictRequest"
         extra: Any = {"examples": [example]} if example is not None else None
+        types = field_dtypes(fields, dtypes)
         row_type = _typed_dict(
             self.row_name,
-            {f.name: _field_annotation(f, limits.max_string_length) for f in fields},
+            {f.name: field_annotation(f, limits.max_string_length, types[f.name]) for f in fields},
             ConfigDict(
                 title=self.row_name,
                 extra="ignore" if allow_extra else "forbid",
@@ -216,13 +169,14 @@ class RowSchema:
             row_type = Annotated[row_type, _open_row_guard(limits)]
         request_type = _typed_dict(
             self.request_name,
-            {"inputs": Annotated[_list_of(row_type), Field(min_length=1, max_length=max_rows)]},
+            {"inputs": Annotated[list_of(row_type), Field(min_length=1, max_length=max_rows)]},
             ConfigDict(title=self.request_name, extra="forbid"),
         )
         self._request: TypeAdapter[dict[str, list[dict[str, Any]]]] = TypeAdapter(request_type)
-        self._rows: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(_list_of(row_type))
+        self._rows: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(list_of(row_type))
         self._row_schema: dict[str, Any] = TypeAdapter(row_type).json_schema()
-        self._numeric = NumericRows(fields, max_rows) if fastvalidate.eligible(fields) else None
+        eligible = fastvalidate.eligible(fields)
+        self._numeric = NumericRows(fields, max_rows, types) if eligible else None
 
     def renamed(self, model_name: str) -> RowSchema:
         """The same schema under `model_name`'s type names (each version's in the OpenAPI
@@ -234,6 +188,7 @@ class RowSchema:
             max_rows=self.max_rows,
             example=self.example,
             limits=self.limits,
+            dtypes=self.dtypes,
         )
 
     def parse_request(self, body: bytes) -> list[dict[str, Any]]:
@@ -299,18 +254,26 @@ def _translate(exc: ValidationError, *, row_offset: int) -> ValueError:
             FieldProblem(
                 row=row + row_offset if row is not None else None,
                 field=field,
-                problem=_describe(err["msg"], kind, field),
+                problem=_describe(err["msg"], kind, field, err.get("ctx")),
                 type=kind,
             )
         )
     return InvalidRowsError(problems)
 
 
-def _describe(message: str, kind: str, field: str | None) -> str:
+def _overflow(context: dict[str, Any] | None) -> str | None:
+    """The float type a bound the field never declared comes from, if it is one."""
+    bound = (context or {}).get("lt", (context or {}).get("gt"))
+    return FLOAT_LIMITS.get(abs(bound)) if isinstance(bound, float) else None
+
+
+def _describe(message: str, kind: str, field: str | None, context: Any = None) -> str:
     if kind == "missing":
         return "required field is missing" if field else "required value is missing"
     if kind == "extra_forbidden":
         return "unknown field (not in the model's input schema)"
+    if kind in ("less_than", "greater_than") and (beyond := _overflow(context)):
+        return f"is beyond {beyond}, the precision the model reads it at"
     if kind == "literal_error":
         return message.replace("Input should be", "must be one of", 1)
     return _SHOULD.sub("must ", message, count=1)

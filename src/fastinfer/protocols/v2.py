@@ -23,7 +23,6 @@ from fastinfer.protocols.v2_metadata import model_metadata, server_metadata
 from fastinfer.protocols.v2_tensors import (
     ACCEPTED_DATATYPES,
     DATATYPES,
-    Datatype,
     V2Error,
     V2TooManyRows,
     binary_column,
@@ -31,6 +30,7 @@ from fastinfer.protocols.v2_tensors import (
     expected_binary_size,
     json_column,
 )
+from fastinfer.protocols.v2_values import Datatype
 
 __all__ = [
     "BINARY_CONTENT_TYPE",

@@ -3,8 +3,9 @@
 Requests arrive as tensors but the data plane works on rows, so every input tensor becomes one
 column (a list with one value per row) that `v2.decode_infer_request` zips into rows. Binary data
 (Triton's binary tensor data extension) goes through `np.frombuffer(...).tolist()` in one step;
-JSON data is already Python objects, so it is only checked (element types with one `set(map(type,
-...))` pass) and reshaped, never converted element by element.
+JSON data is already Python objects: it is checked (element types with one `set(map(type, ...))`
+pass), brought to its datatype's values in one NumPy step where they differ (FP32 data rounded
+to float32, as binary data of the same tensor is: `v2_values.py`) and reshaped.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from math import prod
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from fastinfer.model.spec import FieldType
-
-DatatypeKind = Literal["bool", "int", "float", "bytes"]
+from fastinfer.protocols.v2_values import Datatype, DatatypeKind, OutOfRange, conform
 
 
 class V2Error(ValueError):
@@ -37,22 +37,6 @@ class V2TooManyRows(V2Error):  # noqa: N818 - V2Error is the family name the rou
         super().__init__(
             f"the request has {rows} rows; at most {limit} are accepted in one request"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Datatype:
-    """One v2 datatype: its wire layout and the Python values its JSON data may hold."""
-
-    name: str
-    kind: DatatypeKind
-    wire: np.dtype[Any] | None  # little-endian element layout; None for BYTES (length-prefixed)
-
-    @property
-    def itemsize(self) -> int | None:
-        """Bytes per element in binary data, or None for BYTES (variable length)."""
-        if self.name == "BF16":
-            return 2
-        return None if self.wire is None else self.wire.itemsize
 
 
 def _dt(name: str, kind: DatatypeKind, wire: str | None) -> Datatype:
@@ -140,13 +124,15 @@ def json_column(
             f"input {name!r}: datatype {datatype.name} cannot hold {_json_kind(bad)} "
             f"{_show_value(bad)} in 'data'"
         )
-    if datatype.kind == "int" and flat:
-        _check_integer_range(name, datatype, flat, has_null=type(None) in kinds)
+    try:
+        values = conform(name, datatype, flat, row_dims, kinds)
+    except OutOfRange as exc:
+        raise V2Error(str(exc)) from None
     if not row_dims:
-        return flat
-    if len(dims) > 1 and data and isinstance(data[0], list):
+        return values
+    if values is flat and len(dims) > 1 and data and isinstance(data[0], list):
         return data  # already nested to [N, *row_dims]: exactly the per-row values
-    return _nest(flat, row_dims)
+    return _nest(values, row_dims)
 
 
 def binary_column(
@@ -204,21 +190,6 @@ def _nest(flat: list[Any], row_dims: Sequence[int]) -> list[Any]:
     for size in reversed(row_dims):
         level = [level[i : i + size] for i in range(0, len(level), size)]
     return level
-
-
-def _check_integer_range(name: str, datatype: Datatype, flat: list[Any], *, has_null: bool) -> None:
-    assert datatype.wire is not None
-    info = np.iinfo(datatype.wire)
-    values = [v for v in flat if v is not None] if has_null else flat
-    if not values:
-        return
-    low, high = min(values), max(values)
-    if low < int(info.min) or high > int(info.max):
-        bad = low if low < int(info.min) else high
-        raise V2Error(
-            f"input {name!r}: {bad} is out of range for {datatype.name} "
-            f"({int(info.min)}..{int(info.max)})"
-        )
 
 
 def _split_bytes(name: str, raw: memoryview, count: int) -> list[str]:

@@ -336,6 +336,7 @@ class ModelRegistry:
             max_rows=self._max_rows,
             example=config.example,
             limits=self._limits,
+            dtypes=runtime.input_dtypes(inputs),
         )
         runtime.bind_schema(inputs)
         started = time.perf_counter()

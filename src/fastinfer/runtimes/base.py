@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fastinfer.model.spec import InputField, OutputSpec
 
 Row = dict[str, Any]
@@ -64,6 +66,13 @@ class Runtime(ABC):
     @abstractmethod
     def predict(self, rows: list[Row], columns: list[str]) -> list[Prediction]:
         """One prediction per row, in order."""
+
+    def input_dtypes(self, fields: list[InputField]) -> dict[str, np.dtype[Any]]:
+        """The dtype the model reads each field's values as, where it is narrower than the row
+        schema's own (float64 numbers, int64 integers): a float32 graph input, say. The schema
+        then refuses what that dtype cannot hold (3.5e38 for float32) with a 422, instead of
+        the model reading inf. Called once started, before `bind_schema`."""
+        return {}
 
     def derived_inputs(self) -> list[InputField] | None:
         """The input schema the artefact itself declares, if it declares one."""

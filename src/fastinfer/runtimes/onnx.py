@@ -269,6 +269,17 @@ class OnnxRuntime(Runtime):
             )
         return [f for i in self._inputs for f in i.fields]
 
+    def input_dtypes(self, fields: list[InputField]) -> dict[str, np.dtype[Any]]:
+        """Each field fed to a graph input (by its name, or as one of its `input_columns`), at
+        that input's element type (float32 for most graphs): the schema keeps values within
+        what the graph can hold."""
+        if self._session is None:
+            raise RuntimeError("the onnx runtime was not started: call start() after load()")
+        names = {f.name for f in fields}
+        fed = {f.name: i.dtype for i in self._inputs for f in i.columns}  # input_columns
+        fed.update({i.name: i.dtype for i in self._inputs if not i.columns})
+        return {name: np.dtype(dtype) for name, dtype in fed.items() if name in names}
+
     def output_labels(self) -> list[str] | None:
         return self._labels
 

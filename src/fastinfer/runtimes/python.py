@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from fastinfer.model.spec import InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime
+from fastinfer.runtimes.frames import Column, NullableDtypes, build_frame, column_builders
 from fastinfer.runtimes.outputs import ClassIndex, class_labels, classifier_predictions
 
 _ENTRYPOINT = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -68,7 +69,7 @@ class PythonRuntime(Runtime):
         self._predict_proba: Callable[[Any], Any] | None = None
         self._labels: list[str] | None = None
         self._classes: ClassIndex | None = None
-        self._fields: list[InputField] = []
+        self._columns: dict[str, Column] = {}
         self._tensor_columns: list[str] = []
 
     def needs_trust(self, data: bytes) -> bool:
@@ -137,7 +138,7 @@ class PythonRuntime(Runtime):
             self._classes = ClassIndex(list(classes), f"entrypoint {self.entrypoint!r}: predict")
 
     def bind_schema(self, fields: list[InputField]) -> None:
-        self._fields = list(fields)
+        self._columns = column_builders(fields, NullableDtypes.NULLABLE)
         self._tensor_columns = [f.name for f in fields if f.shape is not None]
 
     def predict(self, rows: list[Row], columns: list[str]) -> list[Prediction]:
@@ -174,7 +175,7 @@ class PythonRuntime(Runtime):
             ]
         if self.input_format == "records":
             return rows
-        return _frame(rows, columns, {f.name: f for f in self._fields})
+        return build_frame(rows, columns, self._columns)
 
     def _as_list(self, result: Any) -> list[Any]:
         """The batch result as a list with one entry per row."""
@@ -356,24 +357,3 @@ def _number(value: Any, entrypoint: str) -> float:
 
 def _plain_input(value: Any) -> Any:
     return value.tolist() if isinstance(value, np.ndarray) else value
-
-
-def _frame(rows: list[Row], columns: list[str], fields: Mapping[str, InputField]) -> pd.DataFrame:
-    """Rows → DataFrame with the dtype each field implies (numbers float64, missing NaN)."""
-    data: dict[str, Any] = {}
-    for name in columns:
-        values = [row.get(name) for row in rows]
-        field = fields.get(name)
-        kind = field.type if field is not None and field.shape is None else None
-        if kind == "number" or (kind == "integer" and None in values):
-            data[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-        elif kind == "integer":
-            data[name] = np.array(values, dtype=np.int64)
-        elif field is not None and field.shape is not None:
-            column = np.empty(len(values), dtype=object)
-            for index, value in enumerate(values):  # one list per cell, never broadcast
-                column[index] = value
-            data[name] = column
-        else:
-            data[name] = values  # strings, booleans, any: pandas infers the dtype
-    return pd.DataFrame(data, columns=columns, copy=False)

@@ -106,6 +106,10 @@ class TorchScriptRuntime(Runtime):
         self._matrix = all(f.shape is None for f in fields)
         self._fields = [(f.name, *_DTYPES[f.type]) for f in fields]
 
+    def input_dtypes(self, fields: list[InputField]) -> dict[str, np.dtype[Any]]:
+        """Numbers reach the module as float32, in the matrix or in a tensor of their own."""
+        return {f.name: np.dtype(np.float32) for f in fields if f.type == "number"}
+
     def derived_inputs(self) -> list[InputField] | None:
         raise TypeError(
             "a TorchScript module carries no feature names: declare `inputs` in model.yaml "

@@ -178,6 +178,10 @@ class TreeRuntime(Runtime):
     def _raw_predict(self, matrix: np.ndarray[Any, Any]) -> Any:
         """The booster's predictions for the matrix's rows, as the framework returns them."""
 
+    def input_dtypes(self, fields: list[InputField]) -> dict[str, np.dtype[Any]]:
+        """Every value reaches the booster in the matrix's float type (XGBoost's float32)."""
+        return {f.name: np.dtype(self.matrix_dtype) for f in fields}
+
     def derived_inputs(self) -> list[InputField] | None:
         return [feature.field for feature in self._features]
 
