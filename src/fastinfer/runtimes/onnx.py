@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,12 @@ import onnxruntime as ort
 
 from fastinfer.model.spec import FieldType, InputField, OutputSpec
 from fastinfer.runtimes.base import Prediction, Row, Runtime
+from fastinfer.runtimes.onnx_inputs import (
+    TENSOR_TYPES,
+    input_array,
+    plan_inputs,
+    show,
+)
 from fastinfer.runtimes.onnx_labels import choose_label_output, label_columns
 from fastinfer.runtimes.onnx_options import OPTION_KEYS, input_columns, session_options
 from fastinfer.runtimes.outputs import (
@@ -30,23 +35,6 @@ from fastinfer.runtimes.outputs import (
     index_labels,
 )
 
-Dim = int | str | None
-
-_TENSOR_TYPES: dict[str, tuple[type[np.generic], FieldType]] = {
-    "tensor(float)": (np.float32, "number"),
-    "tensor(double)": (np.float64, "number"),
-    "tensor(float16)": (np.float16, "number"),
-    "tensor(int8)": (np.int8, "integer"),
-    "tensor(int16)": (np.int16, "integer"),
-    "tensor(int32)": (np.int32, "integer"),
-    "tensor(int64)": (np.int64, "integer"),
-    "tensor(uint8)": (np.uint8, "integer"),
-    "tensor(uint16)": (np.uint16, "integer"),
-    "tensor(uint32)": (np.uint32, "integer"),
-    "tensor(uint64)": (np.uint64, "integer"),
-    "tensor(bool)": (np.bool_, "boolean"),
-    "tensor(string)": (np.object_, "string"),
-}
 _FLOAT_TENSORS = {"tensor(float)", "tensor(double)", "tensor(float16)"}
 _JSON_TYPES: dict[FieldType, str] = {
     "number": "number",
@@ -56,26 +44,6 @@ _JSON_TYPES: dict[FieldType, str] = {
     "any": "string",
 }
 _ZIPMAP = re.compile(r"^seq\(map\((?:string|int64),tensor\((?:float|double)\)\)\)$")
-# The widest bound the validator takes: the largest float below 2**63 (±2**63 itself, and so
-# uint64's full range, do not fit its int64 limits).
-_INT64_BOUND = float(np.nextafter(2.0**63, 0.0))
-
-
-@dataclass(frozen=True, slots=True)
-class _GraphInput:
-    """How one graph input is fed from rows, and the field it derives (or why it cannot)."""
-
-    name: str
-    dtype: type[np.generic]
-    scalar_rank: int | None  # 1 or 2 for a scalar column ([N] / [N,1]); None for a tensor
-    field: InputField | None
-    problem: str | None
-    columns: tuple[InputField, ...] = ()  # runtime option input_columns: stacked into [N,F]
-
-    @property
-    def fields(self) -> list[InputField]:
-        """The fields that feed this input: its own, or the columns stacked into it."""
-        return list(self.columns) if self.columns else [self.field] if self.field else []
 
 
 class OnnxRuntime(Runtime):
@@ -122,7 +90,7 @@ class OnnxRuntime(Runtime):
         session = ort.InferenceSession(
             self._data, sess_options=self._session_options, providers=["CPUExecutionProvider"]
         )
-        self._inputs = _plan_inputs(session.get_inputs(), self._input_columns)
+        self._inputs = plan_inputs(session.get_inputs(), self._input_columns)
         self._input_names = [f.name for i in self._inputs for f in i.fields]
         self._row_by_row = _fixed_batch_of_one(session.get_inputs())
         outputs = session.get_outputs()
@@ -141,13 +109,13 @@ class OnnxRuntime(Runtime):
                 self._labels = index_labels(width, self.output, "model")
         elif self.output.kind == "regressor":
             first = outputs[0]
-            if first.type not in _TENSOR_TYPES or first.type == "tensor(string)":
+            if first.type not in TENSOR_TYPES or first.type == "tensor(string)":
                 raise TypeError(f"regressor output {first.name!r} is a {first.type}, not numbers")
             shape = list(first.shape)
             one_column = len(shape) == 2 and (shape[1] == 1 or not isinstance(shape[1], int))
             if len(shape) != 1 and not one_column:
                 raise TypeError(
-                    f"regressor output {first.name!r} has shape {_show(shape)}; "
+                    f"regressor output {first.name!r} has shape {show(shape)}; "
                     "expected [N] or [N,1]"
                 )
             self._fetch = [first.name]
@@ -175,7 +143,7 @@ class OnnxRuntime(Runtime):
                     if _is_probability_matrix(out) or _ZIPMAP.match(out.type):
                         return out
                     raise TypeError(
-                        f"output {out.name!r} is a {out.type} of shape {_show(out.shape)}; "
+                        f"output {out.name!r} is a {out.type} of shape {show(out.shape)}; "
                         "probabilities must be a float [N,K] tensor"
                     )
             raise ValueError(
@@ -188,7 +156,7 @@ class OnnxRuntime(Runtime):
         for out in outputs:
             if _ZIPMAP.match(out.type):
                 return out
-        described = ", ".join(f"{o.name} {o.type} {_show(o.shape)}" for o in outputs)
+        described = ", ".join(f"{o.name} {o.type} {show(o.shape)}" for o in outputs)
         raise TypeError(
             f"output kind is classifier but no output is a float [N,K] tensor ({described})"
         )
@@ -227,7 +195,7 @@ class OnnxRuntime(Runtime):
     def _run(self, rows: list[Row]) -> list[Any]:
         feed: dict[str, Any] = {}
         for spec in self._inputs:
-            array = _input_array(spec, rows)
+            array = input_array(spec, rows)
             if spec.scalar_rank == 2:
                 array = array.reshape(-1, 1)
             feed[spec.name] = array
@@ -288,80 +256,6 @@ class OnnxRuntime(Runtime):
         return {name: _output_schema(self._outputs[name]) for name in self._fetch}
 
 
-def _plan_inputs(args: Sequence[Any], stacked: Mapping[str, list[str]]) -> list[_GraphInput]:
-    """Each graph input's plan; those named in input_columns are fed from several fields."""
-    unknown = sorted(set(stacked) - {str(arg.name) for arg in args})
-    if unknown:
-        raise ValueError(
-            f"runtime option input_columns names {', '.join(unknown)}, not graph input(s) "
-            f"(inputs: {', '.join(str(arg.name) for arg in args)})"
-        )
-    plans = [
-        _stack(arg, stacked[arg.name]) if arg.name in stacked else _plan_input(arg) for arg in args
-    ]
-    names = [f.name for plan in plans for f in plan.fields]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(
-            f"runtime option input_columns: field(s) {', '.join(repeated)} feed the graph twice"
-        )
-    return plans
-
-
-def _stack(arg: Any, columns: list[str]) -> _GraphInput:
-    """A [N,F] graph input fed from F scalar fields, one per column, in order (as a tabular
-    model converted by skl2onnx takes its features: one float tensor)."""
-    plan = _plan_input(arg)
-    shape: list[Dim] = list(arg.shape)
-    if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != len(columns)):
-        raise ValueError(
-            f"runtime option input_columns: graph input {plan.name!r} has shape {_show(shape)}; "
-            f"{len(columns)} columns stack into a [N,{len(columns)}] input"
-        )
-    field_type = _TENSOR_TYPES[str(arg.type)][1]
-    bounds = _integer_bounds(plan.dtype)
-    fields = tuple(InputField(name=c, type=field_type, **bounds) for c in columns)
-    return _GraphInput(plan.name, plan.dtype, None, None, None, fields)
-
-
-def _input_array(plan: _GraphInput, rows: list[Row]) -> Any:
-    if plan.columns:
-        names = [f.name for f in plan.columns]
-        return np.asarray([[row[n] for n in names] for row in rows], dtype=plan.dtype)
-    return np.asarray([row[plan.name] for row in rows], dtype=plan.dtype)
-
-
-def _plan_input(arg: Any) -> _GraphInput:
-    """Classify one graph input as a scalar column or a per-row tensor field."""
-    name, shape, kind = str(arg.name), list(arg.shape), str(arg.type)
-    if kind not in _TENSOR_TYPES:
-        raise TypeError(f"graph input {name!r} is a {kind}; only tensor inputs are supported")
-    dtype, field_type = _TENSOR_TYPES[kind]
-    if not shape:
-        raise TypeError(f"graph input {name!r} has no batch dimension (shape [])")
-    rest: list[Dim] = shape[1:]
-    if not rest or rest == [1]:
-        field = InputField(name=name, type=field_type, **_integer_bounds(dtype))
-        return _GraphInput(name, dtype, len(shape), field, None)
-    if all(isinstance(d, int) and d > 0 for d in rest):
-        dims = [int(d) for d in rest if d is not None]
-        field = InputField(name=name, type=field_type, shape=dims)
-        return _GraphInput(name, dtype, None, field, None)
-    problem = f"input {name!r} has shape {_show(shape)}, whose non-batch dimensions are not fixed"
-    return _GraphInput(name, dtype, None, None, problem)
-
-
-def _integer_bounds(dtype: type[np.generic]) -> dict[str, float]:
-    """The dtype's range for a scalar integer column: out of range is a 422, not an overflow."""
-    if not issubclass(dtype, np.integer):
-        return {}
-    info = np.iinfo(dtype)
-    return {
-        "minimum": max(float(info.min), -_INT64_BOUND),
-        "maximum": min(float(info.max), _INT64_BOUND),
-    }
-
-
 def _fixed_batch_of_one(inputs: Sequence[Any]) -> bool:
     """True when the graph takes exactly one row per run (exported without a dynamic batch)."""
     fixed = {d for d in (arg.shape[0] for arg in inputs if arg.shape) if isinstance(d, int)}
@@ -396,15 +290,11 @@ def _row_value(result: Any, index: int) -> Any:
 def _output_schema(out: Any) -> dict[str, Any]:
     if _ZIPMAP.match(out.type):
         return {"type": "object", "additionalProperties": {"type": "number"}}
-    if out.type not in _TENSOR_TYPES:
+    if out.type not in TENSOR_TYPES:
         return {}
-    schema: dict[str, Any] = {"type": _JSON_TYPES[_TENSOR_TYPES[out.type][1]]}
+    schema: dict[str, Any] = {"type": _JSON_TYPES[TENSOR_TYPES[out.type][1]]}
     for dim in reversed(list(out.shape)[1:]):
         schema = {"type": "array", "items": schema}
         if isinstance(dim, int):
             schema["minItems"] = schema["maxItems"] = dim
     return schema
-
-
-def _show(shape: Sequence[Dim]) -> str:
-    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
