@@ -12,8 +12,13 @@ odd until the next write, and some readers run on an event loop: `read` gives up
 `READ_TRIES` attempts (a few milliseconds) and returns None, and each caller decides what an
 unreadable slot means. The next write repairs the slot.
 
-Python has no memory barriers: the order of the stores is the CPU's. x86-64 keeps it; on a
-weakly ordered CPU (arm64) a reader could in principle see the counter before the data.
+Python has no memory barriers, and the counter alone proved not enough: x86-64 keeps plain
+stores in order, but the payload is copied with string instructions (`rep movsb` in memcpy),
+whose loads and stores the CPU may reorder around the counter's (a reader racing a writer saw
+about one torn slot in six one-second races). So each write also stores the payload's CRC-32,
+and a reader keeps a copy only if the counter was even and unchanged across it AND the copy
+matches its CRC: a torn copy passes both with a chance of about 2**-32 per torn read (and the
+heartbeat writes again 200 ms later).
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from __future__ import annotations
 import mmap
 import struct
 import time
+import zlib
 
 # One native int64 at an 8-byte-aligned offset: a single load or store, never torn.
 _WORD = struct.Struct("q")
-_SLOT_HEAD = 2 * _WORD.size  # the sequence counter, then the payload's length
+_SLOT_HEAD = 3 * _WORD.size  # the sequence counter, the payload's length, its CRC-32
 READ_TRIES = 100
 _SPIN_TRIES = 10  # tries before the reader starts pausing between attempts
 _PAUSE_S = 50e-6  # lets a writer that was preempted mid-write finish (it holds no lock to wait on)
@@ -46,10 +52,12 @@ class SeqlockBoard:
         if len(payload) > self.capacity:
             raise ValueError(f"{len(payload)} bytes do not fit a {self.capacity}-byte slot")
         at = self._offset(index)
+        checksum = zlib.crc32(payload)
         seq = _WORD.unpack_from(self._memory, at)[0]
         seq += 2 if seq % 2 else 1  # odd: being written (odd already: its writer died mid-write)
         _WORD.pack_into(self._memory, at, seq)
         _WORD.pack_into(self._memory, at + _WORD.size, len(payload))
+        _WORD.pack_into(self._memory, at + 2 * _WORD.size, checksum)
         self._memory[at + _SLOT_HEAD : at + _SLOT_HEAD + len(payload)] = payload
         _WORD.pack_into(self._memory, at, seq + 1)
 
@@ -62,8 +70,10 @@ class SeqlockBoard:
             if seq % 2 == 0:
                 length = _WORD.unpack_from(self._memory, at + _WORD.size)[0]
                 if 0 <= length <= self.capacity:  # else torn: a length from another write
+                    checksum = _WORD.unpack_from(self._memory, at + 2 * _WORD.size)[0]
                     payload = self._memory[at + _SLOT_HEAD : at + _SLOT_HEAD + length]
-                    if _WORD.unpack_from(self._memory, at)[0] == seq:
+                    unchanged = _WORD.unpack_from(self._memory, at)[0] == seq
+                    if unchanged and zlib.crc32(payload) == checksum:
                         return payload
             if attempt >= _SPIN_TRIES:
                 time.sleep(_PAUSE_S)
