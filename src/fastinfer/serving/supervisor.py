@@ -37,6 +37,7 @@ from fastinfer.serving.heartbeat import (
     PHASE_STOPPING,
     HeartbeatBoard,
 )
+from fastinfer.serving.orphans import die_with_parent, mark_owner, remove_stale_directories
 from fastinfer.serving.rundir import RUN_DIR_ENV, prepare_run_dir, remove_run_dir
 from fastinfer.serving.server import run_server
 
@@ -189,11 +190,13 @@ class Supervisor:
     def _spawn_health(self) -> None:
         assert self._health_sock is not None
         flush_logging()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 signal.signal(signal.SIGALRM, signal.SIG_DFL)
+                die_with_parent(parent)
                 serve_health(self.board, self._health_sock, self.settings.loop_block_s)
                 code = 0
             finally:
@@ -205,10 +208,12 @@ class Supervisor:
         assert self._sock is not None
         flush_logging()
         self.board.write(index, 0, 0, "starting")
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: never returns
             code = 1
             try:
+                die_with_parent(parent)  # a supervisor killed -9 takes its workers with it
                 if self._health_sock is not None:
                     self._health_sock.close()
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -270,6 +275,7 @@ class Supervisor:
 def serve(settings: Settings, directories: list[ModelDirectory]) -> int:
     """Serve in one process, or in one per CPU under a supervisor; the exit status."""
     warn_if_unprotected(settings)
+    remove_stale_directories()  # left by a supervisor that was killed (kill -9 cleans nothing)
     workers = settings.workers or available_cpus()
     if workers == 1 and settings.health_port is None:
         run_server(create_app(settings, directories), settings)
@@ -277,6 +283,8 @@ def serve(settings: Settings, directories: list[ModelDirectory]) -> int:
     configure_logging(settings.log_level, settings.log_format, background=False)
     metrics_dir = prepare_multiprocess_dir()  # before any worker imports prometheus_client
     shared_dir = prepare_run_dir()  # the workers' shared monitoring state
+    mark_owner(metrics_dir)
+    mark_owner(shared_dir)
     log.info(
         "shared_directories",
         metrics=os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
