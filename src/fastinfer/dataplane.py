@@ -30,6 +30,7 @@ from fastinfer.errors import (
     RequestRejected,
     ServiceError,
     new_error_id,
+    public_reason,
 )
 from fastinfer.model.hooks import HookContext, Reject
 from fastinfer.model.schema import InvalidRowsError, MalformedBodyError, TooManyRowsError
@@ -139,7 +140,7 @@ class DataPlane:
             shown = model or self.registry.resolve(name)
             reason = (shown.reason if shown else None) or "no version loaded"
             raise ModelNotReady(
-                f"model {name!r} is not ready: {reason}",
+                f"model {name!r} is not ready: {public_reason(reason)}",
                 details={"state": shown.state.value if shown else "absent"},
                 headers={"Retry-After": "5"},
             )

@@ -5,6 +5,7 @@ The data plane raises these; each protocol's routes render them in its own wire 
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -97,3 +98,13 @@ class NoReference(ServiceError):  # noqa: N818
 class FeedbackDisabled(ServiceError):  # noqa: N818
     status = 409
     code = "feedback_disabled"
+
+
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:/[^\s/:'\"(),]+)+/([^\s/:'\"(),]+)")
+_EXCEPTION_NAME = re.compile(r"\b[A-Za-z_][\w.]*(?:Error|Exception|Failed): ")
+
+
+def public_reason(reason: str) -> str:
+    """A reason fit for a client that proved nothing (probes, 503s): file names without their
+    directories, no exception class names. The full text stays in the log."""
+    return _PATH.sub(r"\1", _EXCEPTION_NAME.sub("", reason))

@@ -90,8 +90,11 @@ def test_a_key_is_needed_and_checked(client: TestClient) -> None:
 
 
 def test_probes_docs_and_metrics_are_open(client: TestClient) -> None:
-    for path in ("/livez", "/readyz", "/health", "/v2/health/live", "/v2/health/ready"):
+    for path in ("/livez", "/readyz", "/v2/health/live", "/v2/health/ready"):
         assert client.get(path).status_code == 200, path
+    # /health shows versions, the git revision, pid and every model: a key's business (issue 14).
+    assert client.get("/health").status_code == 401
+    assert client.get("/health", headers=bearer(PREDICT_KEY)).status_code == 200
     for path in ("/docs", "/openapi.json", "/metrics"):
         assert client.get(path).status_code == 200, path
 

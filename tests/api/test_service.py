@@ -107,10 +107,14 @@ def test_readyz_fails_with_reason_on_sha_mismatch(tmp_path: Path) -> None:
         assert body["code"] == "not_ready"
         reason = body["details"]["models"]["tiny"]
         assert "sha256 mismatch" in reason and "model.joblib" in reason
+        # Open to anyone: no directories, no exception class names (issue 14, item 9).
+        for text in (reason, body["message"]):
+            assert str(tmp_path) not in text and "IntegrityError" not in text
         assert client.get("/livez").status_code == 200
         predict = client.post("/v1/models/tiny/predict", json={"inputs": [{"x": 1, "colour": 0}]})
         assert predict.status_code == 503
         assert predict.json()["code"] == "model_not_ready"
+        assert str(tmp_path) not in predict.text and "IntegrityError" not in predict.text
 
 
 def test_readyz_fails_when_self_test_output_is_wrong(tmp_path: Path) -> None:
@@ -126,7 +130,8 @@ def test_readyz_fails_when_self_test_output_is_wrong(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         body = client.get("/readyz").json()
-        assert "SelfTestFailed" in body["details"]["models"]["tiny"]
+        reason = body["details"]["models"]["tiny"]
+        assert "the config expects" in reason and "SelfTestFailed" not in reason  # no class names
 
 
 def test_docs_are_served_without_a_cdn(tiny_client: TestClient) -> None:

@@ -20,8 +20,9 @@ from starlette.responses import Response
 from fastinfer import __version__
 from fastinfer.api.context import request_id_of
 from fastinfer.api.errors import ErrorBody
-from fastinfer.api.routes import OPEN, requires
+from fastinfer.api.routes import OPEN, PREDICT, requires
 from fastinfer.engine import Engine
+from fastinfer.errors import public_reason
 from fastinfer.repository.manager import ModelManager
 from fastinfer.repository.registry import ModelRegistry
 from fastinfer.repository.served import ModelState
@@ -103,7 +104,7 @@ def liveness(state: ProbedState, request_id: str) -> ProbeAnswer:
 
 
 def readiness(state: ProbedState, request_id: str) -> ProbeAnswer:
-    waiting = readiness_problems(state)
+    waiting = {name: public_reason(why) for name, why in readiness_problems(state).items()}
     if not waiting:
         return 200, {"status": "ready", "models": state.registry.default_versions()}, {}
     message = "not ready: " + "; ".join(f"{name}: {why}" for name, why in waiting.items())
@@ -149,7 +150,12 @@ def _resident_bytes() -> int | None:
         return None
 
 
-@router.get("/health", response_model=Health, summary="Build, uptime and model summary")
+@router.get(
+    "/health",
+    response_model=Health,
+    summary="Build, uptime and model summary (needs a key when API keys are configured)",
+    dependencies=[requires(PREDICT)],
+)
 async def health(request: Request) -> Health:
     state = request.app.state
     registry: ModelRegistry = state.registry

@@ -136,7 +136,8 @@ def _compile(routes: list[BaseRoute]) -> list[Route]:
 
 
 def _declared(dependencies: list[Any]) -> Access | None:
-    for dependency in dependencies:
+    """The route's own declaration wins over its router's (FastAPI lists the router's first)."""
+    for dependency in reversed(dependencies):
         if isinstance(dependency.dependency, Requires):
             access: Access = dependency.dependency.access
             return access
