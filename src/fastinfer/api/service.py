@@ -22,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from fastinfer.api.admin import check_admin_token
 from fastinfer.api.context import incoming_request_id
-from fastinfer.api.errors import error_json, internal_error, service_error_body
+from fastinfer.api.errors import service_error_body
 from fastinfer.api.http import header, read_body, send_json
 from fastinfer.api.probes import ProbeAnswer, ProbedState, liveness, readiness
 from fastinfer.api.routes import ADMIN, PREDICT, Match, RouteTable
@@ -40,6 +40,7 @@ V1_PREDICT = "/v1/models/{name}/predict"
 V1_VERSION_PREDICT = "/v1/models/{name}/versions/{version}/predict"
 V2_INFER = "/v2/models/{name}/infer"
 V2_VERSION_INFER = "/v2/models/{name}/versions/{version}/infer"
+_V1_ROUTES = frozenset({V1_PREDICT, V1_VERSION_PREDICT})
 _PROBES = {"/livez": liveness, "/readyz": readiness}
 
 Hot = Callable[["ServiceApp", Match, Scope, Receive, Send, RequestContext], Awaitable[int]]
@@ -64,10 +65,10 @@ class ServiceApp:
         self.routes = RouteTable.of_app(api)
         self._probed = ProbedState.of(api.state)
         self._hot: dict[str, Hot] = {
-            V1_PREDICT: ServiceApp._predict,
-            V1_VERSION_PREDICT: ServiceApp._predict,
-            V2_INFER: ServiceApp._infer,
-            V2_VERSION_INFER: ServiceApp._infer,
+            V1_PREDICT: ServiceApp._exchange,
+            V1_VERSION_PREDICT: ServiceApp._exchange,
+            V2_INFER: ServiceApp._exchange,
+            V2_VERSION_INFER: ServiceApp._exchange,
             "/livez": ServiceApp._probe,
             "/readyz": ServiceApp._probe,
         }
@@ -138,32 +139,13 @@ class ServiceApp:
 
         return replay
 
-    async def _predict(
+    async def _exchange(
         self, match: Match, scope: Scope, receive: Receive, send: Send, context: RequestContext
     ) -> int:
+        """v1 predict or v2 infer: the protocol's exchange answers in its own error shape."""
+        exchange = predict_exchange if context.route in _V1_ROUTES else infer_exchange
         name, version = match.params["name"], match.params.get("version")
-        headers: dict[str, str] = {}
-        try:
-            body, headers = await predict_exchange(
-                self._plane, name, version, scope, receive, context
-            )
-            status = 200
-        except ServiceError as exc:
-            status, headers = exc.status, exc.headers
-            body = error_json(exc.code, exc.message, exc.details, context.request_id)
-        except Exception as exc:
-            status, body = 500, internal_error(context.request_id, scope["path"], exc)[1]
-        await send_json(send, status, body, context.request_id, headers)
-        _run_after_response(context)
-        return status
-
-    async def _infer(
-        self, match: Match, scope: Scope, receive: Receive, send: Send, context: RequestContext
-    ) -> int:
-        name, version = match.params["name"], match.params.get("version")
-        status, body, headers = await infer_exchange(
-            self._plane, name, version, scope, receive, context
-        )
+        status, body, headers = await exchange(self._plane, name, version, scope, receive, context)
         await send_json(send, status, body, context.request_id, headers)
         _run_after_response(context)
         return status

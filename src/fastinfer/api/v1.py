@@ -152,9 +152,9 @@ async def predict_version(name: str, version: str, request: Request) -> Response
 async def _predict(request: Request, name: str, version: str | None) -> Response:
     plane: DataPlane = request.app.state.dataplane
     context = context_for(request.scope)
-    body, headers = await predict_exchange(
+    status, body, headers = await predict_exchange(
         plane, name, version, request.scope, request.receive, context
     )
     after, context.after_response = context.after_response, None
     background = BackgroundTask(run_after, after) if after is not None else None
-    return Response(body, media_type="application/json", headers=headers, background=background)
+    return Response(body, status, headers, media_type="application/json", background=background)

@@ -11,10 +11,12 @@ from collections.abc import Callable
 import orjson
 from starlette.types import Receive, Scope
 
+from fastinfer.api.errors import error_json, internal_error
 from fastinfer.api.http import check_json_content_type, header, read_body
 from fastinfer.config import Settings
 from fastinfer.context import RequestContext
 from fastinfer.dataplane import Answer, DataPlane
+from fastinfer.errors import ServiceError
 from fastinfer.observability.logging import get_logger
 from fastinfer.repository.served import ServedModel
 from fastinfer.runtimes import Row
@@ -67,13 +69,24 @@ async def predict_exchange(
     scope: Scope,
     receive: Receive,
     context: RequestContext,
-) -> tuple[bytes, dict[str, str]]:
-    """The JSON answer to `POST /v1/models/{name}[/versions/{version}]/predict` and its headers
-    (the version that computed it, Server-Timing); raises ServiceError for 4xx/5xx."""
+) -> tuple[int, bytes, dict[str, str]]:
+    """Status, body and headers of `POST /v1/models/{name}[/versions/{version}]/predict` (the
+    version that computed it, Server-Timing); errors in the v1 shape, as v2's exchange does."""
     context.protocol = "v1"
     exchange = V1Exchange(scope, receive, plane.settings)
-    timeout = header(scope, b"x-request-timeout")
-    return await plane.infer(name, version, exchange, context, timeout)
+    try:
+        body, headers = await plane.infer(
+            name, version, exchange, context, header(scope, b"x-request-timeout")
+        )
+        return 200, body, headers
+    except ServiceError as exc:
+        return (
+            exc.status,
+            error_json(exc.code, exc.message, exc.details, context.request_id),
+            (exc.headers),
+        )
+    except Exception as exc:  # a bug: logged with an error id, never shown to the client
+        return 500, internal_error(context.request_id, scope["path"], exc)[1], {}
 
 
 async def run_after(after: Callable[[], None]) -> None:
