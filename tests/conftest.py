@@ -24,6 +24,15 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 TITANIC = EXAMPLES / "titanic"
 CAR = EXAMPLES / "car_evaluation"
+# The six UCI attributes and their values: the full grid is 1,728 cars.
+CAR_VALUES = {
+    "buying": ["vhigh", "high", "med", "low"],
+    "maint": ["vhigh", "high", "med", "low"],
+    "doors": ["2", "3", "4", "5more"],
+    "persons": ["2", "4", "more"],
+    "lug_boot": ["small", "med", "big"],
+    "safety": ["low", "med", "high"],
+}
 
 
 def sha256_of(path: Path) -> str:

@@ -41,7 +41,7 @@ from sklearn.svm import SVC
 from typer.testing import CliRunner
 
 from fastinfer.cli import app as cli_app
-from tests.conftest import CAR, TITANIC, sha256_of, write_config
+from tests.conftest import CAR, CAR_VALUES, TITANIC, sha256_of, write_config
 from tests.integration.server import RunningServer, running_server
 
 pytestmark = pytest.mark.slow
@@ -387,14 +387,7 @@ def titanic_example() -> Case:
 
 def car_example() -> Case:
     """The full 1,728-row attribute grid."""
-    values = {
-        "buying": ["vhigh", "high", "med", "low"],
-        "maint": ["vhigh", "high", "med", "low"],
-        "doors": ["2", "3", "4", "5more"],
-        "persons": ["2", "4", "more"],
-        "lug_boot": ["small", "med", "big"],
-        "safety": ["low", "med", "high"],
-    }
+    values = CAR_VALUES
     frame = pd.DataFrame(list(itertools.product(*values.values())), columns=list(values))
     pipeline = joblib.load(CAR / "model.joblib")
     expected = _classifier(

@@ -17,18 +17,10 @@ import pandas as pd
 import pytest
 import tritonclient.http as triton
 
-from tests.conftest import CAR, TITANIC
+from tests.conftest import CAR, CAR_VALUES, TITANIC
 from tests.integration.server import running_server
 
 pytestmark = pytest.mark.slow
-CAR_VALUES = {
-    "buying": ["vhigh", "high", "med", "low"],
-    "maint": ["vhigh", "high", "med", "low"],
-    "doors": ["2", "3", "4", "5more"],
-    "persons": ["2", "4", "more"],
-    "lug_boot": ["small", "med", "big"],
-    "safety": ["low", "med", "high"],
-}
 
 
 def v1_predictions(url: str, model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
