@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -100,9 +99,7 @@ class DataPlane:
 
         `timeout` is the client's `X-Request-Timeout` value, if it sent one: the deadline
         counts from now, before the body is read."""
-        model = self._servable(name, version)
-        model.in_flight += 1  # held (as `serving` does, without a generator on the hot path)
-        try:
+        with self.serving(name, version) as model:
             context.model, context.version = model.name, model.version
             deadline = self.deadline(timeout)
             rows = await self._decode(model, exchange)
@@ -116,20 +113,13 @@ class DataPlane:
             if model.hooks.post:  # run by the transport once the response is sent
                 context.after_response = _after_hooks(model, rows, predictions, request_id)
             return exchange.encode(Answer(model, rows, predictions, work, request_id))
-        finally:
-            model.in_flight -= 1
 
-    @contextmanager
-    def serving(self, name: str, version: str | None = None) -> Iterator[ServedModel]:
+    def serving(self, name: str, version: str | None = None) -> Held:
         """The named version (default: the model's default), ready to predict; 404 or 503.
 
-        Held until the block ends: a version being retired waits for its holders."""
-        model = self._servable(name, version)
-        model.in_flight += 1
-        try:
-            yield model
-        finally:
-            model.in_flight -= 1
+        Use it as `with plane.serving(...) as model`: held until the block ends, so a version
+        being retired waits for its holders."""
+        return Held(self._servable(name, version))
 
     def _servable(self, name: str, version: str | None) -> ServedModel:
         group = self.group(name)
@@ -248,6 +238,22 @@ class DataPlane:
         """Tell the observers (access log, metrics, tracing) about a request just answered."""
         for observe in self.observers:
             observe(context, status, elapsed)
+
+
+class Held:
+    """A version held while in use (a class, not a generator: it is on every request)."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model: ServedModel) -> None:
+        self.model = model
+
+    def __enter__(self) -> ServedModel:
+        self.model.in_flight += 1
+        return self.model
+
+    def __exit__(self, *_exc: object) -> None:
+        self.model.in_flight -= 1
 
 
 def _after_hooks(
