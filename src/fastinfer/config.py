@@ -263,6 +263,18 @@ class Settings(BaseSettings):
         description="Most keys in one row, for models with allow_extra_fields (others refuse "
         "unknown fields anyway).",
     )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Largest request line and headers together, in bytes (431 beyond it), "
+        "counted as they arrive whatever the HTTP parser.",
+    )
+    header_read_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request line and headers not received in full within this many seconds "
+        "of their first byte are answered 408 and the connection closed.",
+    )
     body_read_timeout_s: float = Field(
         default=30.0,
         gt=0,

@@ -103,6 +103,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGALRM, self._on_drain_timeout)
+        signal.signal(signal.SIGUSR1, self._on_worker_listening)
         if self.settings.health_port is not None:
             # First, before the models load: probes answer (readyz: loading) from the start.
             self._health_sock = bind_socket(self.settings.host, self.settings.health_port)
@@ -175,7 +176,7 @@ class Supervisor:
         log.error("worker_died", pid=pid, worker=index, code=code)
         self._throttle_restarts()
         if not self.stopping:
-            self._spawn(index, registry)
+            self._spawn(index, registry, replacement=True)
 
     def _finish(self) -> int:
         signal.alarm(0)
@@ -196,6 +197,7 @@ class Supervisor:
             code = 1
             try:
                 signal.signal(signal.SIGALRM, signal.SIG_DFL)
+                signal.signal(signal.SIGUSR1, signal.SIG_IGN)
                 die_with_parent(parent)
                 serve_health(self.board, self._health_sock, self.settings.loop_block_s)
                 code = 0
@@ -204,7 +206,7 @@ class Supervisor:
         self._health_pid = pid
         configure_logging(self.settings.log_level, self.settings.log_format, background=False)
 
-    def _spawn(self, index: int, registry: ModelRegistry) -> None:
+    def _spawn(self, index: int, registry: ModelRegistry, *, replacement: bool = False) -> None:
         assert self._sock is not None
         flush_logging()
         self.board.write(index, 0, 0, "starting")
@@ -213,6 +215,8 @@ class Supervisor:
         if pid == 0:  # the child: never returns
             code = 1
             try:
+                # Until its server handles it: a sibling's rebalance must not kill this one.
+                signal.signal(signal.SIGUSR1, signal.SIG_IGN)
                 die_with_parent(parent)  # a supervisor killed -9 takes its workers with it
                 if self._health_sock is not None:
                     self._health_sock.close()
@@ -235,7 +239,7 @@ class Supervisor:
                     # until then the kernel sends this port's connections to the other workers.
                     listening = bind_socket(self.settings.host, port, reuse_port=True, listen=False)
                     self._sock.close()
-                run_server(app, self.settings, sockets=[listening])
+                run_server(app, self.settings, sockets=[listening], announce_listening=replacement)
                 code = 0
             except BaseException:
                 log.exception("worker_crashed", worker=index)
@@ -264,6 +268,16 @@ class Supervisor:
         for pid in list(self.children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
+
+    def _on_worker_listening(self, _sig: int, _frame: FrameType | None) -> None:
+        """A replacement worker listens: every worker closes its connections after their next
+        response, and the clients' reconnections spread over all of them (the kernel balances
+        new connections, never existing ones)."""
+        if self.stopping:
+            return
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
 
     def _on_drain_timeout(self, _sig: int, _frame: FrameType | None) -> None:
         for pid in list(self.children):
