@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,48 @@ def test_polling_loads_new_versions(repository: Path) -> None:
         while predict(client, "/v1/models/tiny/predict").json()["version"] != "4":
             assert time.monotonic() < deadline, "the poller did not load version 4"
             time.sleep(0.05)
+
+
+def wait_for(check: Any, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def touch_config(directory: Path, description: str) -> None:
+    """Edit a version's model.yaml (its files change: polling sees a new fingerprint)."""
+    config = yaml.safe_load((directory / "model.yaml").read_text())
+    config["description"] = description
+    (directory / "model.yaml").write_text(yaml.safe_dump(config))
+
+
+def test_polling_keeps_an_operator_unload_until_the_files_change(repository: Path) -> None:
+    """An unload is the operator's decision: a poll of an unchanged folder must not undo it.
+    Version 3 appearing proves polls ran after the unloads; editing version 1's files is what
+    lets a poll load it again."""
+    with serve_in_process(
+        model_repository=repository, repository_poll_s=0.05, admin_token=TOKEN
+    ) as client:
+        wait_ready(client)
+        one = client.post("/admin/models/tiny/versions/1/unload", headers=AUTH)
+        assert one.status_code == 200, one.text
+        assert client.post("/v2/repository/models/other/unload", headers=AUTH).status_code == 200
+        build_repository(repository, {"tiny": ["3"]})
+        wait_for(
+            lambda: predict(client, "/v1/models/tiny/predict").json().get("version") == "3",
+            "the poller did not load version 3",
+        )
+        assert predict(client, "/v1/models/tiny/versions/1/predict").status_code == 404
+        assert predict(client, "/v1/models/other/predict").status_code == 404
+        touch_config(repository / "tiny" / "1", "rebuilt")
+        wait_for(
+            lambda: predict(client, "/v1/models/tiny/versions/1/predict").status_code == 200,
+            "an edited version was not loaded back by the poller",
+        )
+        assert predict(client, "/v1/models/other/predict").status_code == 404  # unchanged
+        assert client.post("/v2/repository/models/other/load", headers=AUTH).status_code == 200
+        assert predict(client, "/v1/models/other/predict").json()["version"] == "10"
 
 
 def test_version_policy_latest_and_pinned_defaults(repository: Path) -> None:

@@ -124,6 +124,13 @@ class RepositoryState(BaseModel):
     models: list[ModelState]
 
 
+def operator(request: Request) -> str:
+    """Who asked for a change, for the record an unload leaves: the API key's name, else the
+    admin token (the one credential without a name)."""
+    key = context_for(request.scope).api_key
+    return f"api key {key!r}" if key else "admin token"
+
+
 def _manager(request: Request) -> ModelManager:
     manager: ModelManager = request.app.state.manager
     return manager
@@ -206,12 +213,12 @@ async def reload_version(name: str, version: str, request: Request, manager: Adm
     summary="Unload a version (requests already holding it finish first)",
 )
 async def unload_version(name: str, version: str, request: Request, manager: Admin) -> ChangeAnswer:
-    return await _answer(request, manager.unload(name, version))
+    return await _answer(request, manager.unload(name, version, by=operator(request)))
 
 
 @router.post("/models/{name}/unload", response_model=ChangeAnswer, summary="Unload a model")
 async def unload_model(name: str, request: Request, manager: Admin) -> ChangeAnswer:
-    return await _answer(request, manager.unload(name))
+    return await _answer(request, manager.unload(name, by=operator(request)))
 
 
 @router.put(

@@ -16,7 +16,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from fastinfer import __version__
-from fastinfer.api.admin import require_admin
+from fastinfer.api.admin import operator, require_admin
 from fastinfer.api.context import context_for, request_id_of
 from fastinfer.api.errors import v2_error
 from fastinfer.api.probes import ProbedState, liveness, readiness
@@ -213,4 +213,4 @@ async def repository_load(name: str, request: Request) -> Response:
 )
 async def repository_unload(name: str, request: Request) -> Response:
     manager: ModelManager = request.app.state.manager
-    return await _change(manager.unload(name))
+    return await _change(manager.unload(name, by=operator(request)))

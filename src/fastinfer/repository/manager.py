@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from fastinfer.config import Settings
@@ -33,7 +34,7 @@ from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.layout import VersionPolicy
 from fastinfer.repository.registry import ModelRegistry
 from fastinfer.repository.served import ModelState, ServedModel
-from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource
+from fastinfer.repository.state import DesiredState, ModelEntry, Unloaded, VersionSource
 from fastinfer.repository.sync import RepositorySync
 
 log = get_logger("fastinfer.repository")
@@ -253,11 +254,12 @@ class ModelManager:
             source = existing or self._repository_sync.source(name, version)
             if existing is not None:
                 source = source.model_copy(update={"revision": existing.revision + 1})
+            records = {v: r for v, r in state.held(name).items() if v != version}
             return _with_entry(
                 state,
                 name,
                 entry.model_copy(update={"versions": {**entry.versions, version: source}}),
-            )
+            ).with_unloaded(name, records)
 
         return await self.change(mutate)
 
@@ -281,25 +283,46 @@ class ModelManager:
 
         return await self.change(mutate)
 
-    async def unload(self, name: str, version: str | None = None) -> ChangeResult:
-        """Unload one version, or every version of the model (the model goes away)."""
+    async def unload(
+        self, name: str, version: str | None = None, *, by: str = "operator"
+    ) -> ChangeResult:
+        """Unload one version, or every version of the model (the model goes away).
+
+        The unload is recorded in the state (`by` whom, when, the files as they are), so
+        polling does not load it back until its files change or an operator loads it.
+        """
+        at = datetime.now(UTC)
 
         def mutate(state: DesiredState) -> DesiredState:
             entry = _entry(state, name)
-            if version is None:
-                return state.model_copy(
-                    update={"models": {k: v for k, v in state.models.items() if k != name}}
-                )
-            _version(entry, name, version)
-            versions = {v: s for v, s in entry.versions.items() if v != version}
+            if version is not None:
+                _version(entry, name, version)
+            gone = list(entry.versions) if version is None else [version]
+            versions = {v: s for v, s in entry.versions.items() if v not in gone}
+            records = {**state.held(name)}
+            for v in gone:
+                records[v] = self._unloaded(name, v, entry.versions[v], by, at)
             if not versions:  # the last version: the model goes (a model with none is unready)
-                return state.model_copy(
-                    update={"models": {k: v for k, v in state.models.items() if k != name}}
-                )
+                models = {k: e for k, e in state.models.items() if k != name}
+                return state.model_copy(update={"models": models}).with_unloaded(name, records)
             pinned = None if entry.pinned == version else entry.pinned
-            return _with_entry(state, name, ModelEntry(versions=versions, pinned=pinned))
+            kept = ModelEntry(versions=versions, pinned=pinned)
+            return _with_entry(state, name, kept).with_unloaded(name, records)
 
         return await self.change(mutate)
+
+    def _unloaded(
+        self, name: str, version: str, source: VersionSource, by: str, at: datetime
+    ) -> Unloaded:
+        """The record of an operator's unload of one version."""
+        loaded = self.registry.resolve(name, version)
+        return Unloaded(
+            source=source,
+            runtime=loaded.config.runtime if loaded is not None else source.runtime,
+            by=by,
+            at=at,
+            files=self._repository_sync.files_of(source),
+        )
 
     async def set_default(self, name: str, version: str | None) -> ChangeResult:
         """Pin the version that answers unversioned requests; None: the newest again."""
