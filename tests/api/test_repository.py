@@ -272,3 +272,42 @@ def test_unloading_the_last_version_removes_the_model(client: TestClient) -> Non
     reloaded = client.post("/admin/models/other/versions/10/load", headers=AUTH)
     assert reloaded.status_code == 200, reloaded.text
     assert predict(client, "/v1/models/other/predict").json()["version"] == "10"
+
+
+def test_the_pinned_version_is_not_unloaded_from_under_its_pin(client: TestClient) -> None:
+    """Unloading the pinned version would silently send unversioned requests elsewhere: 409,
+    naming the pin. Unloading the whole model keeps the pin for when it comes back."""
+    assert client.put("/admin/models/tiny/default", json={"version": "1"}, headers=AUTH).is_success
+    refused = client.post("/admin/models/tiny/versions/1/unload", headers=AUTH)
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "version_pinned"
+    assert refused.json()["details"] == {"pinned": "1"}
+    assert "pinned default" in refused.json()["message"]
+    assert predict(client, "/v1/models/tiny/predict").json()["version"] == "1"
+    assert client.post("/admin/models/tiny/versions/2/unload", headers=AUTH).is_success
+
+    assert client.post("/v2/repository/models/tiny/unload", headers=AUTH).status_code == 200
+    assert predict(client, "/v1/models/tiny/predict").status_code == 404
+    assert client.post("/v2/repository/models/tiny/load", headers=AUTH).status_code == 200
+    assert predict(client, "/v1/models/tiny/predict").json()["version"] == "1"
+    assert client.get("/v1/models/tiny").json()["pinned"] is True
+
+    assert client.post("/admin/models/tiny/unload", headers=AUTH).is_success
+    assert client.post("/admin/models/tiny/versions/2/load", headers=AUTH).is_success
+    assert predict(client, "/v1/models/tiny/predict").json()["version"] == "2"  # 1 is not back
+    assert client.post("/admin/models/tiny/versions/1/load", headers=AUTH).is_success
+    assert predict(client, "/v1/models/tiny/predict").json()["version"] == "1"  # pinned again
+
+
+def test_a_pin_from_the_settings_is_kept_too(repository: Path) -> None:
+    with serve_in_process(
+        model_repository=repository, default_versions={"other": "9"}, admin_token=TOKEN
+    ) as client:
+        wait_ready(client)
+        refused = client.post("/admin/models/other/versions/9/unload", headers=AUTH)
+        assert (refused.status_code, refused.json()["details"]) == (409, {"pinned": "9"})
+        assert predict(client, "/v1/models/other/predict").json()["version"] == "9"
+        unpinned = client.put("/admin/models/other/default", json={"version": None}, headers=AUTH)
+        assert unpinned.is_success
+        assert client.post("/admin/models/other/versions/9/unload", headers=AUTH).is_success
+        assert predict(client, "/v1/models/other/predict").json()["version"] == "10"

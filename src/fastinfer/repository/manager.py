@@ -254,11 +254,14 @@ class ModelManager:
             source = existing or self._repository_sync.source(name, version)
             if existing is not None:
                 source = source.model_copy(update={"revision": existing.revision + 1})
-            records = {v: r for v, r in state.held(name).items() if v != version}
+            records = dict(state.held(name))
+            record = records.pop(version, None)
+            pinned = entry.pinned
+            if pinned is None and record is not None and record.pinned:
+                pinned = version  # unloaded with its model while pinned: pinned again
+            versions = {**entry.versions, version: source}
             return _with_entry(
-                state,
-                name,
-                entry.model_copy(update={"versions": {**entry.versions, version: source}}),
+                state, name, ModelEntry(versions=versions, pinned=pinned)
             ).with_unloaded(name, records)
 
         return await self.change(mutate)
@@ -290,6 +293,10 @@ class ModelManager:
 
         The unload is recorded in the state (`by` whom, when, the files as they are), so
         polling does not load it back until its files change or an operator loads it.
+
+        The pinned version is not unloaded while other versions would take its unversioned
+        requests (409: the operator re-pins or unpins first); unloading the whole model keeps
+        the pin in the record, and loading its version back pins it again.
         """
         at = datetime.now(UTC)
 
@@ -299,14 +306,23 @@ class ModelManager:
                 _version(entry, name, version)
             gone = list(entry.versions) if version is None else [version]
             versions = {v: s for v, s in entry.versions.items() if v not in gone}
+            if versions and entry.pinned in gone:
+                raise ChangeRefused(
+                    409,
+                    "version_pinned",
+                    f"version {entry.pinned!r} is the pinned default of model {name!r}: "
+                    f"unloading it would send its unversioned requests to another version; "
+                    f"pin another version or unpin (PUT /admin/models/{name}/default) first",
+                    {"pinned": entry.pinned},
+                )
             records = {**state.held(name)}
             for v in gone:
-                records[v] = self._unloaded(name, v, entry.versions[v], by, at)
+                record = self._unloaded(name, v, entry.versions[v], by, at)
+                records[v] = record.model_copy(update={"pinned": v == entry.pinned})
             if not versions:  # the last version: the model goes (a model with none is unready)
                 models = {k: e for k, e in state.models.items() if k != name}
                 return state.model_copy(update={"models": models}).with_unloaded(name, records)
-            pinned = None if entry.pinned == version else entry.pinned
-            kept = ModelEntry(versions=versions, pinned=pinned)
+            kept = ModelEntry(versions=versions, pinned=entry.pinned)
             return _with_entry(state, name, kept).with_unloaded(name, records)
 
         return await self.change(mutate)
@@ -331,7 +347,12 @@ class ModelManager:
             entry = _entry(state, name)
             if version is not None:
                 _version(entry, name, version)
-            return _with_entry(state, name, entry.model_copy(update={"pinned": version}))
+            # The operator chose the pin now: a version unloaded while pinned no longer claims it.
+            records = {
+                v: r.model_copy(update={"pinned": False}) for v, r in state.held(name).items()
+            }
+            pinned = _with_entry(state, name, entry.model_copy(update={"pinned": version}))
+            return pinned.with_unloaded(name, records)
 
         return await self.change(mutate)
 
