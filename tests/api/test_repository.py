@@ -11,7 +11,10 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from tests.conftest import build_tiny_model, serve_in_process, wait_ready
+from fastinfer.config import Settings
+from fastinfer.repository.registry import bare_artefact
+from fastinfer.serving.app import create_app
+from tests.conftest import build_tiny_model, serve_in_process, sha256_of, wait_ready
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -311,3 +314,41 @@ def test_a_pin_from_the_settings_is_kept_too(repository: Path) -> None:
         assert unpinned.is_success
         assert client.post("/admin/models/other/versions/9/unload", headers=AUTH).is_success
         assert predict(client, "/v1/models/other/predict").json()["version"] == "10"
+
+
+def test_a_model_given_as_a_directory_loads_back_after_an_unload(tmp_path: Path) -> None:
+    """It is in no repository: it loads back from where it came, through the admin API and
+    the v2 `load`, with or without a repository beside it."""
+    solo = build_tiny_model(tmp_path / "solo", name="solo")
+    with serve_in_process(solo, admin_token=TOKEN) as client:
+        wait_ready(client)
+        assert client.post("/admin/models/solo/versions/1/unload", headers=AUTH).is_success
+        assert predict(client, "/v1/models/solo/predict").status_code == 404
+        loaded = client.post("/admin/models/solo/versions/1/load", headers=AUTH)
+        assert loaded.status_code == 200, loaded.text
+        assert loaded.json()["models"] == {"solo": "1"}
+        assert predict(client, "/v1/models/solo/predict").json()["version"] == "1"
+    repository = build_repository(tmp_path / "models", {"tiny": ["1"]})
+    with serve_in_process(solo, model_repository=repository, admin_token=TOKEN) as client:
+        wait_ready(client)
+        assert client.post("/v2/repository/models/solo/unload", headers=AUTH).status_code == 200
+        assert client.post("/admin/repository/sync", headers=AUTH).is_success
+        assert predict(client, "/v1/models/solo/predict").status_code == 404
+        loaded = client.post("/v2/repository/models/solo/load", headers=AUTH)
+        assert loaded.status_code == 200, loaded.text
+        assert predict(client, "/v1/models/solo/predict").json()["version"] == "1"
+        never = client.post("/v2/repository/models/nothing/load", headers=AUTH)
+        assert never.status_code == 404
+
+
+def test_a_bare_artefact_loads_back_after_an_unload(tmp_path: Path) -> None:
+    artefact = build_tiny_model(tmp_path / "bare") / "model.joblib"
+    directory = bare_artefact("bare", artefact, sha256_of(artefact))
+    app = create_app(Settings(admin_token=TOKEN), [directory])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wait_ready(client)
+        assert client.post("/admin/models/bare/unload", headers=AUTH).is_success
+        loaded = client.post("/admin/models/bare/versions/unversioned/load", headers=AUTH)
+        assert loaded.status_code == 200, loaded.text
+        answer = client.post("/v1/models/bare/predict", json=ROW)
+        assert answer.status_code == 200, answer.text

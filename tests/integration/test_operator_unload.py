@@ -14,6 +14,7 @@ import httpx2 as httpx
 import pytest
 
 from tests.api.test_repository import build_repository, touch_config
+from tests.conftest import build_tiny_model
 from tests.integration.server import running_server
 
 pytestmark = pytest.mark.slow
@@ -33,10 +34,11 @@ def eventually(check: Callable[[], bool], what: str, timeout: float = 30) -> Non
         time.sleep(0.05)
 
 
-def test_polling_does_not_undo_an_operator_unload_in_any_worker(tmp_path: Path) -> None:
+def test_operator_unloads_stand_and_load_back_in_every_worker(tmp_path: Path) -> None:
     repository = build_repository(tmp_path / "models", {"tiny": ["1", "2"], "other": ["9"]})
     env = {"FASTINFER_MODEL_REPOSITORY": str(repository), "FASTINFER_ADMIN_TOKEN": TOKEN}
-    args = ["--workers", "2", "--poll", "0.1"]
+    solo = build_tiny_model(tmp_path / "solo", name="solo")  # a directory argument
+    args = ["--workers", "2", "--poll", "0.1", str(solo)]
     with (
         running_server(args, tmp_path / "server.log", env=env) as server,
         httpx.Client(
@@ -59,6 +61,13 @@ def test_polling_does_not_undo_an_operator_unload_in_any_worker(tmp_path: Path) 
         eventually(lambda: default("tiny") == "3", "the poller did not load version 3")
         assert every_answer(lambda: status("/v1/models/tiny/versions/1/predict") == 404)
         assert every_answer(lambda: status("/v1/models/other/predict") == 404)
+
+        assert client.post("/admin/models/solo/versions/1/unload").status_code == 200
+        assert every_answer(lambda: status("/v1/models/solo/predict") == 404)
+        back = client.post("/admin/models/solo/versions/1/load")  # from where it came
+        assert back.status_code == 200, back.text
+        assert set(back.json()["workers"].values()) == {"applied"}
+        assert every_answer(lambda: status("/v1/models/solo/predict") == 200)
 
         touch_config(repository / "tiny" / "1", "rebuilt")  # its files change: it may come back
         eventually(

@@ -246,16 +246,21 @@ class ModelManager:
     # -- the operations the admin API offers ---------------------------------------------------
 
     async def load(self, name: str, version: str) -> ChangeResult:
-        """Load a version from the repository (reloading it if it is loaded already)."""
+        """Load a version (reloading it if it is loaded already): one an operator unloaded
+        from where it came (a model directory given on the command line is in no
+        repository), any other from the repository."""
 
         def mutate(state: DesiredState) -> DesiredState:
             entry = state.models.get(name, ModelEntry())
             existing = entry.versions.get(version)
-            source = existing or self._repository_sync.source(name, version)
-            if existing is not None:
-                source = source.model_copy(update={"revision": existing.revision + 1})
             records = dict(state.held(name))
             record = records.pop(version, None)
+            if existing is not None:
+                source = existing.model_copy(update={"revision": existing.revision + 1})
+            elif record is not None:
+                source = record.source_back()
+            else:
+                source = self._repository_sync.source(name, version)
             pinned = entry.pinned
             if pinned is None and record is not None and record.pinned:
                 pinned = version  # unloaded with its model while pinned: pinned again
@@ -267,8 +272,22 @@ class ModelManager:
         return await self.change(mutate)
 
     async def load_model(self, name: str) -> ChangeResult:
-        """Load a model's versions from the repository by the version policy (v2 `load`)."""
-        return await self._repository_sync.load_model(name)
+        """Load a model's versions from the repository by the version policy (v2 `load`); a
+        model from elsewhere that an operator unloaded: its versions from where they came."""
+        if self._repository_sync.has(name) or not self.control.read().held(name):
+            return await self._repository_sync.load_model(name)
+
+        def mutate(state: DesiredState) -> DesiredState:
+            records = state.held(name)
+            if not records:  # loaded back meanwhile, through another process
+                return state
+            entry = state.models.get(name, ModelEntry())
+            versions = {**entry.versions, **{v: r.source_back() for v, r in records.items()}}
+            pinned = entry.pinned or next((v for v, r in records.items() if r.pinned), None)
+            back = _with_entry(state, name, ModelEntry(versions=versions, pinned=pinned))
+            return back.with_unloaded(name, {})
+
+        return await self.change(mutate)
 
     async def sync(self) -> ChangeResult:
         """Bring the repository's models in line with its folders (the poller's step)."""

@@ -74,6 +74,11 @@ class Unloaded(BaseModel):
     files: Fingerprint | None = None
     pinned: bool = False
 
+    def source_back(self) -> VersionSource:
+        """Its source, loading back: a new revision, so its engine is not confused with the
+        retired one's (which may still be finishing requests)."""
+        return self.source.model_copy(update={"revision": self.source.revision + 1})
+
 
 class DesiredState(BaseModel):
     model_config = ConfigDict(frozen=True)

@@ -98,6 +98,10 @@ class RepositorySync:
         except OSError:
             return None
 
+    def has(self, name: str) -> bool:
+        """Whether the repository holds a model of that name (False without a repository)."""
+        return self.root is not None and name in scan_repository(self.root)
+
     async def load_model(self, name: str) -> ChangeResult:
         """Load a model's versions from the repository by the version policy (v2 `load`)."""
         root = self._root()
@@ -200,8 +204,5 @@ def _files_changed(record: Unloaded, root: Path) -> bool:
 
 
 def _fresh(path: Path, record: Unloaded | None) -> VersionSource:
-    """The source of a version coming (back) from the repository; one an operator unloaded
-    comes back as a new revision, so its engine is not confused with the retired one's."""
-    if record is None:
-        return VersionSource(path=str(path))
-    return VersionSource(path=str(path), revision=record.source.revision + 1)
+    """The source of a version coming (back) from the repository."""
+    return VersionSource(path=str(path)) if record is None else record.source_back()
