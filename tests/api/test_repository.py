@@ -352,3 +352,46 @@ def test_a_bare_artefact_loads_back_after_an_unload(tmp_path: Path) -> None:
         assert loaded.status_code == 200, loaded.text
         answer = client.post("/v1/models/bare/predict", json=ROW)
         assert answer.status_code == 200, answer.text
+
+
+def test_what_an_operator_unloaded_is_listed_as_unloaded(client: TestClient) -> None:
+    """The operator's decision is visible: /v1/models, the v2 index and /admin/models say who
+    unloaded what and when, and a request for it is told so."""
+    assert client.post("/admin/models/tiny/versions/1/unload", headers=AUTH).is_success
+    assert client.post("/v2/repository/models/other/unload", headers=AUTH).status_code == 200
+    listing = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    tiny = listing["tiny"]
+    assert (tiny["version"], tiny["state"], tiny["ready"]) == ("2", "ready", True)
+    one, two = tiny["versions"]
+    assert (one["version"], one["state"], one["ready"], one["default"]) == (
+        "1",
+        "unloaded",
+        False,
+        False,
+    )
+    assert one["unloaded_by"] == "admin token" and one["unloaded_at"] is not None
+    assert (two["state"], two["unloaded_by"]) == ("ready", None)
+    other = listing["other"]
+    assert (other["state"], other["ready"], other["version"]) == ("unloaded", False, "10")
+    assert [v["state"] for v in other["versions"]] == ["unloaded", "unloaded"]
+
+    index = {(e["name"], e["version"]): e for e in client.post("/v2/repository/index").json()}
+    for key in (("tiny", "1"), ("other", "9"), ("other", "10")):
+        assert index[key]["state"] == "UNAVAILABLE"
+        assert index[key]["reason"].startswith("unloaded by admin token at ")
+    assert index[("tiny", "2")]["state"] == "READY"
+    state = client.get("/admin/models", headers=AUTH).json()
+    admin = {m["name"]: m for m in state["models"]}
+    assert admin["tiny"]["versions"][0]["unloaded_by"] == "admin token"
+
+    version = predict(client, "/v1/models/tiny/versions/1/predict")
+    assert version.status_code == 404
+    assert "unloaded by an operator" in version.json()["message"]
+    model = predict(client, "/v1/models/other/predict")
+    assert (model.status_code, model.json()["message"]) == (
+        404,
+        "model 'other' was unloaded by an operator",
+    )
+    assert client.post("/admin/models/tiny/versions/1/load", headers=AUTH).is_success
+    listing = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert [v["state"] for v in listing["tiny"]["versions"]] == ["ready", "ready"]

@@ -53,6 +53,11 @@ def test_operator_unloads_stand_and_load_back_in_every_worker(tmp_path: Path) ->
             answer = client.post(f"/v1/models/{name}/predict", json=ROW)
             return answer.json().get("version") if answer.status_code == 200 else None
 
+        def listed_state(name: str, version: str) -> str | None:
+            models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+            versions = {v["version"]: v for v in models[name]["versions"]}
+            return versions[version]["state"] if version in versions else None
+
         unloaded = client.post("/admin/models/tiny/versions/1/unload")
         assert unloaded.status_code == 200, unloaded.text
         assert set(unloaded.json()["workers"].values()) == {"applied"}
@@ -61,6 +66,8 @@ def test_operator_unloads_stand_and_load_back_in_every_worker(tmp_path: Path) ->
         eventually(lambda: default("tiny") == "3", "the poller did not load version 3")
         assert every_answer(lambda: status("/v1/models/tiny/versions/1/predict") == 404)
         assert every_answer(lambda: status("/v1/models/other/predict") == 404)
+        assert every_answer(lambda: listed_state("tiny", "1") == "unloaded")  # in every worker
+        assert every_answer(lambda: listed_state("other", "9") == "unloaded")
 
         assert client.post("/admin/models/solo/versions/1/unload").status_code == 200
         assert every_answer(lambda: status("/v1/models/solo/predict") == 404)

@@ -109,6 +109,10 @@ class VersionState(BaseModel):
     loaded_at: datetime | None
     in_flight: int
     last_failure: str | None
+    unloaded_by: str | None = Field(
+        default=None, description="Who unloaded it, if an operator did."
+    )
+    unloaded_at: datetime | None = Field(default=None, description="When an operator unloaded it.")
 
 
 class ModelState(BaseModel):
@@ -153,13 +157,16 @@ async def repository_state(request: Request, manager: Admin) -> RepositoryState:
     registry: ModelRegistry = request.app.state.registry
     on_disk = scan_repository(manager.repository) if manager.repository is not None else {}
     models = []
-    for name in sorted(set(registry.names()) | set(on_disk)):
+    for name in sorted(set(registry.names()) | set(on_disk) | set(registry.unloaded)):
         group = registry.get(name)
         loaded = group.versions if group is not None else {}
+        held = registry.unloaded.get(name, {})
         default = group.default_version if group is not None else None
         states = []
-        for version in sorted(set(loaded) | set(on_disk.get(name, {})), key=version_key):
+        versions = set(loaded) | set(on_disk.get(name, {})) | set(held)
+        for version in sorted(versions, key=version_key):
             model = loaded.get(version)
+            record = held.get(version) if model is None else None
             states.append(
                 VersionState(
                     version=version,
@@ -172,6 +179,8 @@ async def repository_state(request: Request, manager: Admin) -> RepositoryState:
                     loaded_at=model.loaded_at if model else None,
                     in_flight=model.in_flight if model else 0,
                     last_failure=registry.failures.get((name, version)),
+                    unloaded_by=record.by if record else None,
+                    unloaded_at=record.at if record else None,
                 )
             )
         models.append(
