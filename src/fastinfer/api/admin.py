@@ -75,7 +75,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "Missing or wrong admin token.",
         403: "The admin API is off (no token configured).",
         404: "No such model or version.",
-        409: "Another change is in progress, or no repository is configured.",
+        409: "Another change is in progress, no repository is configured, or the version "
+        "to unload is the pinned default (version_pinned).",
         422: "A version failed to load (sha256, file, self-test): nothing changed.",
     }.items()
 }

@@ -6,6 +6,9 @@ by the version policy and sets them in the desired state. Three callers ask for 
 (a task in the first server process only), `POST /admin/repository/sync` and the v2
 repository `load`. Keeping it apart from the manager
 keeps the manager to the one path every change takes, whatever asked for it.
+
+What an operator unloaded stays out of what polling and syncs ask for until its files change:
+the operator's decision stands until the operator or the files change it.
 """
 
 from __future__ import annotations
