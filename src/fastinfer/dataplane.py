@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -125,7 +125,7 @@ class DataPlane:
         group = self.group(name)
         model = group.default() if version is None else group.versions.get(version)
         if model is None and version is not None:
-            raise _no_version(group, version)
+            raise _no_version(group, version, self.registry.unloaded.get(name, {}))
         if model is None or not model.serving:
             shown = model or self.registry.resolve(name)
             reason = (shown.reason if shown else None) or "no version loaded"
@@ -220,6 +220,10 @@ class DataPlane:
         group = self.registry.get(name)
         if group is None:
             known = self.registry.names()
+            if name in self.registry.unloaded:
+                raise ModelNotFound(
+                    f"model {name!r} was unloaded by an operator", details={"available": known}
+                )
             raise ModelNotFound(f"no model named {name!r}", details={"available": known})
         return group
 
@@ -229,7 +233,7 @@ class DataPlane:
         group = self.group(name)
         model = self.registry.resolve(name, version)
         if model is None:
-            raise _no_version(group, version)
+            raise _no_version(group, version, self.registry.unloaded.get(name, {}))
         return group, model
 
     # -- once answered -------------------------------------------------------------------------
@@ -270,8 +274,12 @@ def _invalid(model: ServedModel, exc: InvalidRowsError) -> InvalidInput:
     )
 
 
-def _no_version(group: ModelVersions, version: str | None) -> ModelNotFound:
-    return ModelNotFound(
-        f"model {group.name!r} has no version {version!r}",
-        details={"available": sorted(group.versions)},
-    )
+def _no_version(
+    group: ModelVersions, version: str | None, unloaded: Container[str] = ()
+) -> ModelNotFound:
+    """404; a version an operator unloaded says so (it may be loaded again)."""
+    if version in unloaded:
+        message = f"model {group.name!r} version {version!r} was unloaded by an operator"
+    else:
+        message = f"model {group.name!r} has no version {version!r}"
+    return ModelNotFound(message, details={"available": sorted(group.versions)})

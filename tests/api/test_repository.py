@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,10 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from tests.conftest import build_tiny_model, serve_in_process, wait_ready
+from fastinfer.config import Settings
+from fastinfer.repository.registry import bare_artefact
+from fastinfer.serving.app import create_app
+from tests.conftest import build_tiny_model, serve_in_process, sha256_of, wait_ready
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -209,6 +213,48 @@ def test_polling_loads_new_versions(repository: Path) -> None:
             time.sleep(0.05)
 
 
+def wait_for(check: Any, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def touch_config(directory: Path, description: str) -> None:
+    """Edit a version's model.yaml (its files change: polling sees a new fingerprint)."""
+    config = yaml.safe_load((directory / "model.yaml").read_text())
+    config["description"] = description
+    (directory / "model.yaml").write_text(yaml.safe_dump(config))
+
+
+def test_polling_keeps_an_operator_unload_until_the_files_change(repository: Path) -> None:
+    """An unload is the operator's decision: a poll of an unchanged folder must not undo it.
+    Version 3 appearing proves polls ran after the unloads; editing version 1's files is what
+    lets a poll load it again."""
+    with serve_in_process(
+        model_repository=repository, repository_poll_s=0.05, admin_token=TOKEN
+    ) as client:
+        wait_ready(client)
+        one = client.post("/admin/models/tiny/versions/1/unload", headers=AUTH)
+        assert one.status_code == 200, one.text
+        assert client.post("/v2/repository/models/other/unload", headers=AUTH).status_code == 200
+        build_repository(repository, {"tiny": ["3"]})
+        wait_for(
+            lambda: predict(client, "/v1/models/tiny/predict").json().get("version") == "3",
+            "the poller did not load version 3",
+        )
+        assert predict(client, "/v1/models/tiny/versions/1/predict").status_code == 404
+        assert predict(client, "/v1/models/other/predict").status_code == 404
+        touch_config(repository / "tiny" / "1", "rebuilt")
+        wait_for(
+            lambda: predict(client, "/v1/models/tiny/versions/1/predict").status_code == 200,
+            "an edited version was not loaded back by the poller",
+        )
+        assert predict(client, "/v1/models/other/predict").status_code == 404  # unchanged
+        assert client.post("/v2/repository/models/other/load", headers=AUTH).status_code == 200
+        assert predict(client, "/v1/models/other/predict").json()["version"] == "10"
+
+
 def test_version_policy_latest_and_pinned_defaults(repository: Path) -> None:
     with serve_in_process(
         model_repository=repository, version_policy="latest", default_versions={"other": "10"}
@@ -229,3 +275,123 @@ def test_unloading_the_last_version_removes_the_model(client: TestClient) -> Non
     reloaded = client.post("/admin/models/other/versions/10/load", headers=AUTH)
     assert reloaded.status_code == 200, reloaded.text
     assert predict(client, "/v1/models/other/predict").json()["version"] == "10"
+
+
+def test_the_pinned_version_is_not_unloaded_from_under_its_pin(client: TestClient) -> None:
+    """Unloading the pinned version would silently send unversioned requests elsewhere: 409,
+    naming the pin. Unloading the whole model keeps the pin for when it comes back."""
+    assert client.put("/admin/models/tiny/default", json={"version": "1"}, headers=AUTH).is_success
+    refused = client.post("/admin/models/tiny/versions/1/unload", headers=AUTH)
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "version_pinned"
+    assert refused.json()["details"] == {"pinned": "1"}
+    assert "pinned default" in refused.json()["message"]
+    assert predict(client, "/v1/models/tiny/predict").json()["version"] == "1"
+    assert client.post("/admin/models/tiny/versions/2/unload", headers=AUTH).is_success
+
+    assert client.post("/v2/repository/models/tiny/unload", headers=AUTH).status_code == 200
+    assert predict(client, "/v1/models/tiny/predict").status_code == 404
+    assert client.post("/v2/repository/models/tiny/load", headers=AUTH).status_code == 200
+    assert predict(client, "/v1/models/tiny/predict").json()["version"] == "1"
+    assert client.get("/v1/models/tiny").json()["pinned"] is True
+
+    assert client.post("/admin/models/tiny/unload", headers=AUTH).is_success
+    assert client.post("/admin/models/tiny/versions/2/load", headers=AUTH).is_success
+    assert predict(client, "/v1/models/tiny/predict").json()["version"] == "2"  # 1 is not back
+    assert client.post("/admin/models/tiny/versions/1/load", headers=AUTH).is_success
+    assert predict(client, "/v1/models/tiny/predict").json()["version"] == "1"  # pinned again
+
+
+def test_a_pin_from_the_settings_is_kept_too(repository: Path) -> None:
+    with serve_in_process(
+        model_repository=repository, default_versions={"other": "9"}, admin_token=TOKEN
+    ) as client:
+        wait_ready(client)
+        refused = client.post("/admin/models/other/versions/9/unload", headers=AUTH)
+        assert (refused.status_code, refused.json()["details"]) == (409, {"pinned": "9"})
+        assert predict(client, "/v1/models/other/predict").json()["version"] == "9"
+        unpinned = client.put("/admin/models/other/default", json={"version": None}, headers=AUTH)
+        assert unpinned.is_success
+        assert client.post("/admin/models/other/versions/9/unload", headers=AUTH).is_success
+        assert predict(client, "/v1/models/other/predict").json()["version"] == "10"
+
+
+def test_a_model_given_as_a_directory_loads_back_after_an_unload(tmp_path: Path) -> None:
+    """It is in no repository: it loads back from where it came, through the admin API and
+    the v2 `load`, with or without a repository beside it."""
+    solo = build_tiny_model(tmp_path / "solo", name="solo")
+    with serve_in_process(solo, admin_token=TOKEN) as client:
+        wait_ready(client)
+        assert client.post("/admin/models/solo/versions/1/unload", headers=AUTH).is_success
+        assert predict(client, "/v1/models/solo/predict").status_code == 404
+        loaded = client.post("/admin/models/solo/versions/1/load", headers=AUTH)
+        assert loaded.status_code == 200, loaded.text
+        assert loaded.json()["models"] == {"solo": "1"}
+        assert predict(client, "/v1/models/solo/predict").json()["version"] == "1"
+    repository = build_repository(tmp_path / "models", {"tiny": ["1"]})
+    with serve_in_process(solo, model_repository=repository, admin_token=TOKEN) as client:
+        wait_ready(client)
+        assert client.post("/v2/repository/models/solo/unload", headers=AUTH).status_code == 200
+        assert client.post("/admin/repository/sync", headers=AUTH).is_success
+        assert predict(client, "/v1/models/solo/predict").status_code == 404
+        loaded = client.post("/v2/repository/models/solo/load", headers=AUTH)
+        assert loaded.status_code == 200, loaded.text
+        assert predict(client, "/v1/models/solo/predict").json()["version"] == "1"
+        never = client.post("/v2/repository/models/nothing/load", headers=AUTH)
+        assert never.status_code == 404
+
+
+def test_a_bare_artefact_loads_back_after_an_unload(tmp_path: Path) -> None:
+    artefact = build_tiny_model(tmp_path / "bare") / "model.joblib"
+    directory = bare_artefact("bare", artefact, sha256_of(artefact))
+    app = create_app(Settings(admin_token=TOKEN), [directory])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wait_ready(client)
+        assert client.post("/admin/models/bare/unload", headers=AUTH).is_success
+        loaded = client.post("/admin/models/bare/versions/unversioned/load", headers=AUTH)
+        assert loaded.status_code == 200, loaded.text
+        answer = client.post("/v1/models/bare/predict", json=ROW)
+        assert answer.status_code == 200, answer.text
+
+
+def test_what_an_operator_unloaded_is_listed_as_unloaded(client: TestClient) -> None:
+    """The operator's decision is visible: /v1/models, the v2 index and /admin/models say who
+    unloaded what and when, and a request for it is told so."""
+    assert client.post("/admin/models/tiny/versions/1/unload", headers=AUTH).is_success
+    assert client.post("/v2/repository/models/other/unload", headers=AUTH).status_code == 200
+    listing = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    tiny = listing["tiny"]
+    assert (tiny["version"], tiny["state"], tiny["ready"]) == ("2", "ready", True)
+    one, two = tiny["versions"]
+    assert (one["version"], one["state"], one["ready"], one["default"]) == (
+        "1",
+        "unloaded",
+        False,
+        False,
+    )
+    assert one["unloaded_by"] == "admin token" and one["unloaded_at"] is not None
+    assert (two["state"], two["unloaded_by"]) == ("ready", None)
+    other = listing["other"]
+    assert (other["state"], other["ready"], other["version"]) == ("unloaded", False, "10")
+    assert [v["state"] for v in other["versions"]] == ["unloaded", "unloaded"]
+
+    index = {(e["name"], e["version"]): e for e in client.post("/v2/repository/index").json()}
+    for key in (("tiny", "1"), ("other", "9"), ("other", "10")):
+        assert index[key]["state"] == "UNAVAILABLE"
+        assert index[key]["reason"].startswith("unloaded by admin token at ")
+    assert index[("tiny", "2")]["state"] == "READY"
+    state = client.get("/admin/models", headers=AUTH).json()
+    admin = {m["name"]: m for m in state["models"]}
+    assert admin["tiny"]["versions"][0]["unloaded_by"] == "admin token"
+
+    version = predict(client, "/v1/models/tiny/versions/1/predict")
+    assert version.status_code == 404
+    assert "unloaded by an operator" in version.json()["message"]
+    model = predict(client, "/v1/models/other/predict")
+    assert (model.status_code, model.json()["message"]) == (
+        404,
+        "model 'other' was unloaded by an operator",
+    )
+    assert client.post("/admin/models/tiny/versions/1/load", headers=AUTH).is_success
+    listing = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert [v["state"] for v in listing["tiny"]["versions"]] == ["ready", "ready"]

@@ -52,7 +52,16 @@ def test_models_list_and_metadata(tiny_client: TestClient, tiny_dir: Path) -> No
                 "ready": True,
                 "state": "ready",
                 "pinned": False,
-                "versions": [{"version": "1", "state": "ready", "ready": True, "default": True}],
+                "versions": [
+                    {
+                        "version": "1",
+                        "state": "ready",
+                        "ready": True,
+                        "default": True,
+                        "unloaded_by": None,
+                        "unloaded_at": None,
+                    }
+                ],
             }
         ]
     }

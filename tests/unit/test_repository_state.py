@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pydantic
@@ -10,8 +11,16 @@ import pytest
 from fastinfer.model.spec import ModelConfigError, load_model_directory
 from fastinfer.repository.changes import ChangeRefused, ChangeResult
 from fastinfer.repository.registry import bare_artefact
-from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource, source_of
+from fastinfer.repository.state import (
+    DesiredState,
+    ModelEntry,
+    Unloaded,
+    VersionSource,
+    source_of,
+)
 from tests.conftest import build_tiny_model, sha256_of
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def test_the_state_is_frozen_data() -> None:
@@ -34,6 +43,11 @@ def test_same_models_ignores_the_generation() -> None:
     assert not a.same_models(DesiredState(generation=3, models={"m": unpinned}))
     reloaded = ModelEntry(versions={"1": VersionSource(path="/m/1", revision=1)}, pinned="1")
     assert not a.same_models(DesiredState(generation=3, models={"m": reloaded}))
+    record = Unloaded(source=VersionSource(path="/m/2"), runtime="sklearn", by="x", at=NOW)
+    held = a.with_unloaded("m", {"2": record})
+    assert not a.same_models(held)  # an operator's unload is a change, to publish
+    assert held.with_unloaded("m", {}).same_models(a)
+    assert DesiredState.model_validate_json(held.model_dump_json()) == held
 
 
 def test_a_directory_source_rereads_its_config(tmp_path: Path) -> None:

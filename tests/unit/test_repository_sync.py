@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from fastinfer.repository.changes import ChangeRefused, ChangeResult, Mutation
 from fastinfer.repository.layout import VersionPolicy
-from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource
+from fastinfer.repository.state import DesiredState, ModelEntry, Unloaded, VersionSource
 from fastinfer.repository.sync import RepositorySync
 from tests.unit.test_repository_layout import make_version
 
@@ -141,6 +142,81 @@ def test_load_model_adds_one_model_and_removes_nothing(tmp_path: Path) -> None:
     with pytest.raises(ChangeRefused) as caught:
         asyncio.run(sync.load_model("car"))
     assert (caught.value.status, caught.value.code) == (404, "model_not_found")
+
+
+def unload(changes: Changes, sync: RepositorySync, name: str, version: str) -> None:
+    """What the manager's unload does to the state: the version goes, a record stays."""
+    entry = changes.state.models[name]
+    source = entry.versions[version]
+    record = Unloaded(
+        source=source,
+        runtime="sklearn",
+        by="admin token",
+        at=datetime.now(UTC),
+        files=sync.files_of(source),
+        pinned=entry.pinned == version,
+    )
+    rest = {v: s for v, s in entry.versions.items() if v != version}
+    models = {**changes.state.models, name: ModelEntry(versions=rest)}
+    if not rest:
+        del models[name]
+    held = {**changes.state.held(name), version: record}
+    changes.state = changes.state.model_copy(update={"models": models}).with_unloaded(name, held)
+
+
+def test_an_operator_unload_stands_until_the_version_files_change(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    make_version(root, "iris", "1")
+    make_version(root, "iris", "2")
+    changes = Changes()
+    sync = syncer(root, changes)
+    asyncio.run(sync.sync())
+    unload(changes, sync, "iris", "1")
+    assert not asyncio.run(sync.sync()).changed  # the folder did not change: it stays out
+    assert changes.versions() == {"iris": ["2"]}
+    make_version(root, "iris", "3")  # another version's folder is no change to version 1
+    asyncio.run(sync.sync())
+    assert changes.versions() == {"iris": ["2", "3"]}
+    (root / "iris" / "1" / "model.yaml").write_text("name: iris  # rebuilt\n")
+    assert asyncio.run(sync.sync()).changed
+    assert changes.versions() == {"iris": ["1", "2", "3"]}
+    assert changes.state.models["iris"].versions["1"].revision == 1  # not the retired engine's
+    assert changes.state.unloaded == {}
+
+
+def test_a_model_unloaded_whole_stays_out_and_comes_back_with_its_pin(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    make_version(root, "iris", "1")
+    make_version(root, "iris", "2")
+    changes = Changes()
+    sync = syncer(root, changes)
+    asyncio.run(sync.sync())
+    entry = changes.state.models["iris"]
+    changes.state = changes.state.model_copy(
+        update={"models": {"iris": entry.model_copy(update={"pinned": "1"})}}
+    )
+    unload(changes, sync, "iris", "1")
+    unload(changes, sync, "iris", "2")
+    assert not asyncio.run(sync.sync()).changed
+    assert changes.versions() == {}
+    asyncio.run(sync.load_model("iris"))  # an operator's load brings every version back
+    assert changes.versions() == {"iris": ["1", "2"]}
+    assert changes.state.models["iris"].pinned == "1"
+    assert changes.state.unloaded == {}
+
+
+def test_unloads_outside_the_repository_are_left_to_the_operator(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    make_version(root, "iris", "1")
+    own = VersionSource(path=str(make_version(tmp_path, "own", "1")))
+    changes = Changes(DesiredState(generation=1, models={"own": ModelEntry(versions={"1": own})}))
+    sync = syncer(root, changes)
+    asyncio.run(sync.sync())
+    unload(changes, sync, "own", "1")
+    assert changes.state.held("own")["1"].files is None
+    asyncio.run(sync.sync())
+    assert changes.versions() == {"iris": ["1"]}
+    assert "1" in changes.state.held("own")
 
 
 def test_a_version_that_failed_to_load_is_skipped_until_its_files_change(tmp_path: Path) -> None:

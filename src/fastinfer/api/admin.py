@@ -75,7 +75,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "Missing or wrong admin token.",
         403: "The admin API is off (no token configured).",
         404: "No such model or version.",
-        409: "Another change is in progress, or no repository is configured.",
+        409: "Another change is in progress, no repository is configured, or the version "
+        "to unload is the pinned default (version_pinned).",
         422: "A version failed to load (sha256, file, self-test): nothing changed.",
     }.items()
 }
@@ -109,6 +110,10 @@ class VersionState(BaseModel):
     loaded_at: datetime | None
     in_flight: int
     last_failure: str | None
+    unloaded_by: str | None = Field(
+        default=None, description="Who unloaded it, if an operator did."
+    )
+    unloaded_at: datetime | None = Field(default=None, description="When an operator unloaded it.")
 
 
 class ModelState(BaseModel):
@@ -122,6 +127,13 @@ class RepositoryState(BaseModel):
     generation: int
     repository: str | None
     models: list[ModelState]
+
+
+def operator(request: Request) -> str:
+    """Who asked for a change, for the record an unload leaves: the API key's name, else the
+    admin token (the one credential without a name)."""
+    key = context_for(request.scope).api_key
+    return f"api key {key!r}" if key else "admin token"
 
 
 def _manager(request: Request) -> ModelManager:
@@ -146,13 +158,16 @@ async def repository_state(request: Request, manager: Admin) -> RepositoryState:
     registry: ModelRegistry = request.app.state.registry
     on_disk = scan_repository(manager.repository) if manager.repository is not None else {}
     models = []
-    for name in sorted(set(registry.names()) | set(on_disk)):
+    for name in sorted(set(registry.names()) | set(on_disk) | set(registry.unloaded)):
         group = registry.get(name)
         loaded = group.versions if group is not None else {}
+        held = registry.unloaded.get(name, {})
         default = group.default_version if group is not None else None
         states = []
-        for version in sorted(set(loaded) | set(on_disk.get(name, {})), key=version_key):
+        versions = set(loaded) | set(on_disk.get(name, {})) | set(held)
+        for version in sorted(versions, key=version_key):
             model = loaded.get(version)
+            record = held.get(version) if model is None else None
             states.append(
                 VersionState(
                     version=version,
@@ -165,6 +180,8 @@ async def repository_state(request: Request, manager: Admin) -> RepositoryState:
                     loaded_at=model.loaded_at if model else None,
                     in_flight=model.in_flight if model else 0,
                     last_failure=registry.failures.get((name, version)),
+                    unloaded_by=record.by if record else None,
+                    unloaded_at=record.at if record else None,
                 )
             )
         models.append(
@@ -206,12 +223,12 @@ async def reload_version(name: str, version: str, request: Request, manager: Adm
     summary="Unload a version (requests already holding it finish first)",
 )
 async def unload_version(name: str, version: str, request: Request, manager: Admin) -> ChangeAnswer:
-    return await _answer(request, manager.unload(name, version))
+    return await _answer(request, manager.unload(name, version, by=operator(request)))
 
 
 @router.post("/models/{name}/unload", response_model=ChangeAnswer, summary="Unload a model")
 async def unload_model(name: str, request: Request, manager: Admin) -> ChangeAnswer:
-    return await _answer(request, manager.unload(name))
+    return await _answer(request, manager.unload(name, by=operator(request)))
 
 
 @router.put(

@@ -18,16 +18,22 @@ from fastinfer.api.context import context_for
 from fastinfer.api.errors import ERROR_RESPONSES
 from fastinfer.api.v1_infer import predict_exchange, run_after
 from fastinfer.dataplane import DataPlane
+from fastinfer.repository.layout import newest, version_key
 from fastinfer.repository.served import ModelVersions, ServedModel
+from fastinfer.repository.state import Unloaded
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
 class VersionSummary(BaseModel):
     version: str
-    state: str
+    state: str = Field(description="loading, ready, failed, or unloaded (by an operator).")
     ready: bool
     default: bool
+    unloaded_by: str | None = Field(
+        default=None, description="Who unloaded it: an API key's name, or the admin token."
+    )
+    unloaded_at: datetime | None = Field(default=None, description="When it was unloaded.")
 
 
 class ModelSummary(BaseModel):
@@ -35,9 +41,13 @@ class ModelSummary(BaseModel):
     version: str = Field(description="The default version (the newest, unless pinned).")
     runtime: str
     ready: bool
-    state: str
+    state: str = Field(
+        description="The default version's state; unloaded: an operator unloaded the model."
+    )
     pinned: bool = Field(description="Whether the default version is pinned.")
-    versions: list[VersionSummary]
+    versions: list[VersionSummary] = Field(
+        description="Every version: loaded ones and those an operator unloaded."
+    )
 
 
 class ModelList(BaseModel):
@@ -58,8 +68,15 @@ class ModelMetadata(ModelSummary):
     max_rows: int
 
 
-def _summary(group: ModelVersions, model: ServedModel) -> ModelSummary:
+def _summary(group: ModelVersions, model: ServedModel, held: dict[str, Unloaded]) -> ModelSummary:
     default = group.default()
+    versions = [
+        VersionSummary(
+            version=m.version, state=m.state.value, ready=m.serving, default=m is default
+        )
+        for m in group.ordered()
+    ]
+    versions += [_unloaded(v, r) for v, r in held.items() if v not in group.versions]
     return ModelSummary(
         name=model.name,
         version=model.version,
@@ -67,12 +84,32 @@ def _summary(group: ModelVersions, model: ServedModel) -> ModelSummary:
         ready=model.serving,
         state=model.state.value,
         pinned=group.pinned is not None and default is not None and default.version == group.pinned,
-        versions=[
-            VersionSummary(
-                version=m.version, state=m.state.value, ready=m.serving, default=m is default
-            )
-            for m in group.ordered()
-        ],
+        versions=sorted(versions, key=lambda v: version_key(v.version)),
+    )
+
+
+def _unloaded(version: str, record: Unloaded) -> VersionSummary:
+    return VersionSummary(
+        version=version,
+        state="unloaded",
+        ready=False,
+        default=False,
+        unloaded_by=record.by,
+        unloaded_at=record.at,
+    )
+
+
+def _unloaded_model(name: str, held: dict[str, Unloaded]) -> ModelSummary:
+    """A model an operator unloaded whole: listed, so the decision is visible, not served."""
+    version = next((v for v, r in held.items() if r.pinned), None) or newest(held) or ""
+    return ModelSummary(
+        name=name,
+        version=version,
+        runtime=held[version].runtime,
+        ready=False,
+        state="unloaded",
+        pinned=held[version].pinned,
+        versions=[_unloaded(v, held[v]) for v in sorted(held, key=version_key)],
     )
 
 
@@ -86,13 +123,18 @@ def _allowed_models(request: Request) -> frozenset[str] | None:
 @router.get("/models", response_model=ModelList, summary="List the served models")
 async def list_models(request: Request) -> ModelList:
     plane: DataPlane = request.app.state.dataplane
+    registry = plane.registry
     summaries = []
     allowed = _allowed_models(request)
-    for name in plane.registry.names():
+    for name in sorted(set(registry.names()) | set(registry.unloaded)):
         if allowed is not None and name not in allowed:
             continue  # an API key limited to some models sees only those
+        held = registry.unloaded.get(name, {})
+        if registry.get(name) is None:
+            summaries.append(_unloaded_model(name, held))
+            continue
         group, model = plane.version(name, None)
-        summaries.append(_summary(group, model))
+        summaries.append(_summary(group, model, held))
     return ModelList(models=summaries)
 
 
@@ -103,7 +145,7 @@ async def list_models(request: Request) -> ModelList:
     responses={404: ERROR_RESPONSES[404]},
 )
 async def model_metadata(name: str, request: Request) -> ModelMetadata:
-    return _metadata(*request.app.state.dataplane.version(name, None))
+    return _metadata(request.app.state.dataplane, name, None)
 
 
 @router.get(
@@ -113,14 +155,16 @@ async def model_metadata(name: str, request: Request) -> ModelMetadata:
     responses={404: ERROR_RESPONSES[404]},
 )
 async def version_metadata(name: str, version: str, request: Request) -> ModelMetadata:
-    return _metadata(*request.app.state.dataplane.version(name, version))
+    return _metadata(request.app.state.dataplane, name, version)
 
 
-def _metadata(group: ModelVersions, model: ServedModel) -> ModelMetadata:
+def _metadata(plane: DataPlane, name: str, version: str | None) -> ModelMetadata:
+    group, model = plane.version(name, version)
     schema = model.schema
     labels = model.runtime.output_labels() if model.runtime else None
+    held = plane.registry.unloaded.get(name, {})
     return ModelMetadata(
-        **_summary(group, model).model_dump(),
+        **_summary(group, model, held).model_dump(),
         description=model.config.description,
         reason=model.reason,
         sha256=model.sha256,

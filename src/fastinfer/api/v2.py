@@ -16,7 +16,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from fastinfer import __version__
-from fastinfer.api.admin import require_admin
+from fastinfer.api.admin import operator, require_admin
 from fastinfer.api.context import context_for, request_id_of
 from fastinfer.api.errors import v2_error
 from fastinfer.api.probes import ProbedState, liveness, readiness
@@ -169,15 +169,21 @@ async def repository_index(request: Request) -> Response:
     ready_only = isinstance(options, dict) and bool(options.get("ready"))
     on_disk = scan_repository(manager.repository) if manager.repository is not None else {}
     index = []
-    for name in sorted(set(registry.names()) | set(on_disk)):
+    for name in sorted(set(registry.names()) | set(on_disk) | set(registry.unloaded)):
         group = registry.get(name)
         loaded = group.versions if group is not None else {}
-        for version in sorted(set(loaded) | set(on_disk.get(name, {})), key=version_key):
+        held = registry.unloaded.get(name, {})
+        versions = set(loaded) | set(on_disk.get(name, {})) | set(held)
+        for version in sorted(versions, key=version_key):
             model = loaded.get(version)
+            record = held.get(version)
             if model is not None and model.serving:
                 entry = {"name": name, "version": version, "state": "READY", "reason": ""}
             elif model is not None and model.state.value == "loading":
                 entry = {"name": name, "version": version, "state": "LOADING", "reason": ""}
+            elif model is None and record is not None:
+                reason = f"unloaded by {record.by} at {record.at.isoformat()}"
+                entry = {"name": name, "version": version, "state": "UNAVAILABLE", "reason": reason}
             else:
                 reason = (model.reason if model else None) or registry.failures.get(
                     (name, version), "not loaded"
@@ -213,4 +219,4 @@ async def repository_load(name: str, request: Request) -> Response:
 )
 async def repository_unload(name: str, request: Request) -> Response:
     manager: ModelManager = request.app.state.manager
-    return await _change(manager.unload(name))
+    return await _change(manager.unload(name, by=operator(request)))

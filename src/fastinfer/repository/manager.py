@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from fastinfer.config import Settings
@@ -33,7 +34,7 @@ from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.layout import VersionPolicy
 from fastinfer.repository.registry import ModelRegistry
 from fastinfer.repository.served import ModelState, ServedModel
-from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource
+from fastinfer.repository.state import DesiredState, ModelEntry, Unloaded, VersionSource
 from fastinfer.repository.sync import RepositorySync
 
 log = get_logger("fastinfer.repository")
@@ -245,25 +246,48 @@ class ModelManager:
     # -- the operations the admin API offers ---------------------------------------------------
 
     async def load(self, name: str, version: str) -> ChangeResult:
-        """Load a version from the repository (reloading it if it is loaded already)."""
+        """Load a version (reloading it if it is loaded already): one an operator unloaded
+        from where it came (a model directory given on the command line is in no
+        repository), any other from the repository."""
 
         def mutate(state: DesiredState) -> DesiredState:
             entry = state.models.get(name, ModelEntry())
             existing = entry.versions.get(version)
-            source = existing or self._repository_sync.source(name, version)
+            records = dict(state.held(name))
+            record = records.pop(version, None)
             if existing is not None:
-                source = source.model_copy(update={"revision": existing.revision + 1})
+                source = existing.model_copy(update={"revision": existing.revision + 1})
+            elif record is not None:
+                source = record.source_back()
+            else:
+                source = self._repository_sync.source(name, version)
+            pinned = entry.pinned
+            if pinned is None and record is not None and record.pinned:
+                pinned = version  # unloaded with its model while pinned: pinned again
+            versions = {**entry.versions, version: source}
             return _with_entry(
-                state,
-                name,
-                entry.model_copy(update={"versions": {**entry.versions, version: source}}),
-            )
+                state, name, ModelEntry(versions=versions, pinned=pinned)
+            ).with_unloaded(name, records)
 
         return await self.change(mutate)
 
     async def load_model(self, name: str) -> ChangeResult:
-        """Load a model's versions from the repository by the version policy (v2 `load`)."""
-        return await self._repository_sync.load_model(name)
+        """Load a model's versions from the repository by the version policy (v2 `load`); a
+        model from elsewhere that an operator unloaded: its versions from where they came."""
+        if self._repository_sync.has(name) or not self.control.read().held(name):
+            return await self._repository_sync.load_model(name)
+
+        def mutate(state: DesiredState) -> DesiredState:
+            records = state.held(name)
+            if not records:  # loaded back meanwhile, through another process
+                return state
+            entry = state.models.get(name, ModelEntry())
+            versions = {**entry.versions, **{v: r.source_back() for v, r in records.items()}}
+            pinned = entry.pinned or next((v for v, r in records.items() if r.pinned), None)
+            back = _with_entry(state, name, ModelEntry(versions=versions, pinned=pinned))
+            return back.with_unloaded(name, {})
+
+        return await self.change(mutate)
 
     async def sync(self) -> ChangeResult:
         """Bring the repository's models in line with its folders (the poller's step)."""
@@ -281,25 +305,59 @@ class ModelManager:
 
         return await self.change(mutate)
 
-    async def unload(self, name: str, version: str | None = None) -> ChangeResult:
-        """Unload one version, or every version of the model (the model goes away)."""
+    async def unload(
+        self, name: str, version: str | None = None, *, by: str = "operator"
+    ) -> ChangeResult:
+        """Unload one version, or every version of the model (the model goes away).
+
+        The unload is recorded in the state (`by` whom, when, the files as they are), so
+        polling does not load it back until its files change or an operator loads it.
+
+        The pinned version is not unloaded while other versions would take its unversioned
+        requests (409: the operator re-pins or unpins first); unloading the whole model keeps
+        the pin in the record, and loading its version back pins it again.
+        """
+        at = datetime.now(UTC)
 
         def mutate(state: DesiredState) -> DesiredState:
             entry = _entry(state, name)
-            if version is None:
-                return state.model_copy(
-                    update={"models": {k: v for k, v in state.models.items() if k != name}}
+            if version is not None:
+                _version(entry, name, version)
+            gone = list(entry.versions) if version is None else [version]
+            versions = {v: s for v, s in entry.versions.items() if v not in gone}
+            if versions and entry.pinned in gone:
+                raise ChangeRefused(
+                    409,
+                    "version_pinned",
+                    f"version {entry.pinned!r} is the pinned default of model {name!r}: "
+                    f"unloading it would send its unversioned requests to another version; "
+                    f"pin another version or unpin (PUT /admin/models/{name}/default) first",
+                    {"pinned": entry.pinned},
                 )
-            _version(entry, name, version)
-            versions = {v: s for v, s in entry.versions.items() if v != version}
+            records = {**state.held(name)}
+            for v in gone:
+                record = self._unloaded(name, v, entry.versions[v], by, at)
+                records[v] = record.model_copy(update={"pinned": v == entry.pinned})
             if not versions:  # the last version: the model goes (a model with none is unready)
-                return state.model_copy(
-                    update={"models": {k: v for k, v in state.models.items() if k != name}}
-                )
-            pinned = None if entry.pinned == version else entry.pinned
-            return _with_entry(state, name, ModelEntry(versions=versions, pinned=pinned))
+                models = {k: e for k, e in state.models.items() if k != name}
+                return state.model_copy(update={"models": models}).with_unloaded(name, records)
+            kept = ModelEntry(versions=versions, pinned=entry.pinned)
+            return _with_entry(state, name, kept).with_unloaded(name, records)
 
         return await self.change(mutate)
+
+    def _unloaded(
+        self, name: str, version: str, source: VersionSource, by: str, at: datetime
+    ) -> Unloaded:
+        """The record of an operator's unload of one version."""
+        loaded = self.registry.resolve(name, version)
+        return Unloaded(
+            source=source,
+            runtime=loaded.config.runtime if loaded is not None else source.runtime,
+            by=by,
+            at=at,
+            files=self._repository_sync.files_of(source),
+        )
 
     async def set_default(self, name: str, version: str | None) -> ChangeResult:
         """Pin the version that answers unversioned requests; None: the newest again."""
@@ -308,7 +366,12 @@ class ModelManager:
             entry = _entry(state, name)
             if version is not None:
                 _version(entry, name, version)
-            return _with_entry(state, name, entry.model_copy(update={"pinned": version}))
+            # The operator chose the pin now: a version unloaded while pinned no longer claims it.
+            records = {
+                v: r.model_copy(update={"pinned": False}) for v, r in state.held(name).items()
+            }
+            pinned = _with_entry(state, name, entry.model_copy(update={"pinned": version}))
+            return pinned.with_unloaded(name, records)
 
         return await self.change(mutate)
 

@@ -27,7 +27,13 @@ from fastinfer.model.spec import (
 )
 from fastinfer.observability.logging import get_logger
 from fastinfer.repository.served import ModelState, ModelVersions, ServedModel
-from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource, source_of
+from fastinfer.repository.state import (
+    DesiredState,
+    ModelEntry,
+    Unloaded,
+    VersionSource,
+    source_of,
+)
 from fastinfer.runtimes import Runtime, create_runtime
 from fastinfer.runtimes.detect import HEAD_BYTES, UNPINNED_RISKS, detect_runtime, open_as
 
@@ -107,6 +113,9 @@ class ModelRegistry:
         self._models: dict[str, ModelVersions] = {}
         self.changes = 0  # bumped on every install (documents built from the registry go stale)
         self.failures: dict[tuple[str, str], str] = {}  # the last failed load of each version
+        # What operators unloaded (name → version → record), from the state last installed:
+        # every process can show it (`/v1/models`, the v2 index), whichever took the unload.
+        self.unloaded: dict[str, dict[str, Unloaded]] = {}
         seen: dict[tuple[str, str], Path] = {}
         for directory in directories:
             key = (directory.config.name, directory.config.version)
@@ -223,6 +232,7 @@ class ModelRegistry:
             if name not in state.models:
                 retired += list(group.versions.values())
         self._models = models
+        self.unloaded = state.unloaded
         self.changes += 1
         return retired
 

@@ -3,10 +3,15 @@
 It is data, shared by every server process (see `control.ControlBoard`); each process loads and
 retires versions until what it serves matches. A change is a new state with a higher
 generation, so a process that missed changes (a restarted worker) converges in one step.
+
+It also remembers what an operator unloaded (`Unloaded`): repository polling must not load it
+back while its files are as they were, a model given on the command line must be loadable
+again from where it came, and every process can show who unloaded what.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -47,14 +52,56 @@ class ModelEntry(BaseModel):
     pinned: str | None = None
 
 
+Fingerprint = tuple[tuple[str, int, int], ...]  # `layout.fingerprint`: name, size, mtime
+
+
+class Unloaded(BaseModel):
+    """A version an operator unloaded: it stays out until an operator loads it again, or (a
+    repository version) its files change.
+
+    `source` is where it was loaded from, so it loads back from there (a model directory or
+    artefact given on the command line is in no repository). `files`: the version folder's
+    fingerprint at the unload (None outside the repository). `pinned`: it was the model's
+    pinned default when the whole model was unloaded; loading it back pins it again.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: VersionSource
+    runtime: str
+    by: str
+    at: datetime
+    files: Fingerprint | None = None
+    pinned: bool = False
+
+    def source_back(self) -> VersionSource:
+        """Its source, loading back: a new revision, so its engine is not confused with the
+        retired one's (which may still be finishing requests)."""
+        return self.source.model_copy(update={"revision": self.source.revision + 1})
+
+
 class DesiredState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     generation: int = 0
     models: dict[str, ModelEntry] = Field(default_factory=dict)
+    unloaded: dict[str, dict[str, Unloaded]] = Field(default_factory=dict)  # name → version
 
     def same_models(self, other: DesiredState) -> bool:
-        return self.models == other.models
+        """Whether `other` asks for the same (models, pins and operator unloads) at any
+        generation."""
+        return self.models == other.models and self.unloaded == other.unloaded
+
+    def held(self, name: str) -> dict[str, Unloaded]:
+        """The versions of `name` an operator unloaded (and that have not come back)."""
+        return self.unloaded.get(name, {})
+
+    def with_unloaded(self, name: str, records: dict[str, Unloaded]) -> DesiredState:
+        """This state with `name`'s operator unloads set to `records` (none: forgotten)."""
+        unloaded = {k: v for k, v in self.unloaded.items() if k != name}
+        if records:
+            unloaded[name] = records
+        return self.model_copy(update={"unloaded": unloaded})
 
 
 def source_of(directory: ModelDirectory, *, bare: bool = False) -> VersionSource:

@@ -6,6 +6,9 @@ by the version policy and sets them in the desired state. Three callers ask for 
 (a task in the first server process only), `POST /admin/repository/sync` and the v2
 repository `load`. Keeping it apart from the manager
 keeps the manager to the one path every change takes, whatever asked for it.
+
+What an operator unloaded stays out of what polling and syncs ask for until its files change:
+the operator's decision stands until the operator or the files change it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ from fastinfer.repository.layout import (
     valid_name,
     valid_version,
 )
-from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource
+from fastinfer.repository.state import (
+    DesiredState,
+    Fingerprint,
+    ModelEntry,
+    Unloaded,
+    VersionSource,
+)
 
 log = get_logger("fastinfer.repository")
 
@@ -79,6 +88,23 @@ class RepositorySync:
             )
         return VersionSource(path=str(path.resolve()))
 
+    def files_of(self, source: VersionSource) -> Fingerprint | None:
+        """A repository version's fingerprint, to tell later whether its files changed; None
+        for a version from elsewhere (polling never loads those back)."""
+        if self.root is None or source.kind != "directory":
+            return None
+        path = Path(source.path)
+        if not path.is_relative_to(self.root.resolve()):
+            return None
+        try:
+            return fingerprint(path)
+        except OSError:
+            return None
+
+    def has(self, name: str) -> bool:
+        """Whether the repository holds a model of that name (False without a repository)."""
+        return self.root is not None and name in scan_repository(self.root)
+
     async def load_model(self, name: str) -> ChangeResult:
         """Load a model's versions from the repository by the version policy (v2 `load`)."""
         root = self._root()
@@ -113,9 +139,25 @@ class RepositorySync:
     def _synced(
         self, state: DesiredState, found: dict[str, dict[str, Path]], only: str | None = None
     ) -> DesiredState:
-        """`state` with the repository's models set to the policy's versions of `found`."""
+        """`state` with the repository's models set to the policy's versions of `found`.
+
+        A version an operator unloaded stays out while its files are as they were at the
+        unload; `only` (an operator's load of that model) brings its versions back.
+        """
         root = self._root().resolve()
         models = dict(state.models)
+        unloaded = dict(state.unloaded)
+        returning: dict[str, dict[str, Unloaded]] = {}  # unloads that end now
+        if only is not None:
+            returning[only] = unloaded.pop(only, {})
+        else:
+            for name, records in list(unloaded.items()):
+                kept = {v: r for v, r in records.items() if not _files_changed(r, root)}
+                returning[name] = {v: r for v, r in records.items() if v not in kept}
+                if kept:
+                    unloaded[name] = kept
+                else:
+                    del unloaded[name]
         for name in list(models):
             in_repository = all(
                 Path(s.path).is_relative_to(root) for s in models[name].versions.values()
@@ -124,13 +166,21 @@ class RepositorySync:
                 del models[name]
         for name, versions in found.items():
             entry = models.get(name, ModelEntry())
-            chosen = self.policy.select(versions)
+            held = unloaded.get(name, {})
+            back = returning.get(name, {})
             sources = {
-                v: entry.versions.get(v) or VersionSource(path=str(versions[v])) for v in chosen
+                v: entry.versions.get(v) or _fresh(versions[v], back.get(v))
+                for v in self.policy.select(versions)
+                if v not in held
             }
+            if not sources:  # every version the policy picks was unloaded by an operator
+                models.pop(name, None)
+                continue
             pinned = entry.pinned if entry.pinned in sources else None
+            if pinned is None:  # a model unloaded whole gets its pin back with its version
+                pinned = next((v for v, r in back.items() if r.pinned and v in sources), None)
             models[name] = ModelEntry(versions=sources, pinned=pinned)
-        return state.model_copy(update={"models": models})
+        return state.model_copy(update={"models": models, "unloaded": unloaded})
 
     async def poll(self, every: float) -> None:
         """Sync every `every` seconds, for good: failures are logged, not raised."""
@@ -142,3 +192,20 @@ class RepositorySync:
                 log.error("repository_sync_failed", reason=refused.message)
             except Exception:
                 log.exception("repository_poll_failed")
+
+
+def _files_changed(record: Unloaded, root: Path) -> bool:
+    """Whether a repository version an operator unloaded was edited, replaced or removed since
+    (then polling may load it again); a version from outside the repository never is."""
+    path = Path(record.source.path)
+    if record.files is None or not path.is_relative_to(root):
+        return False
+    try:
+        return fingerprint(path) != record.files
+    except OSError:
+        return True  # gone
+
+
+def _fresh(path: Path, record: Unloaded | None) -> VersionSource:
+    """The source of a version coming (back) from the repository."""
+    return VersionSource(path=str(path)) if record is None else record.source_back()
