@@ -123,8 +123,9 @@ class ServingProtocol(HttpToolsProtocol):
     # -- parser callbacks --------------------------------------------------------------------
 
     def on_headers_complete(self) -> None:
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > self.policy.max_header_bytes:
+        limit = self.policy.max_header_bytes
+        # The bytes received so far bound the head: count it exactly only when they exceed it.
+        if self._head_bytes > limit and self._head_size() > limit:
             self._refusal = self._head_size_refusal()
             raise _RefusedError
         self._in_body = True
@@ -137,6 +138,9 @@ class ServingProtocol(HttpToolsProtocol):
         if self._retire or self.policy.draining:
             cycle.keep_alive = False
         cycle.transport = self._closing_transport  # type: ignore[assignment]
+
+    def _head_size(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def on_message_complete(self) -> None:
         self._in_body = False
