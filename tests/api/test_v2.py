@@ -137,3 +137,16 @@ def test_repository_extension(tmp_path: Path) -> None:
         missing = client.post("/v2/repository/models/ghost/load", headers=AUTH)
         assert missing.status_code == 404
         assert "ghost" in missing.json()["error"]
+
+
+def test_the_repository_index_shows_no_directories(tmp_path: Path) -> None:
+    repository = build_repository(tmp_path / "models", {"tiny": ["1", "2"]})
+    (repository / "tiny" / "2" / "model.joblib").write_bytes(b"tampered")
+    with serve_in_process(model_repository=repository, admin_token=TOKEN) as client:
+        wait_ready(client)
+        index = client.post("/v2/repository/index").json()
+        broken = next(e for e in index if e["version"] == "2")
+        assert broken["state"] == "UNAVAILABLE" and "model.joblib" in broken["reason"]
+        assert str(tmp_path) not in broken["reason"]
+        missing = client.post("/v2/repository/models/ghost/load", headers=AUTH)
+        assert str(tmp_path) not in missing.text

@@ -103,3 +103,19 @@ def test_health_has_both_verdicts_and_other_paths_are_not_found() -> None:
     assert body["alive"]["workers"]["worker-0"]["pid"] == 100
     assert body["ready"] == {"ok": True, "not_ready": {}}
     assert answer("/nope", verdict) == (404, {"code": "not_found", "message": "no route for /nope"})
+
+
+def test_probes_and_the_public_health_show_no_pids_paths_or_exception_names() -> None:
+    board = _serving(2)
+    board.write(0, 100, READY)
+    board.write(1, 101, 0, "titanic/1: ValueError: /srv/models/titanic/1/model.joblib: sha256")
+    verdict = judge(board, loop_block_s=5)
+    status, body = answer("/readyz", verdict)
+    assert status == 503
+    text = str(body)
+    assert "/srv/models" not in text and "ValueError" not in text and "model.joblib" in text
+    _, public = answer("/health", verdict, detailed=False)
+    assert "pid" not in public["alive"]["workers"]["worker-0"]
+    assert "/srv/models" not in str(public)
+    _, detailed = answer("/health", verdict)  # no API keys configured: the serving port's too
+    assert detailed["alive"]["workers"]["worker-1"]["pid"] == 101

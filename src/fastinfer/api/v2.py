@@ -24,7 +24,7 @@ from fastinfer.api.routes import ADMIN, OPEN, requires
 from fastinfer.api.v1_infer import run_after
 from fastinfer.api.v2_infer import infer_exchange
 from fastinfer.dataplane import DataPlane
-from fastinfer.errors import ServiceError
+from fastinfer.errors import ServiceError, public_reason
 from fastinfer.protocols import v2
 from fastinfer.repository.layout import scan_repository, version_key
 from fastinfer.repository.manager import ChangeRefused, ModelManager
@@ -188,7 +188,12 @@ async def repository_index(request: Request) -> Response:
                 reason = (model.reason if model else None) or registry.failures.get(
                     (name, version), "not loaded"
                 )
-                entry = {"name": name, "version": version, "state": "UNAVAILABLE", "reason": reason}
+                entry = {
+                    "name": name,
+                    "version": version,
+                    "state": "UNAVAILABLE",
+                    "reason": public_reason(reason),
+                }
             if not ready_only or entry["state"] == "READY":
                 index.append(entry)
     return _json(index)

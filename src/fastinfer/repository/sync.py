@@ -83,7 +83,7 @@ class RepositorySync:
             raise ChangeRefused(
                 404,
                 "version_not_found",
-                f"no model {name!r} version {version!r} in the repository {root}",
+                f"no model {name!r} version {version!r} in the repository",
                 {"available": sorted(found)},
             )
         return VersionSource(path=str(path.resolve()))
@@ -110,9 +110,7 @@ class RepositorySync:
         root = self._root()
         found = scan_repository(root).get(name)
         if not found:
-            raise ChangeRefused(
-                404, "model_not_found", f"no model {name!r} in the repository {root}"
-            )
+            raise ChangeRefused(404, "model_not_found", f"no model {name!r} in the repository")
         return await self._change(lambda state: self._synced(state, {name: found}, only=name))
 
     async def sync(self) -> ChangeResult:

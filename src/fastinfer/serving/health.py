@@ -32,23 +32,30 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Al
             503: "Service Unavailable"}  # fmt: skip
 
 
-def serve_health(board: HeartbeatBoard, sock: socket.socket, loop_block_s: float) -> None:
+def serve_health(
+    board: HeartbeatBoard, sock: socket.socket, loop_block_s: float, *, detailed: bool = True
+) -> None:
     """The health process's main: answer probes on `sock` (bound and listening) until SIGTERM.
 
     Every connection is served concurrently on one event loop, one request per connection, and
     a request whose head has not arrived within REQUEST_DEADLINE_S is answered 408 and closed:
-    a client trickling bytes can hold only its own connection, never the probes of others."""
+    a client trickling bytes can hold only its own connection, never the probes of others.
+
+    Probe reasons never show directories or exception names; `/health` shows worker pids only
+    when `detailed` (no API keys configured: the serving port's `/health` is open then too)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
     signal.signal(signal.SIGTERM, _exit_now)  # until the event loop takes SIGTERM over
-    asyncio.run(_serve(board, sock, loop_block_s))
+    asyncio.run(_serve(board, sock, loop_block_s, detailed))
 
 
-async def _serve(board: HeartbeatBoard, sock: socket.socket, loop_block_s: float) -> None:
+async def _serve(
+    board: HeartbeatBoard, sock: socket.socket, loop_block_s: float, detailed: bool
+) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _answer_one(reader, writer, board, loop_block_s)
+        await _answer_one(reader, writer, board, loop_block_s, detailed)
 
     sock.setblocking(False)
     server = await asyncio.start_server(connection, sock=sock, limit=MAX_HEAD_BYTES)
@@ -61,9 +68,10 @@ async def _answer_one(
     writer: asyncio.StreamWriter,
     board: HeartbeatBoard,
     loop_block_s: float,
+    detailed: bool,
 ) -> None:
     try:
-        status, payload, content_type = await _respond(reader, board, loop_block_s)
+        status, payload, content_type = await _respond(reader, board, loop_block_s, detailed)
         head = (
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
             f"Content-Type: {content_type}\r\n"
@@ -85,7 +93,7 @@ async def _answer_one(
 
 
 async def _respond(
-    reader: asyncio.StreamReader, board: HeartbeatBoard, loop_block_s: float
+    reader: asyncio.StreamReader, board: HeartbeatBoard, loop_block_s: float, detailed: bool
 ) -> tuple[int, bytes, str]:
     """Status, body and content type for the request `reader` brings (read under limits)."""
     try:
@@ -105,7 +113,7 @@ async def _respond(
         return _problem(405, "method_not_allowed", "only GET is served on the health port")
     if path == "/metrics" and os.environ.get(MULTIPROC_ENV):
         return 200, await asyncio.to_thread(multiprocess_exposition), CONTENT_TYPE
-    status, body = answer(path, judge(board, loop_block_s))
+    status, body = answer(path, judge(board, loop_block_s), detailed=detailed)
     return status, orjson.dumps(body), _JSON
 
 
@@ -114,8 +122,12 @@ def _problem(status: int, code: str, message: str) -> tuple[int, bytes, str]:
     return status, orjson.dumps(body), _JSON
 
 
-def answer(path: str, verdict: Verdict) -> tuple[int, dict[str, Any]]:
+def answer(path: str, verdict: Verdict, *, detailed: bool = True) -> tuple[int, dict[str, Any]]:
     """The status and JSON body for a probe path (404 for any other path)."""
+    public = verdict.public()
+    if path == "/health":
+        return 200, (verdict if detailed else public).as_json()
+    verdict = public
     if path == "/livez":
         if verdict.alive:
             return 200, {"status": "alive"}
@@ -125,8 +137,6 @@ def answer(path: str, verdict: Verdict) -> tuple[int, dict[str, Any]]:
         if verdict.ready:
             return 200, {"status": "ready"}
         return 503, _error("not_ready", "not ready", {"models": verdict.not_ready})
-    if path == "/health":
-        return 200, verdict.as_json()
     return 404, {"code": "not_found", "message": f"no route for {path}"}
 
 

@@ -28,7 +28,7 @@ from fastinfer.observability.metrics_multiprocess import (
 )
 from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.registry import ModelRegistry
-from fastinfer.security.keys import warn_if_unprotected
+from fastinfer.security.keys import load_specs, warn_if_unprotected
 from fastinfer.serving.app import build_registry, create_app
 from fastinfer.serving.health import serve_health
 from fastinfer.serving.heartbeat import (
@@ -199,7 +199,12 @@ class Supervisor:
                 signal.signal(signal.SIGALRM, signal.SIG_DFL)
                 signal.signal(signal.SIGUSR1, signal.SIG_IGN)
                 die_with_parent(parent)
-                serve_health(self.board, self._health_sock, self.settings.loop_block_s)
+                serve_health(
+                    self.board,
+                    self._health_sock,
+                    self.settings.loop_block_s,
+                    detailed=not load_specs(self.settings),
+                )
                 code = 0
             finally:
                 os._exit(code)

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from fastinfer.errors import public_reason
 from fastinfer.serving.heartbeat import (
     DRAINING,
     PHASE_NAMES,
@@ -37,11 +38,23 @@ class Verdict:
         return not self.not_ready
 
     def as_json(self) -> dict[str, Any]:
-        """The `/health` body."""
+        """The `/health` body, with each worker's pid."""
         return {
             "alive": {"ok": self.alive, "wedged": self.wedged, "workers": self.workers},
             "ready": {"ok": self.ready, "not_ready": self.not_ready},
         }
+
+    def public(self) -> Verdict:
+        """The verdict for a client that proved nothing: no pids, no directories or exception
+        names in the reasons (`errors.public_reason`)."""
+        return Verdict(
+            {name: public_reason(why) for name, why in self.wedged.items()},
+            {name: public_reason(why) for name, why in self.not_ready.items()},
+            {
+                name: {k: v for k, v in worker.items() if k != "pid"}
+                for name, worker in self.workers.items()
+            },
+        )
 
 
 def judge(board: HeartbeatBoard, loop_block_s: float, now: float | None = None) -> Verdict:
