@@ -174,8 +174,14 @@ class Settings(BaseSettings):
         default=None,
         ge=0,
         le=65535,
-        description="Serve /livez and /readyz on this port from a separate health process that "
-        "reads every server process's heartbeat (probes then never queue behind requests).",
+        description="The health process's port: /livez, /readyz, /health and the merged "
+        "/metrics, answered from every server process's heartbeat (never queued behind "
+        "requests). Default: the serving port + 1.",
+    )
+    health_process: bool = Field(
+        default=True,
+        description="Run the health process (off: probes only on the serving port, answered by "
+        "the event loop that also parses requests, so a model holding the GIL delays them).",
     )
     loop_block_s: float = Field(
         default=10.0,
@@ -281,6 +287,17 @@ class Settings(BaseSettings):
         description="A request body not received in full within this many seconds is answered "
         "408 and its connection closed (slow clients cannot hold a worker).",
     )
+
+    @property
+    def probe_port(self) -> int | None:
+        """Where the health process listens; None when it is off."""
+        if not self.health_process:
+            return None
+        if self.health_port is not None:
+            return self.health_port
+        if self.port == 0:
+            return 0  # an ephemeral serving port: an ephemeral health port too
+        return self.port + 1 if self.port < 65535 else self.port - 1
 
     @field_validator("model_dirs", "cors_origins", "prediction_log_redact", mode="before")
     @classmethod

@@ -27,6 +27,7 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    health_url: str = ""  # the health process's, when it runs
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -38,9 +39,17 @@ class RunningServer:
 
 @contextmanager
 def running_server(
-    args: list[str], log_path: Path, env: dict[str, str] | None = None, ready_timeout: float = 60
+    args: list[str],
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 60,
+    *,
+    port: int | None = None,
 ) -> Iterator[RunningServer]:
-    port = free_port()
+    """`port`: the serving port (default: a free one; its health port is then another free one,
+    not the default `port + 1`, which may be taken here)."""
+    chosen = port is not None
+    port = port if port is not None else free_port()
     command = [
         sys.executable,
         "-m",
@@ -52,10 +61,14 @@ def running_server(
         str(port),
         *args,
     ]
-    full_env = {**os.environ, "FASTINFER_LOG_FORMAT": "json", **(env or {})}
+    probes = {} if chosen else {"FASTINFER_HEALTH_PORT": str(free_port())}
+    full_env = {**os.environ, "FASTINFER_LOG_FORMAT": "json", **probes, **(env or {})}
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=full_env)
-    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path)
+    health = full_env.get("FASTINFER_HEALTH_PORT") or str(port + 1)
+    server = RunningServer(
+        process, f"http://127.0.0.1:{port}", log_path, f"http://127.0.0.1:{health}"
+    )
     try:
         deadline = time.monotonic() + ready_timeout
         while True:

@@ -42,16 +42,26 @@ def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
+def _worker_pids(server: RunningServer) -> list[int]:
+    """The server processes' pids, from the health port's `/health` (no keys: detailed)."""
+    workers = json.loads(urllib.request.urlopen(f"{server.health_url}/health").read())
+    return sorted(w["pid"] for w in workers["alive"]["workers"].values())
+
+
+def _rss_kib(server: RunningServer) -> int:
+    """Resident memory of the server's processes together (supervisor, workers, health)."""
+    total = 0
+    pids = [server.process.pid, *_children(server.process.pid)]
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()]
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -60,14 +70,26 @@ def _cpu_ticks(pid: int) -> int:
 
 
 def _read_answer(sock: socket.socket) -> bytes:
+    """One whole response (head and Content-Length body); what arrived if the server closed."""
     sock.settimeout(30)
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
-            break
+            return data
         data += chunk
-    return data
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 @pytest.mark.parametrize("path", ["/livez", "/readyz", "/metrics", "/docs", PREDICT])
@@ -75,8 +97,7 @@ def test_a_64_mib_header_gets_431_without_growing_memory(
     one_process: RunningServer, path: str
 ) -> None:
     server = one_process
-    pid = server.process.pid
-    before = _rss_kib(pid)
+    before = _rss_kib(server)
     sock = socket.create_connection(("127.0.0.1", _port(server.url)))
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Big: ".encode())
     chunk = b"a" * 65536
@@ -87,7 +108,7 @@ def test_a_64_mib_header_gets_431_without_growing_memory(
     except OSError:  # closed before all of it was sent: fine, nothing was kept
         answer = b""
     assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:100]
-    grew_kib = _rss_kib(pid) - before
+    grew_kib = _rss_kib(server) - before
     sock.close()
     assert grew_kib < 20 * 1024
     # The answer itself, read by a client that stops sending once the head is too large.
@@ -146,15 +167,14 @@ def test_a_client_sending_its_whole_body_first_reads_the_413(
     """urllib (like `requests`) sends the whole body, then reads: an early answer followed by
     an abrupt close would reach it as 'connection reset by peer'."""
     server = one_process
-    pid = server.process.pid
-    before = _rss_kib(pid)
+    before = _rss_kib(server)
     for size in (5 * 1024 * 1024, 20 * 1024 * 1024, 100 * 1024 * 1024):
         body = b'{"inputs": [' + b" " * size + b"]}"
         headers = {"Content-Type": "application/json", "Authorization": "Bearer x"}
         status, answer = _urllib_post(f"{server.url}{path}", body, headers)
         assert status == 413, (size, answer)
         assert answer.get("code") == "payload_too_large" or "error" in answer  # v2's shape
-    assert _rss_kib(pid) - before < 20 * 1024
+    assert _rss_kib(server) - before < 20 * 1024
 
 
 def test_sigterm_loses_no_request_of_keep_alive_clients(tmp_path: Path) -> None:
@@ -224,22 +244,21 @@ def test_an_idle_keep_alive_connection_is_not_closed_under_a_request_on_its_way(
 
 def test_a_replaced_worker_gets_its_share_of_keep_alive_connections(tmp_path: Path) -> None:
     with running_server([str(CAR), "--workers", "2"], tmp_path / "server.log") as server:
-        supervisor = server.process.pid
         stop, routed = threading.Event(), threading.Event()
         routed.set()
         report, threads = run_clients(
             _port(server.url), PREDICT, BODY, 32, stop, routed_here=routed
         )
         time.sleep(1.0)
-        victim, survivor = _children(supervisor)
+        victim, survivor = _worker_pids(server)
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            workers = _children(supervisor)
+            workers = _worker_pids(server)
             if len(workers) == 2 and victim not in workers:
                 break
             time.sleep(0.05)
-        (replacement,) = set(_children(supervisor)) - {survivor}
+        (replacement,) = set(_worker_pids(server)) - {survivor}
         time.sleep(3.0)  # it loads, listens, and the survivor hands connections over
         before = {pid: _cpu_ticks(pid) for pid in (survivor, replacement)}
         time.sleep(2.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -81,3 +82,42 @@ def test_health_port_with_one_worker_stops_cleanly(tmp_path: Path) -> None:
         assert server.process.wait(timeout=30) == 0
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{health}/readyz", timeout=1)
+
+
+def _two_free_ports() -> int:
+    """A port whose next one is free too (the default health port is the serving port + 1)."""
+    for _ in range(50):
+        port = free_port()
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise AssertionError("no two adjacent free ports")
+
+
+def test_the_health_process_runs_by_default_on_the_next_port(tmp_path: Path) -> None:
+    """`fastinfer serve` with no health options: probes on --port + 1, from every worker's
+    heartbeat (the pids of the server processes, none of them the health process's)."""
+    model = build_tiny_model(tmp_path / "tiny")
+    port = _two_free_ports()
+    with running_server(
+        [str(model), "--workers", "1"], tmp_path / "server.log", port=port
+    ) as server:
+        assert server.health_url == f"http://127.0.0.1:{port + 1}"
+        wait_for(lambda: httpx.get(f"{server.health_url}/readyz", timeout=1).status_code == 200)
+        workers = httpx.get(f"{server.health_url}/health", timeout=1).json()["alive"]["workers"]
+        served_by = httpx.get(f"{server.url}/health").json()["pid"]
+        assert [w["pid"] for w in workers.values()] == [served_by]
+        assert server.stop() == 0
+
+
+def test_no_health_process_when_turned_off(tmp_path: Path) -> None:
+    model = build_tiny_model(tmp_path / "tiny")
+    port = _two_free_ports()
+    args = [str(model), "--workers", "1", "--no-health-process"]
+    with running_server(args, tmp_path / "server.log", port=port) as server:
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port + 1}/livez", timeout=1)
+        assert httpx.get(f"{server.url}/health").json()["pid"] == server.process.pid  # one process

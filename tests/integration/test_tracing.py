@@ -155,9 +155,10 @@ def test_a_prediction_is_traced_into_the_callers_trace(
             )
             assert pinned.status_code == 200
             assert httpx.get(f"{server.url}/v1/models").status_code == 200  # a FastAPI route
-            assert httpx.get(f"{server.url}/health").status_code == 200  # a probe: untraced
+            health = httpx.get(f"{server.url}/health")  # a probe: untraced
+            assert health.status_code == 200
+            pid = health.json()["pid"]  # the server process (under the supervisor)
             assert server.stop() == 0  # SIGTERM: the lifespan flushes the buffered spans
-            pid = server.process.pid
         logs = server.logs()
     spans = receiver.spans()
     names = sorted(span.name for _, span in spans)

@@ -81,7 +81,17 @@ def serve_command(
     health_port: Annotated[
         int | None,
         typer.Option(
-            help="Serve /livez and /readyz on this port from a separate health process.",
+            help="The health process's port (/livez, /readyz, /health, /metrics) "
+            "[default: --port + 1].",
+            show_default=False,
+        ),
+    ] = None,
+    health_process: Annotated[
+        bool | None,
+        typer.Option(
+            "--health-process/--no-health-process",
+            help="Answer probes from a separate process that never queues behind inference "
+            "[default: on].",
             show_default=False,
         ),
     ] = None,
@@ -106,6 +116,7 @@ def serve_command(
         "repository_poll_s": poll,
         "workers": workers,
         "health_port": health_port,
+        "health_process": health_process,
     }
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})

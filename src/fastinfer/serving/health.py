@@ -1,10 +1,10 @@
 """The health process: probes answered outside the serving processes, from the heartbeat board.
 
-With `--health-port`, the supervisor forks this small process before anything else. It answers
-`/livez`, `/readyz` and `/health` from the board (see `heartbeat.py`, `verdict.py`) in well under
-a millisecond, whatever load the servers are under, and it sees every server process rather than
-whichever one a probe connection happens to reach. With several workers it also serves the
-merged `/metrics`.
+The supervisor forks this small process (on by default, on `--port` + 1) before anything else.
+It answers `/livez`, `/readyz` and `/health` from the board (see `heartbeat.py`, `verdict.py`)
+in well under a millisecond, whatever load the servers are under, and it sees every server
+process rather than whichever one a probe connection happens to reach. With several workers it
+also serves the merged `/metrics`.
 """
 
 from __future__ import annotations

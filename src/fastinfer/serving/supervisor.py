@@ -104,9 +104,11 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGALRM, self._on_drain_timeout)
         signal.signal(signal.SIGUSR1, self._on_worker_listening)
-        if self.settings.health_port is not None:
+        probe_port = self.settings.probe_port
+        if probe_port is not None:
             # First, before the models load: probes answer (readyz: loading) from the start.
-            self._health_sock = bind_socket(self.settings.host, self.settings.health_port)
+            self._health_sock = bind_socket(self.settings.host, probe_port)
+            log.info("health_port", port=self._health_sock.getsockname()[1])
             self._spawn_health()
         registry = self._prepare_models()
         if self.stopping:
@@ -296,7 +298,7 @@ def serve(settings: Settings, directories: list[ModelDirectory]) -> int:
     warn_if_unprotected(settings)
     remove_stale_directories()  # left by a supervisor that was killed (kill -9 cleans nothing)
     workers = settings.workers or available_cpus()
-    if workers == 1 and settings.health_port is None:
+    if workers == 1 and settings.probe_port is None:
         run_server(create_app(settings, directories), settings)
         return 0
     configure_logging(settings.log_level, settings.log_format, background=False)
