@@ -46,7 +46,6 @@ class ModelEngine:
         batching: BatchingSpec,
         *,
         workers: int,
-        first_batch_seconds: float | None = None,
         observer: EngineObserver | None = None,
         model_name: str | None = None,
     ) -> None:
@@ -54,9 +53,9 @@ class ModelEngine:
         self.model_name = model_name or name  # the metrics label (name without version)
         self.observer = observer
         self.batching = batching
+        # Learned from warm batches only: never seeded from the self-test, whose time is the
+        # model's cold first call (lazy allocation, JIT, caches), not its cost per row.
         self.service = ServiceTimeModel()
-        if first_batch_seconds is not None:
-            self.service.observe(1, first_batch_seconds)  # the self-test: a first estimate
         self._loop = asyncio.get_running_loop()
         self._queue: deque[WorkItem] = deque()
         self.queued_items = 0
@@ -102,8 +101,8 @@ class ModelEngine:
             )
         wait = self.estimated_wait(len(rows))
         # Shed only when others' work is ahead: with nothing queued or running, waiting helps
-        # no one, and one slow first measurement (a cold self-test) must not refuse every
-        # large request.
+        # no one. Before any warm batch is measured the estimate is zero, so nothing is shed
+        # for its deadline on a guess.
         if (self.queued_items or self.running_items) and wait > deadline - now:
             if self.observer is not None:
                 self.observer.rejected(self.model_name, "deadline")
@@ -206,7 +205,7 @@ class ModelEngine:
         self.running_items -= len(items)
         self.running_rows -= outcome.rows
         self.completed_batches += 1
-        if outcome.calls == 1:
+        if outcome.calls == 1 and not outcome.cold:
             self.service.observe(outcome.rows, outcome.seconds)
         if self.observer is not None:
             waits = [i.started_at - i.enqueued_at for i in items if i.started_at is not None]

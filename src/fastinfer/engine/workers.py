@@ -100,6 +100,7 @@ class InferenceWorker(threading.Thread):
             self.heartbeat.busy_since = time.monotonic()
             try:
                 outcome = run_batch(self._runtime, self._columns, items)
+                outcome.cold = self.heartbeat.batches == 0
             except BaseException as exc:  # SystemExit & co. from model code: this worker is gone
                 log.critical("inference_worker_died", worker=self.name, exc_info=exc)
                 return
