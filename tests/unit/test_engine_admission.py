@@ -197,3 +197,55 @@ def test_a_deadline_that_passes_while_running_is_a_504_and_the_late_answer_is_dr
         assert runtime.calls == [[1], [2]]
 
     asyncio.run(scenario())
+
+
+def test_a_request_cancelled_while_queued_is_dropped_from_its_batch_and_counted() -> None:
+    """A request whose awaiting task is cancelled (its client went away) while it waits in the
+    queue no longer counts towards the wait, is never computed, and is counted as `cancelled`."""
+
+    async def scenario() -> None:
+        runtime = FakeRuntime()
+        runtime.gate.clear()
+        recorder = Recorder()
+        async with running_engine(runtime, observer=recorder) as engine:
+            running = await submit(engine, rows(0))
+            await runtime.started()
+            doomed = await submit(engine, rows(1, 2))
+            kept = await submit(engine, rows(3))
+            assert (engine.queued_items, engine.queued_rows) == (2, 3)
+            doomed.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await doomed
+            assert (engine.queued_items, engine.queued_rows) == (1, 1)
+            assert recorder.rejections == ["cancelled"]
+            runtime.gate.set()
+            assert await answer(running) == [{"value": 0}]
+            assert await answer(kept) == [{"value": 3}]
+            assert (engine.queued_items, engine.queued_rows) == (0, 0)
+        assert runtime.calls == [[0], [3]]  # the cancelled rows left the batch they would join
+
+    asyncio.run(scenario())
+
+
+def test_a_request_cancelled_while_running_leaves_the_engine_consistent() -> None:
+    """Once in a batch the rows are being computed: the answer is dropped, nothing is counted
+    as cancelled, and the engine goes on serving."""
+
+    async def scenario() -> None:
+        runtime = FakeRuntime()
+        runtime.gate.clear()
+        recorder = Recorder()
+        async with running_engine(runtime, observer=recorder) as engine:
+            running = await submit(engine, rows(0))
+            await runtime.started()
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+            assert engine.running_items == 1
+            runtime.gate.set()
+            assert await answer(await submit(engine, rows(1))) == [{"value": 1}]
+            assert (engine.running_items, engine.queued_items) == (0, 0)
+        assert recorder.rejections == []
+        assert runtime.calls == [[0], [1]]
+
+    asyncio.run(scenario())

@@ -124,9 +124,30 @@ class ModelEngine:
         timer = self._loop.call_at(deadline, self._expire, item)
         try:
             predictions = await future
+        except asyncio.CancelledError:
+            self._abandon(item)
+            raise
         finally:
             timer.cancel()
         return predictions, item
+
+    def _abandon(self, item: WorkItem) -> None:
+        """The awaiting request was cancelled (its client went away, say): if its rows are still
+        queued, drop them so no worker computes an answer nobody will read, and count it."""
+        if item.cancelled or item.started_at is not None:
+            return  # already dropped at its deadline, or in a batch: its answer is discarded
+        item.cancelled = True
+        self.queued_items -= 1
+        self.queued_rows -= len(item.rows)
+        if self.observer is not None:
+            self.observer.rejected(self.model_name, "cancelled")
+        self._compact()
+
+    def _compact(self) -> None:
+        """Forget skipped (expired, cancelled) items once they outnumber what may wait: memory
+        stays bounded even if the batcher is slow to pop them."""
+        if len(self._queue) > 2 * self.batching.max_queue_size:
+            self._queue = deque(i for i in self._queue if not i.cancelled)
 
     def _expire(self, item: WorkItem) -> None:
         if item.future.done():
@@ -147,8 +168,7 @@ class ModelEngine:
                 stage=stage,
             )
         )
-        if len(self._queue) > 2 * self.batching.max_queue_size:
-            self._queue = deque(i for i in self._queue if not i.cancelled)
+        self._compact()
 
     # -- batching --------------------------------------------------------------------------
 

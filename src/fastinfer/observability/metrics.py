@@ -106,8 +106,8 @@ class Metrics:
         )
         self.rejections = Counter(
             "fastinfer_rejections",
-            "Requests shed or expired: queue_full, deadline (at admission), timeout (in queue "
-            "or inference).",
+            "Requests shed, expired or abandoned: queue_full, deadline (at admission), timeout "
+            "(in queue or inference), cancelled (while queued; its rows were not computed).",
             ["model", "reason"],
             registry=registry,
         )
