@@ -186,6 +186,13 @@ def test_a_dead_worker_makes_the_process_unready(make_client: Any) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert "inference worker(s) died" in ready.json()["details"]["models"]["scripted/1"]
+    status = client.get("/health").json()["engine"]["scripted/1"]
+    assert (status["workers"], status["live_workers"], status["running_requests"]) == (1, 0, 0)
+    # with no live worker a request would only wait for its 504: it is shed at once instead
+    shed = post(client, [{"x": 1}], timeout=5)
+    assert shed.status_code == 503
+    assert shed.json()["details"]["reason"] == "no_workers"
+    assert shed.headers["retry-after"] == "5"
 
 
 def test_probes_answer_while_every_worker_is_busy(make_client: Any) -> None:

@@ -25,6 +25,7 @@ from fastinfer.model.spec import BatchingSpec
 from fastinfer.runtimes import Prediction, Row, Runtime
 
 _MAX_RETRY_AFTER = 60
+_NO_WORKERS_RETRY_AFTER = 5  # about a readiness probe period: try another replica meanwhile
 
 
 class EngineObserver(Protocol):
@@ -78,9 +79,10 @@ class ModelEngine:
     # -- admission -------------------------------------------------------------------------
 
     def estimated_wait(self, extra_rows: int = 0) -> float:
-        """Seconds until `extra_rows` more rows would be answered, from the measured drain rate."""
+        """Seconds until `extra_rows` more rows would be answered, from the measured drain rate
+        of the workers still alive (a dead one drains nothing)."""
         rows = self.queued_rows + self.running_rows + extra_rows
-        return self.service.drain_seconds(rows, self.batching.max_batch_size, len(self.workers))
+        return self.service.drain_seconds(rows, self.batching.max_batch_size, self.live_workers)
 
     def retry_after(self) -> int:
         return max(1, min(_MAX_RETRY_AFTER, math.ceil(self.estimated_wait())))
@@ -97,6 +99,16 @@ class ModelEngine:
                 f"model {self.name!r} has {self.queued_items} requests queued (the limit)",
                 reason="queue_full",
                 retry_after=self.retry_after(),
+                queued=self.queued_items,
+            )
+        if self.live_workers == 0:
+            # Queued, it could only time out: every worker died (readiness says so) or stopped.
+            if self.observer is not None:
+                self.observer.rejected(self.model_name, "no_workers")
+            raise OverloadedError(
+                f"model {self.name!r} has no live inference worker",
+                reason="no_workers",
+                retry_after=_NO_WORKERS_RETRY_AFTER,
                 queued=self.queued_items,
             )
         wait = self.estimated_wait(len(rows))
@@ -220,7 +232,14 @@ class ModelEngine:
         self.running_rows += rows
         return batch
 
-    def _on_done(self, items: list[WorkItem], outcome: BatchOutcome) -> None:
+    def _on_done(self, items: list[WorkItem], outcome: BatchOutcome | None) -> None:
+        if outcome is None:
+            # Its worker died in the model call: the rows no longer run anywhere, so they leave
+            # the running count (the wait estimate); the slot is not given back, since that
+            # worker is gone. The requests get their 504 at their deadline.
+            self.running_items -= len(items)
+            self.running_rows -= sum(len(item.rows) for item in items)
+            return
         self._free.release()
         self.running_items -= len(items)
         self.running_rows -= outcome.rows
@@ -244,12 +263,17 @@ class ModelEngine:
     # -- state for probes --------------------------------------------------------------------
 
     @property
+    def live_workers(self) -> int:
+        """Worker threads still running: the capacity admission counts on."""
+        return sum(1 for w in self.workers if w.alive)
+
+    @property
     def busy_workers(self) -> int:
-        """Workers inside a model call right now."""
-        return sum(1 for w in self.workers if w.heartbeat.busy_since is not None)
+        """Live workers inside a model call right now (a dead one stays 'busy' in its heartbeat)."""
+        return sum(1 for w in self.workers if w.alive and w.heartbeat.busy_since is not None)
 
     def dead_workers(self) -> list[str]:
-        return [w.name for w in self.workers if not w.is_alive()]
+        return [w.name for w in self.workers if not w.alive]
 
     def stalled_for(self, now: float) -> float:
         """Seconds the inference path has made no progress while work was waiting (0 if fine)."""
@@ -271,7 +295,8 @@ class ModelEngine:
             "queued_rows": self.queued_rows,
             "running_requests": self.running_items,
             "workers": len(self.workers),
-            "busy_workers": sum(1 for w in self.workers if w.heartbeat.busy_since is not None),
+            "live_workers": self.live_workers,
+            "busy_workers": self.busy_workers,
             "batches": self.completed_batches,
             "batch_fixed_ms": round(fixed * 1000, 3),
             "batch_per_row_ms": round(per_row * 1000, 4),
