@@ -130,6 +130,25 @@ def test_a_refused_batch_is_written_again_without_loss_or_duplicates() -> None:
     assert sum(indexed) == 10  # each batch was indexed once, however often it was retried
 
 
+def test_a_refused_batch_is_retried_after_a_pause_not_at_the_next_flush() -> None:
+    """ "Written again every second" holds whatever flush_s is (here an hour)."""
+    sink = FlakySink(failures=1)
+
+    async def scenario() -> float:
+        log = PredictionLog(sink, batch_rows=1, flush_s=3600)
+        log.start()
+        log.offer("m", "1", "r0", [ROW], [LABEL], None)  # a full batch: written at once, refused
+        started = asyncio.get_running_loop().time()
+        while log.written == 0:
+            assert asyncio.get_running_loop().time() - started < 10, "never retried"
+            await asyncio.sleep(0.01)
+        await log.close()
+        return asyncio.get_running_loop().time() - started
+
+    assert asyncio.run(scenario()) < 5
+    assert [r["request_id"] for batch in sink.batches for r in batch] == ["r0"]
+
+
 def test_what_is_left_at_shutdown_when_the_sink_is_down_is_counted_as_lost() -> None:
     async def scenario() -> PredictionLog:
         log = PredictionLog(FlakySink(failures=1000))

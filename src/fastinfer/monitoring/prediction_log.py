@@ -156,8 +156,9 @@ class PredictionLog:
         # Stopped by a flag, not by cancelling: Python 3.11's wait_for swallows a cancellation
         # that lands as the event is set (a write wakes it often), which would hang shutdown.
         while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.flush_s)
+            if self._retry is None:  # a refused batch is retried after the pause below
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.flush_s)
             self._wake.clear()
             if self._closing:
                 return
