@@ -91,6 +91,7 @@ def test_after_kill_9_every_answered_prediction_is_logged_only_in_durable_mode(
         "FASTINFER_PREDICTION_LOG": "jsonl",
         "FASTINFER_PREDICTION_LOG_DIR": str(log_dir),
         "FASTINFER_PREDICTION_LOG_FLUSH_S": "3600",
+        "FASTINFER_PREDICTION_LOG_BATCH": "5000",  # buffered: no write before the kill either
         "FASTINFER_PREDICTION_LOG_DURABILITY": durability,
     }
     rows = holdout_rows()[:50]
