@@ -234,6 +234,13 @@ class Settings(BaseSettings):
     prediction_log_flush_s: float = Field(
         default=1.0, gt=0, description="How often the prediction log writes what is waiting."
     )
+    prediction_log_durability: Literal["buffered", "durable"] = Field(
+        default="buffered",
+        description="buffered: rows are written in the background, a process killed with "
+        "SIGKILL loses what its buffer held (up to prediction_log_flush_s of rows, or the whole "
+        "buffer while the sink fails). durable: a prediction is answered only once its batch is "
+        "written (JSONL: flushed and fsync'ed; PostgreSQL: committed), else 503.",
+    )
     prediction_log_max_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=1024,

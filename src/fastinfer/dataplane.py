@@ -10,6 +10,7 @@ using it. It knows nothing about HTTP framing.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable, Container
@@ -18,7 +19,7 @@ from typing import Protocol, TypeVar
 
 from fastinfer.config import Settings
 from fastinfer.context import RequestContext, RequestObserver
-from fastinfer.engine import WorkItem
+from fastinfer.engine import DeadlineExceededError, WorkItem
 from fastinfer.errors import (
     InferenceFailed,
     InvalidInput,
@@ -109,7 +110,11 @@ class DataPlane:
             predictions, work = await self._run(model, rows, deadline, request_id)
             context.timing = work
             if self.monitor is not None:
-                self.monitor.observe(model, rows, predictions, request_id, context.started)
+                written = self.monitor.observe(
+                    model, rows, predictions, request_id, context.started
+                )
+                if written is not None:  # a durable prediction log: answered once recorded
+                    await _recorded(written, deadline)
             if model.hooks.post:  # run by the transport once the response is sent
                 context.after_response = _after_hooks(model, rows, predictions, request_id)
             return exchange.encode(Answer(model, rows, predictions, work, request_id))
@@ -258,6 +263,18 @@ class Held:
 
     def __exit__(self, *_exc: object) -> None:
         self.model.in_flight -= 1
+
+
+async def _recorded(written: asyncio.Future[None], deadline: float) -> None:
+    """Wait, up to the request's deadline, for the durable prediction log to record its rows
+    (503 if it cannot, 504 if it is too slow): a prediction is never answered unrecorded."""
+    try:
+        await asyncio.wait_for(written, max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        raise DeadlineExceededError(
+            "the deadline passed while the prediction log was writing the prediction",
+            stage="prediction_log",
+        ) from None
 
 
 def _after_hooks(

@@ -85,6 +85,13 @@ class RequestRejected(ServiceError):  # noqa: N818
         self.status = status
 
 
+class PredictionLogUnavailable(ServiceError):  # noqa: N818
+    """Durable prediction log: the prediction could not be recorded, so it is not answered."""
+
+    status = 503
+    code = "prediction_log_unavailable"
+
+
 class PredictionNotFound(ServiceError):  # noqa: N818 - named for what is missing
     status = 404
     code = "prediction_not_found"

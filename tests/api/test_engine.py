@@ -9,9 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
-from tests.conftest import build_scripted_model, scripted_calls, serve_in_process, wait_ready
+from tests.conftest import (
+    build_scripted_model,
+    scripted_calls,
+    serve_in_process,
+    wait_ready,
+    write_config,
+)
 
 URL = "/v1/models/scripted/predict"
 
@@ -99,6 +106,25 @@ def test_a_full_queue_sheds_at_once_with_retry_after(make_client: Any) -> None:
     assert int(shed.headers["retry-after"]) >= 1
 
 
+def test_a_slow_cold_self_test_sheds_nothing_right_after_startup(tmp_path: Path) -> None:
+    """Issue 14, item 11: the self-test is the model's first call, which may pay for warm-up
+    (here it sleeps 1 s; later calls take a millisecond). Taken as the cost of one row, it shed
+    requests queued right after startup with Retry-After of up to 30 s; a warm model serves them
+    all well within their deadline."""
+    directory = build_scripted_model(tmp_path / "cold")
+    config = yaml.safe_load((directory / "model.yaml").read_text())
+    write_config(directory, {**config, "example": {"x": 7, "sleep": 1.0}})
+    with serve_in_process(directory) as client, ThreadPoolExecutor(12) as pool:
+        wait_ready(client)
+        scripted_calls().clear()
+        busy = occupy(pool, client, 0.2)
+        requests = [pool.submit(post, client, [{"x": 2}] * 8, 3.0) for _ in range(10)]
+        responses = [busy.result(), *(f.result() for f in requests)]
+    assert [r.status_code for r in responses] == [200] * 11, [
+        (r.status_code, r.headers.get("retry-after"), r.json()) for r in responses
+    ]
+
+
 def test_a_deadline_that_can_not_be_met_is_shed_at_admission(make_client: Any) -> None:
     client = make_client(batching={"max_batch_size": 1})
     for _ in range(2):  # teach the engine that a call takes about 0.3 s
@@ -160,6 +186,13 @@ def test_a_dead_worker_makes_the_process_unready(make_client: Any) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert "inference worker(s) died" in ready.json()["details"]["models"]["scripted/1"]
+    status = client.get("/health").json()["engine"]["scripted/1"]
+    assert (status["workers"], status["live_workers"], status["running_requests"]) == (1, 0, 0)
+    # with no live worker a request would only wait for its 504: it is shed at once instead
+    shed = post(client, [{"x": 1}], timeout=5)
+    assert shed.status_code == 503
+    assert shed.json()["details"]["reason"] == "no_workers"
+    assert shed.headers["retry-after"] == "5"
 
 
 def test_probes_answer_while_every_worker_is_busy(make_client: Any) -> None:

@@ -144,3 +144,53 @@ def test_a_model_without_reference_statistics_has_no_drift(tiny_client: TestClie
     response = tiny_client.get("/v1/models/tiny/drift")
     assert response.status_code == 409
     assert response.json()["code"] == "no_reference"
+
+
+def test_durable_log_answers_only_what_it_has_written(examples_built: None, tmp_path: Path) -> None:
+    """FASTINFER_PREDICTION_LOG_DURABILITY=durable: a 200 means the rows are in the file already
+    (not at the next flush, here an hour away); a sink that fails turns the answer into a 503
+    instead of an unlogged prediction, and the server recovers with the sink."""
+    log_dir = tmp_path / "log"
+    rows = holdout_rows()[:3]
+    with serve_in_process(
+        TITANIC,
+        prediction_log="jsonl",
+        prediction_log_dir=log_dir,
+        prediction_log_flush_s=3600,
+        prediction_log_durability="durable",
+    ) as client:
+        wait_ready(client)
+
+        def post(request_id: str) -> Any:
+            return client.post(
+                "/v1/models/titanic/predict",
+                json={"inputs": rows},
+                headers={"X-Request-ID": request_id},
+            )
+
+        def logged() -> list[str]:
+            return [
+                line.split('"request_id":"', 1)[1].split('"', 1)[0]
+                for path in log_dir.glob("*.jsonl")
+                for line in path.read_text().splitlines()
+            ]
+
+        assert post("first").status_code == 200
+        assert logged() == ["first"] * 3
+        log = client.app.state.monitor.log  # type: ignore[attr-defined]
+        write = log.sink.write
+
+        def failing(records: list[Any]) -> None:
+            raise OSError("disk full")
+
+        log.sink.write = failing
+        refused = post("refused")
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["code"] == "prediction_log_unavailable"
+        assert refused.headers["retry-after"] == "1"
+        log.sink.write = write
+        deadline = time.monotonic() + 10
+        while log._failing and time.monotonic() < deadline:  # the retry goes in
+            time.sleep(0.02)
+        assert post("after").status_code == 200
+        assert logged() == ["first"] * 3 + ["refused"] * 3 + ["after"] * 3

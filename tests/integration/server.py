@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -35,6 +36,32 @@ class RunningServer:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         self.process.send_signal(sig)
         return self.process.wait(timeout=timeout)
+
+    def kill_hard(self, timeout: float = 30) -> None:
+        """kill -9 of every process of the server at once, so none can flush anything: the
+        supervisor is stopped first (it would replace a killed worker, and its death would
+        SIGTERM the workers, which then drain and flush), then its children, then itself."""
+        supervisor = self.process.pid
+        os.kill(supervisor, signal.SIGSTOP)
+        for child in children(supervisor):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        os.kill(supervisor, signal.SIGKILL)
+        self.process.wait(timeout=timeout)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
 
 
 @contextmanager

@@ -29,17 +29,19 @@ class FakeRuntime(Runtime):
     - a row with `poison` set makes the whole call raise ValueError (what bisection isolates);
     - a row with `die` set raises SystemExit (model code that kills its worker thread);
     - while `gate` is clear, every call blocks on it: a busy worker, for as long as a test wants;
-    - `sleep` seconds are slept in every call (a slow model, to teach the service-time model).
+    - `sleep` seconds are slept in every call (a slow model, to teach the service-time model);
+    - `cold` seconds are slept in the first call only (a model that warms up on its first call).
     """
 
     name = "fake"
 
-    def __init__(self, *, sleep: float = 0.0) -> None:
+    def __init__(self, *, sleep: float = 0.0, cold: float = 0.0) -> None:
         super().__init__(OutputSpec(kind="regressor"))
         self.calls: list[list[float]] = []
         self.gate = threading.Event()
         self.gate.set()
         self.sleep = sleep
+        self.cold = cold
         self._entered: queue.SimpleQueue[list[float]] = queue.SimpleQueue()
 
     def load(self, data: bytes) -> None:
@@ -51,6 +53,8 @@ class FakeRuntime(Runtime):
         self._entered.put(xs)
         if not self.gate.wait(timeout=30):
             raise TimeoutError("the test never opened the gate")
+        if self.cold and len(self.calls) == 1:
+            time.sleep(self.cold)
         if self.sleep:
             time.sleep(self.sleep)
         if any(row.get("die") for row in rows):
@@ -96,7 +100,6 @@ async def running_engine(
     max_queue_size: int = 64,
     max_batch_delay_ms: float = 0.0,
     workers: int = 1,
-    first_batch_seconds: float | None = None,
     observer: Recorder | None = None,
 ) -> AsyncIterator[ModelEngine]:
     """A started engine for `runtime`; stopped (gate opened first) when the block ends."""
@@ -110,7 +113,6 @@ async def running_engine(
             max_batch_delay_ms=max_batch_delay_ms,
         ),
         workers=workers,
-        first_batch_seconds=first_batch_seconds,
         observer=observer,
         model_name="fake",
     )

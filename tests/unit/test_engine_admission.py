@@ -19,10 +19,8 @@ def test_a_full_queue_refuses_with_503_and_a_retry_after_from_the_drain_rate() -
         runtime = FakeRuntime()
         runtime.gate.clear()
         recorder = Recorder()
-        # The self-test took 3 s for one row: the engine expects 3 s per row until it learns more.
-        async with running_engine(
-            runtime, max_queue_size=2, first_batch_seconds=3.0, observer=recorder
-        ) as engine:
+        async with running_engine(runtime, max_queue_size=2, observer=recorder) as engine:
+            engine.service.observe(1, 3.0)  # as if it had measured 3 s for one warm row
             running = await submit(engine, rows(0), timeout=60)
             await runtime.started()
             queued = [await submit(engine, rows(x), timeout=60) for x in (1, 2)]
@@ -52,7 +50,8 @@ def test_retry_after_is_at_least_one_second_and_at_most_a_minute() -> None:
     async def scenario() -> None:
         runtime = FakeRuntime()
         runtime.gate.clear()
-        async with running_engine(runtime, first_batch_seconds=100.0) as engine:
+        async with running_engine(runtime) as engine:
+            engine.service.observe(1, 100.0)
             assert engine.retry_after() == 1  # nothing queued: come back soon
             running = await submit(engine, rows(0), timeout=600)
             await runtime.started()
@@ -73,6 +72,8 @@ def test_a_deadline_shorter_than_the_learned_wait_is_refused_at_the_door() -> No
         runtime = FakeRuntime(sleep=0.3)
         recorder = Recorder()
         async with running_engine(runtime, observer=recorder) as engine:
+            await answer(await submit(engine, rows(0)))  # the worker's first batch: not learned
+            assert engine.service.samples == 0
             await answer(await submit(engine, rows(0)))  # teaches it: one row takes >= 0.3 s
             assert engine.service.batch_seconds(1) >= 0.3
             runtime.gate.clear()
@@ -96,14 +97,15 @@ def test_a_deadline_shorter_than_the_learned_wait_is_refused_at_the_door() -> No
 
 
 def test_no_deadline_shedding_when_nothing_is_queued_or_running() -> None:
-    """A slow cold self-test must not make an idle engine refuse every request: with no work
+    """One slow measurement must not make an idle engine refuse every request: with no work
     ahead of it, a request is admitted whatever the estimate says (and then answered)."""
 
     async def scenario() -> None:
         runtime = FakeRuntime()
         runtime.gate.clear()
         recorder = Recorder()
-        async with running_engine(runtime, first_batch_seconds=10.0, observer=recorder) as engine:
+        async with running_engine(runtime, observer=recorder) as engine:
+            engine.service.observe(1, 10.0)
             assert engine.estimated_wait(1) == pytest.approx(10.0)
             idle = await submit(engine, rows(1), timeout=5)
             await runtime.started()
@@ -114,6 +116,38 @@ def test_no_deadline_shedding_when_nothing_is_queued_or_running() -> None:
             runtime.gate.set()
             assert await answer(idle) == [{"value": 1}]
         assert recorder.rejections == ["deadline"]
+
+    asyncio.run(scenario())
+
+
+def test_a_cold_first_call_is_not_learned_so_nothing_is_shed_right_after_startup() -> None:
+    """A model's first call pays for its warm-up (here 0.5 s, later calls take microseconds).
+    Read as cost per row, it would shed the requests queued behind the next batch and send
+    Retry-After of tens of seconds; it is not learned, so they are all served, and a full queue
+    says come back in 1 s."""
+
+    async def scenario() -> None:
+        runtime = FakeRuntime(cold=0.5)
+        recorder = Recorder()
+        async with running_engine(runtime, max_queue_size=5, observer=recorder) as engine:
+            assert await answer(await submit(engine, rows(0))) == [{"value": 0}]  # the cold call
+            assert engine.service.samples == 0
+            assert engine.estimated_wait(64) == 0.0
+            runtime.gate.clear()
+            running = await submit(engine, rows(*range(8)), timeout=1.0)
+            await runtime.started()
+            queued = [await submit(engine, rows(*range(8)), timeout=1.0) for _ in range(5)]
+            refused = await submit(engine, rows(9), timeout=1.0)
+            with pytest.raises(OverloadedError) as caught:
+                await refused
+            assert caught.value.reason == "queue_full"
+            assert caught.value.headers == {"Retry-After": "1"}
+            runtime.gate.set()
+            for task in (running, *queued):
+                assert len(await answer(task)) == 8
+            assert recorder.rejections == ["queue_full"]
+            assert engine.service.samples >= 1  # warm batches are learned
+            assert engine.service.batch_seconds(8) < 0.25
 
     asyncio.run(scenario())
 
@@ -161,5 +195,57 @@ def test_a_deadline_that_passes_while_running_is_a_504_and_the_late_answer_is_dr
             assert engine.running_items == 0
             assert engine.completed_batches == 2
         assert runtime.calls == [[1], [2]]
+
+    asyncio.run(scenario())
+
+
+def test_a_request_cancelled_while_queued_is_dropped_from_its_batch_and_counted() -> None:
+    """A request whose awaiting task is cancelled (its client went away) while it waits in the
+    queue no longer counts towards the wait, is never computed, and is counted as `cancelled`."""
+
+    async def scenario() -> None:
+        runtime = FakeRuntime()
+        runtime.gate.clear()
+        recorder = Recorder()
+        async with running_engine(runtime, observer=recorder) as engine:
+            running = await submit(engine, rows(0))
+            await runtime.started()
+            doomed = await submit(engine, rows(1, 2))
+            kept = await submit(engine, rows(3))
+            assert (engine.queued_items, engine.queued_rows) == (2, 3)
+            doomed.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await doomed
+            assert (engine.queued_items, engine.queued_rows) == (1, 1)
+            assert recorder.rejections == ["cancelled"]
+            runtime.gate.set()
+            assert await answer(running) == [{"value": 0}]
+            assert await answer(kept) == [{"value": 3}]
+            assert (engine.queued_items, engine.queued_rows) == (0, 0)
+        assert runtime.calls == [[0], [3]]  # the cancelled rows left the batch they would join
+
+    asyncio.run(scenario())
+
+
+def test_a_request_cancelled_while_running_leaves_the_engine_consistent() -> None:
+    """Once in a batch the rows are being computed: the answer is dropped, nothing is counted
+    as cancelled, and the engine goes on serving."""
+
+    async def scenario() -> None:
+        runtime = FakeRuntime()
+        runtime.gate.clear()
+        recorder = Recorder()
+        async with running_engine(runtime, observer=recorder) as engine:
+            running = await submit(engine, rows(0))
+            await runtime.started()
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+            assert engine.running_items == 1
+            runtime.gate.set()
+            assert await answer(await submit(engine, rows(1))) == [{"value": 1}]
+            assert (engine.running_items, engine.queued_items) == (0, 0)
+        assert recorder.rejections == []
+        assert runtime.calls == [[0], [1]]
 
     asyncio.run(scenario())

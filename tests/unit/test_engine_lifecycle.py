@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 
 from fastinfer.engine.errors import DeadlineExceededError, OverloadedError
-from tests.unit.fake_engine import FakeRuntime, answer, rows, running_engine, submit
+from tests.unit.fake_engine import FakeRuntime, Recorder, answer, rows, running_engine, submit
 
 
 def test_stop_answers_the_running_batch_and_refuses_the_queued_ones() -> None:
@@ -135,5 +136,63 @@ def test_a_worker_killed_by_model_code_is_reported_dead_and_the_others_carry_on(
             for x in range(5):
                 assert await answer(await submit(engine, rows(x))) == [{"value": x}]
             assert engine.dead_workers() == [dead[0].name]
+
+    asyncio.run(scenario())
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for a worker thread to get somewhere (fails after `timeout`, does not hang)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.01)
+
+
+def test_admission_counts_only_the_workers_still_alive() -> None:
+    """A dead worker drains nothing: the wait estimate divides by the live workers, the batch it
+    died in leaves the running count, and neither it nor its stuck heartbeat counts as busy."""
+
+    async def scenario() -> None:
+        runtime = FakeRuntime()
+        async with running_engine(runtime, workers=2) as engine:
+            engine.service.observe(1, 1.0)  # as if it had measured 1 s per row
+            killer = await submit(engine, rows(666, die=True))
+            await until(lambda: any(w.died for w in engine.workers))
+            (dead,) = [w for w in engine.workers if w.died]
+            await asyncio.to_thread(dead.join, 10)
+            killer.cancel()  # its answer would only come as a 504 at its deadline
+            assert engine.live_workers == 1
+            assert (engine.running_items, engine.running_rows) == (0, 0)
+            status = engine.status()
+            assert (status["workers"], status["live_workers"], status["busy_workers"]) == (2, 1, 0)
+            runtime.gate.clear()
+            running = await submit(engine, rows(1))
+            await runtime.started()
+            queued = await submit(engine, rows(2, 3))
+            assert engine.estimated_wait() == pytest.approx(3.0)  # 3 rows at 1 s, one worker
+            runtime.gate.set()
+            assert await answer(running) == [{"value": 1}]
+            assert await answer(queued) == [{"value": 2}, {"value": 3}]
+
+    asyncio.run(scenario())
+
+
+def test_with_every_worker_dead_a_request_is_shed_at_once_not_timed_out() -> None:
+    async def scenario() -> None:
+        runtime = FakeRuntime()
+        recorder = Recorder()
+        async with running_engine(runtime, observer=recorder) as engine:
+            killer = await submit(engine, rows(666, die=True))
+            await asyncio.to_thread(engine.workers[0].join, 10)
+            killer.cancel()  # its answer would only come as a 504 at its deadline
+            assert engine.live_workers == 0
+            refused = await submit(engine, rows(1), timeout=30)
+            with pytest.raises(OverloadedError) as caught:
+                await refused
+            assert caught.value.reason == "no_workers"
+            assert caught.value.headers == {"Retry-After": "5"}
+            assert recorder.rejections == ["no_workers"]
+            assert engine.queued_items == 0
+        assert 1 not in runtime.computed()
 
     asyncio.run(scenario())

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fastinfer.errors import PredictionLogUnavailable
 from fastinfer.monitoring.feedback import FeedbackIndex, OutcomeError, OutputLabels, score
 from fastinfer.monitoring.prediction_log import REDACTED, PredictionLog
 from fastinfer.monitoring.sinks import JsonlSink, Record
@@ -127,6 +130,25 @@ def test_a_refused_batch_is_written_again_without_loss_or_duplicates() -> None:
     assert sum(indexed) == 10  # each batch was indexed once, however often it was retried
 
 
+def test_a_refused_batch_is_retried_after_a_pause_not_at_the_next_flush() -> None:
+    """ "Written again every second" holds whatever flush_s is (here an hour)."""
+    sink = FlakySink(failures=1)
+
+    async def scenario() -> float:
+        log = PredictionLog(sink, batch_rows=1, flush_s=3600)
+        log.start()
+        log.offer("m", "1", "r0", [ROW], [LABEL], None)  # a full batch: written at once, refused
+        started = asyncio.get_running_loop().time()
+        while log.written == 0:
+            assert asyncio.get_running_loop().time() - started < 10, "never retried"
+            await asyncio.sleep(0.01)
+        await log.close()
+        return asyncio.get_running_loop().time() - started
+
+    assert asyncio.run(scenario()) < 5
+    assert [r["request_id"] for batch in sink.batches for r in batch] == ["r0"]
+
+
 def test_what_is_left_at_shutdown_when_the_sink_is_down_is_counted_as_lost() -> None:
     async def scenario() -> PredictionLog:
         log = PredictionLog(FlakySink(failures=1000))
@@ -136,6 +158,120 @@ def test_what_is_left_at_shutdown_when_the_sink_is_down_is_counted_as_lost() -> 
 
     log = asyncio.run(scenario())
     assert (log.written, log.dropped) == (0, 2)
+
+
+class GatedSink:
+    """Records batches; while `gate` is clear a write blocks (a slow disk)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def write(self, records: list[Record]) -> None:
+        self.entered.set()
+        assert self.gate.wait(10), "the test never opened the gate"
+        self.batches.append([r["request_id"] for r in records])
+
+    def close(self) -> None:
+        pass
+
+
+def test_durable_a_request_waits_for_its_batch_and_those_behind_it_share_the_next() -> None:
+    """Durable mode: the future of an offer is done only once its batch is written; requests
+    arriving during a write go together in the next one (group commit), without waiting for
+    flush_s."""
+    sink = GatedSink()
+
+    async def scenario() -> None:
+        log = PredictionLog(sink, flush_s=3600, durable=True)
+        log.start()
+        sink.gate.clear()
+        first = log.offer("m", "1", "a", [ROW], [LABEL], None)
+        assert first is not None
+        await asyncio.to_thread(sink.entered.wait, 10)
+        behind = [log.offer("m", "1", rid, [ROW], [LABEL], None) for rid in ("b", "c")]
+        await asyncio.sleep(0.05)
+        assert not first.done() and not any(f.done() for f in behind if f)
+        sink.gate.set()
+        await asyncio.wait_for(asyncio.gather(first, *[f for f in behind if f]), 10)
+        assert sink.batches == [["a"], ["b", "c"]]
+        await log.close()
+
+    asyncio.run(scenario())
+
+
+def test_durable_a_failing_sink_refuses_the_waiting_requests_and_loses_no_rows() -> None:
+    """A write that fails answers its waiting requests with 503 at once (and those offered while
+    the sink is failing); their rows stay in the buffer and go in once it recovers."""
+    sink = FlakySink(failures=1)
+
+    async def scenario() -> None:
+        log = PredictionLog(sink, flush_s=0.05, durable=True)
+        refused = log.offer("m", "1", "r0", [ROW], [LABEL], None)
+        assert refused is not None
+        log.start()
+        with pytest.raises(PredictionLogUnavailable) as caught:
+            await asyncio.wait_for(refused, 10)
+        assert (caught.value.status, caught.value.code) == (503, "prediction_log_unavailable")
+        assert caught.value.headers == {"Retry-After": "1"}
+        for _ in range(500):  # the retry writes r0
+            if log.written == 1:
+                break
+            await asyncio.sleep(0.01)
+        accepted = log.offer("m", "1", "r1", [ROW], [LABEL], None)
+        assert accepted is not None
+        await asyncio.wait_for(accepted, 10)
+        await log.close()
+
+    asyncio.run(scenario())
+    assert [r["request_id"] for batch in sink.batches for r in batch] == ["r0", "r1"]
+
+
+def test_durable_a_full_buffer_refuses_instead_of_dropping_silently() -> None:
+    async def scenario() -> None:
+        log = PredictionLog(GatedSink(), capacity=1, durable=True)
+        kept = log.offer("m", "1", "r0", [ROW], [LABEL], None)
+        dropped = log.offer("m", "1", "r1", [ROW], [LABEL], None)
+        assert kept is not None and dropped is not None and not kept.done()
+        with pytest.raises(PredictionLogUnavailable, match="buffer is full"):
+            await dropped
+        await log.close()
+        assert kept.done() and kept.exception() is None
+
+    asyncio.run(scenario())
+
+
+def test_buffered_mode_hands_back_nothing_to_wait_for(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        log = PredictionLog(JsonlSink(tmp_path, max_bytes=1 << 20, backups=2))
+        assert log.offer("m", "1", "r", [ROW], [LABEL], None) is None
+        await log.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_durable_jsonl_sink_fsyncs_each_batch_and_a_new_file_s_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    sink = JsonlSink(tmp_path, max_bytes=1 << 20, backups=2, fsync=True)
+    sink.write([{"type": "prediction", "request_id": "a"}])
+    sink.write([{"type": "prediction", "request_id": "b"}])
+    sink.close()
+    assert synced == [str(tmp_path), str(sink.path), str(sink.path)]
+    buffered = JsonlSink(tmp_path / "b", max_bytes=1 << 20, backups=2)
+    buffered.write([{"type": "prediction", "request_id": "c"}])
+    buffered.close()
+    assert len(synced) == 3  # buffered: flushed to the kernel, never fsync'ed
 
 
 def test_jsonl_files_rotate_and_old_ones_are_deleted(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from fastinfer.model.spec import BatchingSpec
 from fastinfer.runtimes import Prediction, Row, Runtime
 
 _MAX_RETRY_AFTER = 60
+_NO_WORKERS_RETRY_AFTER = 5  # about a readiness probe period: try another replica meanwhile
 
 
 class EngineObserver(Protocol):
@@ -46,7 +47,6 @@ class ModelEngine:
         batching: BatchingSpec,
         *,
         workers: int,
-        first_batch_seconds: float | None = None,
         observer: EngineObserver | None = None,
         model_name: str | None = None,
     ) -> None:
@@ -54,9 +54,9 @@ class ModelEngine:
         self.model_name = model_name or name  # the metrics label (name without version)
         self.observer = observer
         self.batching = batching
+        # Learned from warm batches only: never seeded from the self-test, whose time is the
+        # model's cold first call (lazy allocation, JIT, caches), not its cost per row.
         self.service = ServiceTimeModel()
-        if first_batch_seconds is not None:
-            self.service.observe(1, first_batch_seconds)  # the self-test: a first estimate
         self._loop = asyncio.get_running_loop()
         self._queue: deque[WorkItem] = deque()
         self.queued_items = 0
@@ -79,9 +79,10 @@ class ModelEngine:
     # -- admission -------------------------------------------------------------------------
 
     def estimated_wait(self, extra_rows: int = 0) -> float:
-        """Seconds until `extra_rows` more rows would be answered, from the measured drain rate."""
+        """Seconds until `extra_rows` more rows would be answered, from the measured drain rate
+        of the workers still alive (a dead one drains nothing)."""
         rows = self.queued_rows + self.running_rows + extra_rows
-        return self.service.drain_seconds(rows, self.batching.max_batch_size, len(self.workers))
+        return self.service.drain_seconds(rows, self.batching.max_batch_size, self.live_workers)
 
     def retry_after(self) -> int:
         return max(1, min(_MAX_RETRY_AFTER, math.ceil(self.estimated_wait())))
@@ -100,10 +101,20 @@ class ModelEngine:
                 retry_after=self.retry_after(),
                 queued=self.queued_items,
             )
+        if self.live_workers == 0:
+            # Queued, it could only time out: every worker died (readiness says so) or stopped.
+            if self.observer is not None:
+                self.observer.rejected(self.model_name, "no_workers")
+            raise OverloadedError(
+                f"model {self.name!r} has no live inference worker",
+                reason="no_workers",
+                retry_after=_NO_WORKERS_RETRY_AFTER,
+                queued=self.queued_items,
+            )
         wait = self.estimated_wait(len(rows))
         # Shed only when others' work is ahead: with nothing queued or running, waiting helps
-        # no one, and one slow first measurement (a cold self-test) must not refuse every
-        # large request.
+        # no one. Before any warm batch is measured the estimate is zero, so nothing is shed
+        # for its deadline on a guess.
         if (self.queued_items or self.running_items) and wait > deadline - now:
             if self.observer is not None:
                 self.observer.rejected(self.model_name, "deadline")
@@ -125,9 +136,30 @@ class ModelEngine:
         timer = self._loop.call_at(deadline, self._expire, item)
         try:
             predictions = await future
+        except asyncio.CancelledError:
+            self._abandon(item)
+            raise
         finally:
             timer.cancel()
         return predictions, item
+
+    def _abandon(self, item: WorkItem) -> None:
+        """The awaiting request was cancelled (its client went away, say): if its rows are still
+        queued, drop them so no worker computes an answer nobody will read, and count it."""
+        if item.cancelled or item.started_at is not None:
+            return  # already dropped at its deadline, or in a batch: its answer is discarded
+        item.cancelled = True
+        self.queued_items -= 1
+        self.queued_rows -= len(item.rows)
+        if self.observer is not None:
+            self.observer.rejected(self.model_name, "cancelled")
+        self._compact()
+
+    def _compact(self) -> None:
+        """Forget skipped (expired, cancelled) items once they outnumber what may wait: memory
+        stays bounded even if the batcher is slow to pop them."""
+        if len(self._queue) > 2 * self.batching.max_queue_size:
+            self._queue = deque(i for i in self._queue if not i.cancelled)
 
     def _expire(self, item: WorkItem) -> None:
         if item.future.done():
@@ -148,8 +180,7 @@ class ModelEngine:
                 stage=stage,
             )
         )
-        if len(self._queue) > 2 * self.batching.max_queue_size:
-            self._queue = deque(i for i in self._queue if not i.cancelled)
+        self._compact()
 
     # -- batching --------------------------------------------------------------------------
 
@@ -201,12 +232,19 @@ class ModelEngine:
         self.running_rows += rows
         return batch
 
-    def _on_done(self, items: list[WorkItem], outcome: BatchOutcome) -> None:
+    def _on_done(self, items: list[WorkItem], outcome: BatchOutcome | None) -> None:
+        if outcome is None:
+            # Its worker died in the model call: the rows no longer run anywhere, so they leave
+            # the running count (the wait estimate); the slot is not given back, since that
+            # worker is gone. The requests get their 504 at their deadline.
+            self.running_items -= len(items)
+            self.running_rows -= sum(len(item.rows) for item in items)
+            return
         self._free.release()
         self.running_items -= len(items)
         self.running_rows -= outcome.rows
         self.completed_batches += 1
-        if outcome.calls == 1:
+        if outcome.calls == 1 and not outcome.cold:
             self.service.observe(outcome.rows, outcome.seconds)
         if self.observer is not None:
             waits = [i.started_at - i.enqueued_at for i in items if i.started_at is not None]
@@ -225,12 +263,17 @@ class ModelEngine:
     # -- state for probes --------------------------------------------------------------------
 
     @property
+    def live_workers(self) -> int:
+        """Worker threads still running: the capacity admission counts on."""
+        return sum(1 for w in self.workers if w.alive)
+
+    @property
     def busy_workers(self) -> int:
-        """Workers inside a model call right now."""
-        return sum(1 for w in self.workers if w.heartbeat.busy_since is not None)
+        """Live workers inside a model call right now (a dead one stays 'busy' in its heartbeat)."""
+        return sum(1 for w in self.workers if w.alive and w.heartbeat.busy_since is not None)
 
     def dead_workers(self) -> list[str]:
-        return [w.name for w in self.workers if not w.is_alive()]
+        return [w.name for w in self.workers if not w.alive]
 
     def stalled_for(self, now: float) -> float:
         """Seconds the inference path has made no progress while work was waiting (0 if fine)."""
@@ -252,7 +295,8 @@ class ModelEngine:
             "queued_rows": self.queued_rows,
             "running_requests": self.running_items,
             "workers": len(self.workers),
-            "busy_workers": sum(1 for w in self.workers if w.heartbeat.busy_since is not None),
+            "live_workers": self.live_workers,
+            "busy_workers": self.busy_workers,
             "batches": self.completed_batches,
             "batch_fixed_ms": round(fixed * 1000, 3),
             "batch_per_row_ms": round(per_row * 1000, 4),

@@ -36,19 +36,17 @@ class Engine:
         batching: BatchingSpec,
         *,
         model_name: str,
-        first_batch_seconds: float | None = None,
     ) -> ModelEngine:
         """Start queue, batcher and workers for a version that has loaded (call on the loop).
 
-        `label` names the version uniquely among live ones (`name/version[#revision]`);
-        `first_batch_seconds` (the self-test's time) seeds the service-time estimate."""
+        `label` names the version uniquely among live ones (`name/version[#revision]`). The
+        self-test's time is not used as a first estimate: it is the model's cold first call."""
         engine = ModelEngine(
             label,
             runtime,
             columns,
             batching,
             workers=self.workers_per_model,
-            first_batch_seconds=first_batch_seconds,
             observer=self.observer,
             model_name=model_name,
         )

@@ -50,3 +50,4 @@ class BatchOutcome:
     seconds: float
     rows: int
     calls: int  # 1 when the batch succeeded whole; more when a failure was isolated by bisection
+    cold: bool = False  # its worker's first batch: may include warm-up, so not a cost sample

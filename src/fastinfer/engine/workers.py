@@ -7,6 +7,7 @@ probes read those numbers instead of asking the worker anything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -19,7 +20,8 @@ from fastinfer.runtimes import Prediction, Runtime
 
 log = get_logger("fastinfer.engine")
 
-Job = tuple[list[WorkItem], Callable[[list[WorkItem], BatchOutcome], None]]
+# The callback gets the batch's outcome, or None when model code killed the worker mid-batch.
+Job = tuple[list[WorkItem], Callable[[list[WorkItem], BatchOutcome | None], None]]
 
 
 @dataclass
@@ -90,6 +92,12 @@ class InferenceWorker(threading.Thread):
         self._loop = loop
         now = time.monotonic()
         self.heartbeat = Heartbeat(started_at=now, last_progress=now)
+        self.died = False  # model code killed it (set before the thread has quite ended)
+
+    @property
+    def alive(self) -> bool:
+        """Running and able to take batches (is_alive() alone lags a death by a moment)."""
+        return self.is_alive() and not self.died
 
     def run(self) -> None:
         while True:
@@ -100,8 +108,12 @@ class InferenceWorker(threading.Thread):
             self.heartbeat.busy_since = time.monotonic()
             try:
                 outcome = run_batch(self._runtime, self._columns, items)
+                outcome.cold = self.heartbeat.batches == 0
             except BaseException as exc:  # SystemExit & co. from model code: this worker is gone
                 log.critical("inference_worker_died", worker=self.name, exc_info=exc)
+                self.died = True  # before the callback: admission must not count it meanwhile
+                with contextlib.suppress(RuntimeError):  # the loop closed: shutting down
+                    self._loop.call_soon_threadsafe(on_done, items, None)
                 return
             self.heartbeat.last_progress = time.monotonic()
             self.heartbeat.busy_since = None

@@ -39,6 +39,7 @@ def make_sink(settings: Settings) -> Sink | None:
             settings.prediction_log_dir,
             max_bytes=settings.prediction_log_max_bytes,
             backups=settings.prediction_log_backups,
+            fsync=settings.prediction_log_durability == "durable",
         )
     if settings.prediction_log == "postgres":
         if settings.prediction_log_dsn is None:
@@ -81,6 +82,7 @@ class Monitor:
                 flush_s=settings.prediction_log_flush_s,
                 on_batch=self.feedback.add_predictions,
                 count=metrics.prediction_log if metrics is not None else None,
+                durable=settings.prediction_log_durability == "durable",
             )
 
     def observe(
@@ -90,17 +92,22 @@ class Monitor:
         predictions: list[Prediction],
         request_id: str,
         started: float | None,
-    ) -> None:
-        """One request's predictions (request path: cheap, never raises)."""
+    ) -> asyncio.Future[None] | None:
+        """One request's predictions (request path: cheap, never raises). With a durable
+        prediction log, a future the request awaits before it is answered (see PredictionLog)."""
+        written = None
         if self.log is not None:
             latency = None if started is None else round((time.perf_counter() - started) * 1e3, 3)
-            self.log.offer(model.name, model.version, request_id, rows, predictions, latency)
+            written = self.log.offer(
+                model.name, model.version, request_id, rows, predictions, latency
+            )
         entry = self._windows.get(id(model))
         if entry is None:
             entry = self._windows[id(model)] = (model, self._drift_window(model))
         window = entry[1]
         if window is not None:
             window.observe(rows, predictions)
+        return written
 
     def _drift_window(self, model: ServedModel) -> DriftWindow | None:
         """The version's drift window, if it ships reference statistics (read once)."""

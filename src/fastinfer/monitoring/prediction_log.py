@@ -5,6 +5,11 @@ no serialisation); when the buffer is full the request's rows are dropped and co
 waited for. A task of the server process turns waiting entries into records (redacting fields)
 and hands them, in batches, to the sink on a worker thread. A batch the sink refused stays at
 the head of the buffer and is tried again; on shutdown what is left is written before exit.
+
+So a process killed with SIGKILL loses what its buffer held: up to `flush_s` of rows, or up to
+`capacity` rows while the sink fails. In durable mode a request instead waits for its rows'
+batch to be written (the sink's `write` returned: fsync'ed, committed) before it is answered,
+and is refused (503) if that fails; concurrent requests share a batch, so one write covers many.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from fastinfer.errors import PredictionLogUnavailable
 from fastinfer.monitoring.sinks import Record, Sink
 from fastinfer.observability.logging import get_logger
 from fastinfer.runtimes import Prediction, Row
@@ -37,6 +43,7 @@ class _Entry:
     latency_ms: float | None
     rows: list[Row] | None  # None for a feedback record
     outputs: list[Prediction] | Record
+    written: asyncio.Future[None] | None = None  # durable mode: done once its batch is written
 
     @property
     def size(self) -> int:
@@ -57,6 +64,7 @@ class PredictionLog:
         flush_s: float = 1.0,
         on_batch: Callable[[list[Record]], None] | None = None,
         count: Callable[[str, int], None] | None = None,
+        durable: bool = False,
     ) -> None:
         self.sink = sink
         self.sample_rate = sample_rate
@@ -64,13 +72,17 @@ class PredictionLog:
         self.capacity = capacity
         self.batch_rows = batch_rows
         self.flush_s = flush_s
+        self.durable = durable
         self._on_batch = on_batch  # sees each batch once, before the sink (the feedback index)
         self._count = count or (lambda _outcome, _n: None)
         self._pending: deque[_Entry] = deque()
         self._pending_rows = 0
         self._retry: list[Record] | None = None  # a batch the sink refused
+        self._waiters: list[asyncio.Future[None]] = []  # durable: requests waiting on _retry
+        self._failing = False  # the last write failed (durable requests are refused meanwhile)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._dropped_since_warning = 0
         self._warned_at = 0.0
         self.written = 0
@@ -88,13 +100,19 @@ class PredictionLog:
         rows: list[Row],
         predictions: list[Prediction],
         latency_ms: float | None,
-    ) -> None:
-        """Log one request's predictions (if sampled); never blocks, never raises."""
+    ) -> asyncio.Future[None] | None:
+        """Log one request's predictions (if sampled); never blocks, never raises.
+
+        In durable mode it returns a future to await before answering: done once the rows are
+        written, or failed with PredictionLogUnavailable (buffer full, sink failing)."""
         # Sampling for volume, not security: a predictable generator is fine here.
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:  # noqa: S311  # nosec B311
-            return
+            return None
         entry = _Entry(model, version, request_id, time.time(), latency_ms, rows, predictions)
+        if self.durable:
+            entry.written = asyncio.get_running_loop().create_future()
         self._append(entry)
+        return entry.written
 
     def offer_feedback(self, record: Record) -> None:
         """A feedback record, written with the predictions (always: feedback is not sampled)."""
@@ -105,10 +123,15 @@ class PredictionLog:
         size = entry.size
         if self.pending_rows + size > self.capacity:
             self._drop(size, "buffer_full")
+            _fail(entry.written, "the prediction log's buffer is full")
             return
         self._pending.append(entry)
         self._pending_rows += size
-        if self._pending_rows >= self.batch_rows:
+        if entry.written is not None:
+            if self._failing:  # keep the rows for when the sink recovers, but answer now
+                _fail(entry.written, "the prediction log's sink is failing")
+            self._wake.set()  # a request waits: write now, not at the next flush_s
+        elif self._pending_rows >= self.batch_rows:
             self._wake.set()
 
     def _drop(self, rows: int, reason: str) -> None:
@@ -130,10 +153,15 @@ class PredictionLog:
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.flush_s)
+        # Stopped by a flag, not by cancelling: Python 3.11's wait_for swallows a cancellation
+        # that lands as the event is set (a write wakes it often), which would hang shutdown.
+        while not self._closing:
+            if self._retry is None:  # a refused batch is retried after the pause below
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.flush_s)
             self._wake.clear()
+            if self._closing:
+                return
             try:
                 await self.flush()
             except Exception:  # the sink failed: logged; the batch stays for the next round
@@ -155,20 +183,42 @@ class PredictionLog:
                     error=f"{type(exc).__name__}: {exc}"[:300],
                 )
                 self._count("failed_writes", 1)
+                self._failing = True
+                self._fail_waiting("the prediction log's sink failed")
                 raise
-            self._retry = None
+            self._retry, self._failing = None, False
             self.written += len(batch)
             self._count("written", len(batch))
+            for waiter in self._waiters:
+                if not waiter.done():  # not given up (the request's deadline)
+                    waiter.set_result(None)
+            self._waiters = []
+
+    def _fail_waiting(self, reason: str) -> None:
+        """Durable: answer every request waiting on the buffer now, as nothing will be written
+        soon (their rows stay in the buffer and are written once the sink takes them)."""
+        for waiter in self._waiters:
+            _fail(waiter, reason)
+        self._waiters = []
+        for entry in self._pending:
+            _fail(entry.written, reason)
 
     async def close(self, timeout: float = 10.0) -> None:
         """Write what is left (called on shutdown, after the last request); then close the sink."""
+        started = time.monotonic()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._closing = True
+            self._wake.set()
+            # Let a write under way finish (cancelling it would leave its thread writing the
+            # batch while the flush below writes it again); past the timeout, give up on it.
+            done, _ = await asyncio.wait([self._task], timeout=timeout)
+            if not done:
+                self._task.cancel()
+            timeout = max(0.0, timeout - (time.monotonic() - started))
         try:
             await asyncio.wait_for(self.flush(), timeout)
         except Exception:  # the sink is down or too slow: what is left is lost, and said so
+            self._fail_waiting("the server is shutting down")
             lost = self.pending_rows
             if lost:
                 self._drop(lost, "shutdown")
@@ -183,6 +233,8 @@ class PredictionLog:
             entry = self._pending.popleft()
             self._pending_rows -= entry.size
             records.extend(self._records(entry))
+            if entry.written is not None and not entry.written.done():
+                self._waiters.append(entry.written)
         return records
 
     def _records(self, entry: _Entry) -> list[Record]:
@@ -213,6 +265,17 @@ class PredictionLog:
             self._on_batch(records)
         except Exception:  # the feedback index is a convenience; the log itself goes on
             log.exception("prediction_index_failed")
+
+
+def _fail(waiter: asyncio.Future[None] | None, reason: str) -> None:
+    """Tell a request waiting in durable mode that its rows are not (yet) written."""
+    if waiter is not None and not waiter.done():
+        waiter.set_exception(
+            PredictionLogUnavailable(
+                f"{reason}: the prediction was not answered because it could not be logged",
+                headers={"Retry-After": "1"},
+            )
+        )
 
 
 def _redacted(row: Row, fields: frozenset[str]) -> dict[str, Any]:

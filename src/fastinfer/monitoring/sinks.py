@@ -32,12 +32,19 @@ class JsonlSink:
     A process appends to its own file (no interleaving between processes); a full file is
     renamed with a sequence number and the oldest rotated files of the directory are deleted
     beyond `backups`, so the directory holds at most (backups + processes) x max_bytes.
+
+    Each batch is flushed to the kernel (it survives the process being killed); with `fsync`
+    it is also fsync'ed, and so is the directory when a file is created, so it survives a crash
+    of the machine (as far as the storage honours fsync).
     """
 
-    def __init__(self, directory: Path, *, max_bytes: int, backups: int) -> None:
+    def __init__(
+        self, directory: Path, *, max_bytes: int, backups: int, fsync: bool = False
+    ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         self.backups = backups
+        self.fsync = fsync
         directory.mkdir(parents=True, exist_ok=True)
         self._stem = f"predictions-{socket.gethostname()}-{os.getpid()}"
         self.path = directory / f"{self._stem}.jsonl"
@@ -55,6 +62,8 @@ class JsonlSink:
                 handle = self._open()
             handle.write(data)
             handle.flush()
+            if self.fsync:
+                os.fsync(handle.fileno())
             self._size += len(data)
 
     def close(self) -> None:
@@ -67,6 +76,12 @@ class JsonlSink:
         if self._file is None:
             self._file = self.path.open("ab")
             self._size = self._file.tell()
+            if self.fsync and self._size == 0:  # a new name (or a rotation's rename) to persist
+                descriptor = os.open(self.directory, os.O_RDONLY)
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
         return self._file
 
     def _rotate(self) -> None:

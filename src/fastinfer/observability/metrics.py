@@ -11,7 +11,7 @@ in-flight gauges are sampled a few times a second instead of updated per request
 
 Saturation, for autoscaling on load rather than CPU: `fastinfer_saturation` = load / capacity,
 where load is the time-averaged number of busy inference workers plus queued rows counted in
-full batches, and capacity is the number of inference workers. 1.0 means every inference worker
+full batches, and capacity is the number of live inference workers. 1.0 means every inference worker
 is busy all the time (more traffic would only queue); above 1.0 a backlog is building. Scale out
 before 1.0, e.g. an HPA target of 0.7.
 
@@ -55,6 +55,7 @@ class ModelSample:
     in_flight: int
     load_seconds: float | None = None
     workers: int = 0  # inference workers (0: no engine)
+    live_workers: int = 0  # of those, the ones still running: the capacity (a dead one serves none)
     busy_workers: int = 0
     queued_items: int = 0
     queued_batches: float = 0.0  # queued rows / max batch size
@@ -106,8 +107,8 @@ class Metrics:
         )
         self.rejections = Counter(
             "fastinfer_rejections",
-            "Requests shed or expired: queue_full, deadline (at admission), timeout (in queue "
-            "or inference).",
+            "Requests shed, expired or abandoned: queue_full, deadline, no_workers (at admission), "
+            "timeout (in queue or inference), cancelled (while queued; rows not computed).",
             ["model", "reason"],
             registry=registry,
         )
@@ -133,7 +134,7 @@ class Metrics:
         )
         self.capacity = Gauge(
             "fastinfer_capacity",
-            "Inference workers (the load at which the service is at capacity).",
+            "Live inference workers (the load at which the service is at capacity).",
             multiprocess_mode="livesum",
             registry=registry,
         )
@@ -324,7 +325,7 @@ class Metrics:
             in_flight[model.name] = in_flight.get(model.name, 0) + model.in_flight
             if model.workers:  # has an engine
                 queued[model.name] = queued.get(model.name, 0) + model.queued_items
-                workers += model.workers
+                workers += model.live_workers
                 busy += model.busy_workers
                 queued_batches += model.queued_batches
         for name, count in in_flight.items():

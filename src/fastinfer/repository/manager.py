@@ -181,7 +181,6 @@ class ModelManager:
             model.schema.columns,
             model.config.batching,
             model_name=model.name,
-            first_batch_seconds=model.self_test_seconds,
         )
 
     async def _detach(self, model: ServedModel) -> None:

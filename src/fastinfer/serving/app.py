@@ -272,6 +272,7 @@ def _sample(model: ServedModel) -> ModelSample:
         in_flight=model.in_flight,
         load_seconds=model.load_seconds,
         workers=len(engine.workers) if engine is not None else 0,
+        live_workers=engine.live_workers if engine is not None else 0,
         busy_workers=engine.busy_workers if engine is not None else 0,
         queued_items=engine.queued_items if engine is not None else 0,
         queued_batches=(
