@@ -15,6 +15,10 @@ from typing import Any, Protocol
 from starlette.types import Scope
 
 SCOPE_KEY = "fastinfer.context"  # the scope's key (namespaced, as ASGI extensions are)
+# The message a request's task is cancelled with when its client disconnects (see
+# RequestContext.cancel_on_disconnect); 499 is what the access log and metrics then record.
+CLIENT_GONE = "fastinfer: the client disconnected"
+CLIENT_GONE_STATUS = 499
 
 
 class BatchTiming(Protocol):
@@ -55,6 +59,9 @@ class RequestContext:
     auth_failure: str | None = None  # missing, invalid, scope, model: why a 401/403
     rate_limited: str | None = None  # the key whose rate or quota refused the request
     after_response: Callable[[], None] | None = None  # post-hooks, run once the answer is sent
+    # A prediction: if its client goes away, the connection cancels it (queued rows are then
+    # never computed). Never set for changes (a model load must not stop half-way).
+    cancel_on_disconnect: bool = False
 
     @classmethod
     def of_scope(cls, scope: Scope, request_id: str, started: float) -> RequestContext:

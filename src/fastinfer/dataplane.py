@@ -103,6 +103,8 @@ class DataPlane:
         with self.serving(name, version) as model:
             context.model, context.version = model.name, model.version
             deadline = self.deadline(timeout)
+            if model.engine is not None:
+                model.engine.admit(1, deadline)  # shed before reading or validating the body
             rows = await self._decode(model, exchange)
             request_id = context.request_id
             if model.hooks.pre:

@@ -206,3 +206,28 @@ def test_probes_answer_while_every_worker_is_busy(make_client: Any) -> None:
             assert client.get("/readyz").status_code == 200
             assert time.monotonic() - started < 0.5
         assert all(f.result().status_code == 200 for f in slow)
+
+
+def test_shedding_decides_before_the_body_is_read_or_validated(make_client: Any) -> None:
+    """Under overload a refusal must be cheap: a full queue refuses even a body that would not
+    parse (503, not 400), without reading or validating it."""
+    client = make_client(batching={"max_queue_size": 1, "max_batch_size": 1})
+    with ThreadPoolExecutor(4) as pool:
+        busy = occupy(pool, client, 0.5)
+        queued = pool.submit(post, client, [{"x": 2}])
+        time.sleep(0.1)
+        shed = client.post(
+            "/v1/models/scripted/predict",
+            content=b"{not json at all",
+            headers={"Content-Type": "application/json"},
+        )
+        v2 = client.post(
+            "/v2/models/scripted/infer",
+            content=b"[]",
+            headers={"Content-Type": "application/json"},
+        )
+        assert busy.result().status_code == 200
+        assert queued.result().status_code == 200
+    assert shed.status_code == 503 and shed.json()["details"]["reason"] == "queue_full"
+    assert "retry-after" in shed.headers
+    assert v2.status_code == 503 and "retry-after" in v2.headers

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CAR_VALUES
+from tests.conftest import CAR_VALUES, build_scripted_model
 from tests.integration.keepalive import run_clients
 from tests.integration.server import RunningServer, running_server
 
@@ -269,3 +269,50 @@ def test_a_replaced_worker_gets_its_share_of_keep_alive_connections(tmp_path: Pa
         assert report.answered > 0
         share = used[replacement] / max(1, sum(used.values()))
         assert share > 0.2, (used, report.statuses)
+
+
+def test_a_request_whose_client_disconnects_while_queued_is_never_computed(
+    tmp_path: Path,
+) -> None:
+    model = build_scripted_model(tmp_path / "scripted", batching={"max_batch_size": 1})
+    calls = tmp_path / "calls.log"
+    env = {"CALL_LOG": str(calls)}
+    args = [str(model), "--workers", "1"]
+    with running_server(args, tmp_path / "server.log", env=env) as server:
+        calls.write_text("")  # the self-test's call
+        path = "/v1/models/scripted/predict"
+        busy = threading.Thread(
+            target=urllib.request.urlopen,
+            args=(
+                urllib.request.Request(
+                    f"{server.url}{path}",
+                    data=json.dumps({"inputs": [{"x": 1, "sleep": 1.5}]}).encode(),
+                    headers={"Content-Type": "application/json"},
+                ),
+            ),
+        )
+        busy.start()
+        time.sleep(0.3)  # x=1 runs; x=2 queues behind it, and its client gives up
+        body = json.dumps({"inputs": [{"x": 2}]}).encode()
+        sock = socket.create_connection(("127.0.0.1", _port(server.url)))
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        time.sleep(0.2)
+        sock.close()
+        busy.join(timeout=10)
+        after = urllib.request.urlopen(  # the worker is free again: a third request runs
+            urllib.request.Request(
+                f"{server.url}{path}",
+                data=json.dumps({"inputs": [{"x": 3}]}).encode(),
+                headers={"Content-Type": "application/json"},
+            ),
+            timeout=10,
+        )
+        assert after.status == 200
+        assert calls.read_text().split() == ["1.0", "3.0"]  # x=2 was never computed
+        metrics = urllib.request.urlopen(f"{server.health_url}/metrics").read().decode()
+        assert 'reason="cancelled"' in metrics
+    assert '"status": 499' in server.logs() or '"status":499' in server.logs()

@@ -10,6 +10,7 @@ else goes through FastAPI, which also documents every route. Every response gets
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -28,7 +29,7 @@ from fastinfer.api.probes import ProbeAnswer, ProbedState, liveness, readiness
 from fastinfer.api.routes import ADMIN, PREDICT, Match, RouteTable
 from fastinfer.api.v1_infer import predict_exchange
 from fastinfer.api.v2_infer import infer_exchange
-from fastinfer.context import RequestContext
+from fastinfer.context import CLIENT_GONE, CLIENT_GONE_STATUS, RequestContext
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import ServiceError
 from fastinfer.observability.metrics import Metrics
@@ -145,7 +146,20 @@ class ServiceApp:
         """v1 predict or v2 infer: the protocol's exchange answers in its own error shape."""
         exchange = predict_exchange if context.route in _V1_ROUTES else infer_exchange
         name, version = match.params["name"], match.params.get("version")
-        status, body, headers = await exchange(self._plane, name, version, scope, receive, context)
+        context.cancel_on_disconnect = True
+        try:
+            status, body, headers = await exchange(
+                self._plane, name, version, scope, receive, context
+            )
+        except asyncio.CancelledError as cancelled:
+            if cancelled.args != (CLIENT_GONE,):
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # ours to handle: nobody is left to answer
+            return CLIENT_GONE_STATUS
+        finally:
+            context.cancel_on_disconnect = False
         await send_json(send, status, body, context.request_id, headers)
         _run_after_response(context)
         return status

@@ -87,11 +87,13 @@ class ModelEngine:
     def retry_after(self) -> int:
         return max(1, min(_MAX_RETRY_AFTER, math.ceil(self.estimated_wait())))
 
-    async def infer(
-        self, rows: list[Row], deadline: float, request_id: str
-    ) -> tuple[list[Prediction], WorkItem]:
-        """Queue `rows` and wait for their predictions; the item records when it queued and ran."""
-        now = time.monotonic()
+    def admit(self, rows: int, deadline: float, now: float | None = None) -> None:
+        """Refuse (503 + Retry-After) a request of `rows` rows that could not be served in
+        time: a full queue, no live worker, or a wait past its deadline while others' work is
+        ahead. The data plane asks with one row before it reads or validates the body, so
+        shedding under overload costs almost nothing; `infer` asks again with the real rows."""
+        if now is None:
+            now = time.monotonic()
         if self.queued_items >= self.batching.max_queue_size:
             if self.observer is not None:
                 self.observer.rejected(self.model_name, "queue_full")
@@ -111,11 +113,13 @@ class ModelEngine:
                 retry_after=_NO_WORKERS_RETRY_AFTER,
                 queued=self.queued_items,
             )
-        wait = self.estimated_wait(len(rows))
         # Shed only when others' work is ahead: with nothing queued or running, waiting helps
         # no one. Before any warm batch is measured the estimate is zero, so nothing is shed
         # for its deadline on a guess.
-        if (self.queued_items or self.running_items) and wait > deadline - now:
+        if not (self.queued_items or self.running_items):
+            return
+        wait = self.estimated_wait(rows)
+        if wait > deadline - now:
             if self.observer is not None:
                 self.observer.rejected(self.model_name, "deadline")
             raise OverloadedError(
@@ -125,6 +129,13 @@ class ModelEngine:
                 retry_after=self.retry_after(),
                 queued=self.queued_items,
             )
+
+    async def infer(
+        self, rows: list[Row], deadline: float, request_id: str
+    ) -> tuple[list[Prediction], WorkItem]:
+        """Queue `rows` and wait for their predictions; the item records when it queued and ran."""
+        now = time.monotonic()
+        self.admit(len(rows), deadline, now)
         future: asyncio.Future[list[Prediction]] = self._loop.create_future()
         item = WorkItem(rows, deadline, request_id, future, enqueued_at=now)
         self._queue.append(item)

@@ -28,6 +28,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from fastinfer.api.errors import error_json
+from fastinfer.context import CLIENT_GONE, SCOPE_KEY
 from fastinfer.errors import new_error_id
 from fastinfer.observability.logging import get_logger
 
@@ -69,6 +70,7 @@ class ServingProtocol(HttpToolsProtocol):
         self._linger_until = 0.0
         self._drain_timer: asyncio.TimerHandle | None = None
         self._closing_transport: _ClosingTransport | None = None
+        self._task: asyncio.Task[None] | None = None  # the running request's
 
     @classmethod
     def with_policy(cls, policy: ConnectionPolicy) -> type[ServingProtocol]:
@@ -89,7 +91,19 @@ class ServingProtocol(HttpToolsProtocol):
         for timer in (self._head_timer, self._linger_timer, self._drain_timer):
             if timer is not None:
                 timer.cancel()
+        cycle, task = self.cycle, self._task
+        if cycle is not None and not cycle.response_complete and task is not None:
+            context = cycle.scope.get(SCOPE_KEY)
+            if getattr(context, "cancel_on_disconnect", False) and not task.done():
+                task.cancel(CLIENT_GONE)  # nobody will read the answer: stop computing it
         super().connection_lost(exc)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        # uvicorn's, keeping the task: a disconnect may cancel it (connection_lost).
+        task = self.loop.create_task(cycle.run_asgi(app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+        self._task = task
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
