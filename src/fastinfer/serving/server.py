@@ -61,7 +61,7 @@ class DrainingServer(uvicorn.Server):
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGUSR1, self._rebalance)
         if self._announce_listening and not self.should_exit:
-            # A replacement worker: its supervisor tells the others to hand connections over.
+            # Its supervisor tells the others to hand connections over.
             os.kill(os.getppid(), signal.SIGUSR1)
 
     def _rebalance(self) -> None:
@@ -112,8 +112,8 @@ def run_server(
     *,
     announce_listening: bool = False,
 ) -> None:
-    """Serve `app` until stopped. `announce_listening`: a replacement worker, which tells its
-    supervisor (SIGUSR1) once it listens, so the other workers hand connections over."""
+    """Serve `app` until stopped. `announce_listening`: a worker of a supervisor, which tells it
+    (SIGUSR1) once it listens, so the other workers hand connections over."""
     policy = ConnectionPolicy(settings.max_header_bytes, settings.header_read_timeout_s)
     config = uvicorn.Config(
         app,

@@ -178,7 +178,7 @@ class Supervisor:
         log.error("worker_died", pid=pid, worker=index, code=code)
         self._throttle_restarts()
         if not self.stopping:
-            self._spawn(index, registry, replacement=True)
+            self._spawn(index, registry)
 
     def _finish(self) -> int:
         signal.alarm(0)
@@ -213,7 +213,7 @@ class Supervisor:
         self._health_pid = pid
         configure_logging(self.settings.log_level, self.settings.log_format, background=False)
 
-    def _spawn(self, index: int, registry: ModelRegistry, *, replacement: bool = False) -> None:
+    def _spawn(self, index: int, registry: ModelRegistry) -> None:
         assert self._sock is not None
         flush_logging()
         self.board.write(index, 0, 0, "starting")
@@ -246,7 +246,9 @@ class Supervisor:
                     # until then the kernel sends this port's connections to the other workers.
                     listening = bind_socket(self.settings.host, port, reuse_port=True, listen=False)
                     self._sock.close()
-                run_server(app, self.settings, sockets=[listening], announce_listening=replacement)
+                # It tells the supervisor once it listens (a worker that starts late, or a
+                # replacement, would otherwise get no connection until clients reconnect).
+                run_server(app, self.settings, sockets=[listening], announce_listening=True)
                 code = 0
             except BaseException:
                 log.exception("worker_crashed", worker=index)
@@ -277,9 +279,9 @@ class Supervisor:
                 os.kill(pid, sig)
 
     def _on_worker_listening(self, _sig: int, _frame: FrameType | None) -> None:
-        """A replacement worker listens: every worker closes its connections after their next
-        response, and the clients' reconnections spread over all of them (the kernel balances
-        new connections, never existing ones)."""
+        """A worker listens (one that started late, or a replacement): every worker closes its
+        connections after their next response, and the clients' reconnections spread over all
+        of them (the kernel balances new connections, never existing ones)."""
         if self.stopping:
             return
         for pid in list(self.children):
