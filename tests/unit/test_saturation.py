@@ -112,28 +112,74 @@ def test_a_long_batch_in_progress_counts_as_busy_and_the_busiest_model_wins() ->
     assert meter.inference_stage([other], now=2.0) == 0.0  # `m` retired: forgotten
 
 
-def test_the_loop_meter_measures_its_thread_and_the_wait_of_a_queued_callback() -> None:
+def hog(seconds: float) -> None:
+    """Hold the loop (and this thread's CPU) for `seconds`."""
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        pass
+
+
+def test_the_loop_meter_measures_its_thread_and_the_wait_behind_queued_work() -> None:
     async def scenario() -> LoopSample:
         meter = LoopMeter()
-
-        def hog() -> None:  # one callback that holds the loop for 50 ms
-            until = time.perf_counter() + 0.05
-            while time.perf_counter() < until:
-                pass
-
-        meter.probe()  # runs before the hog: waits little
-        asyncio.get_running_loop().call_soon(hog)
-        await asyncio.sleep(0)
-        meter.probe()  # queued behind the hog? no: the hog already ran; run one more
-        asyncio.get_running_loop().call_soon(hog)
-        meter.probe()  # queued after the second hog: waits its 50 ms
-        await asyncio.sleep(0.12)
+        asyncio.get_running_loop().call_soon(hog, 0.05)
+        meter.probe()  # queued behind the hog: waits its 50 ms
+        meter.probe()
+        await asyncio.sleep(0.1)
         return meter.read()
 
     sample = asyncio.run(scenario())
     assert sample.seconds >= 0.1
-    assert sample.busy_seconds >= 0.08  # the two hogs, on this thread
-    assert sample.wait is not None and sample.wait < 0.05  # the median of 3: not the hog's one
+    assert sample.busy_seconds >= 0.04  # the hog ran on this thread
+    assert sample.wait is not None and sample.wait >= 0.04
+
+
+def test_the_loop_meter_reads_the_median_wait_one_slow_callback_is_not_a_queue() -> None:
+    async def scenario() -> LoopSample:
+        meter = LoopMeter()
+        asyncio.get_running_loop().call_soon(hog, 0.05)
+        meter.probe()  # behind the hog
+        await asyncio.sleep(0.06)
+        meter.probe()  # an idle loop: at once
+        await asyncio.sleep(0)
+        meter.probe()
+        await asyncio.sleep(0.01)
+        return meter.read()
+
+    sample = asyncio.run(scenario())
+    assert sample.wait is not None and sample.wait < 0.01
+
+
+def test_no_probe_no_wait() -> None:
+    async def scenario() -> LoopSample:
+        meter = LoopMeter()
+        await asyncio.sleep(0.01)
+        return meter.read()
+
+    assert asyncio.run(scenario()).wait is None
+
+
+def test_the_engine_counts_rows_batch_seconds_and_busy_time_per_batch() -> None:
+    from tests.unit.fake_engine import FakeRuntime, answer, rows, running_engine, submit
+
+    async def scenario() -> None:
+        runtime = FakeRuntime()
+        runtime.gate.clear()
+        async with running_engine(runtime, max_batch_size=8) as engine:
+            first = await submit(engine, rows(1))
+            await runtime.started()
+            await asyncio.sleep(0.05)
+            assert engine.busy_seconds() >= 0.04  # the running batch counts before it ends
+            assert (engine.rows_done, engine.batch_seconds_done) == (0, 0.0)
+            second = await submit(engine, rows(2, 3))
+            runtime.gate.set()
+            await answer(first)
+            await answer(second)
+            assert engine.rows_done == 3  # two batches: 1 row, then 2
+            assert engine.batch_seconds_done >= 0.04
+            assert engine.busy_seconds() == pytest.approx(engine.batch_seconds_done, abs=0.01)
+
+    asyncio.run(scenario())
 
 
 def test_the_loop_meter_is_read_on_its_loop_only() -> None:
