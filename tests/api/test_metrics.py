@@ -53,7 +53,7 @@ def test_requests_latency_batches_and_model_info(tiny_client: TestClient) -> Non
     assert values["fastinfer_queue_wait_seconds_count{model=tiny}"] == 6
     info = [k for k in values if k.startswith("fastinfer_model_info{")]
     assert len(info) == 1 and "version=1" in info[0] and "sha256=" in info[0]
-    assert values["fastinfer_capacity{}"] == 1  # one inference worker
+    assert values["fastinfer_capacity{}"] == 1  # one server process
     assert 0 <= values["fastinfer_saturation{}"] < 1  # idle between requests
     assert values["fastinfer_in_flight_requests{model=tiny}"] == 0
 

@@ -112,7 +112,7 @@ def test_prometheus_counts_every_request(scraping: tuple[str, str]) -> None:
         assert response.status_code == 200
     wait_for(prometheus_url, 'sum(fastinfer_requests_total{model="tiny",status="200"})', sent)
     wait_for(prometheus_url, "count(fastinfer_saturation)", 1)
-    wait_for(prometheus_url, "fastinfer_capacity", 2)  # one inference worker per process
+    wait_for(prometheus_url, "fastinfer_capacity", 2)  # one per server process
     wait_for(prometheus_url, 'count(fastinfer_model_info{model="tiny",version="1"})', 1)
     wait_for(prometheus_url, "count(fastinfer:saturation:avg)", 1)  # the shipped rules load
     up = query(prometheus_url, 'up{job="fastinfer"}')

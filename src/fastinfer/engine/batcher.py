@@ -64,6 +64,8 @@ class ModelEngine:
         self.running_items = 0
         self.running_rows = 0
         self.completed_batches = 0
+        self.rows_done = 0  # rows of the finished batches, and the seconds those batches took:
+        self.batch_seconds_done = 0.0  # how fast a batch goes (for the saturation gauge)
         self._wakeup = asyncio.Event()
         self._filled = asyncio.Event()
         self._free = asyncio.Semaphore(workers)
@@ -255,6 +257,8 @@ class ModelEngine:
         self.running_items -= len(items)
         self.running_rows -= outcome.rows
         self.completed_batches += 1
+        self.rows_done += outcome.rows
+        self.batch_seconds_done += outcome.seconds
         if outcome.calls == 1 and not outcome.cold:
             self.service.observe(outcome.rows, outcome.seconds)
         if self.observer is not None:
@@ -282,6 +286,11 @@ class ModelEngine:
     def busy_workers(self) -> int:
         """Live workers inside a model call right now (a dead one stays 'busy' in its heartbeat)."""
         return sum(1 for w in self.workers if w.alive and w.heartbeat.busy_since is not None)
+
+    def busy_seconds(self) -> float:
+        """Seconds all workers together have spent in model calls, running batches included."""
+        now = time.monotonic()
+        return sum(w.heartbeat.busy_total(now) for w in self.workers)
 
     def dead_workers(self) -> list[str]:
         return [w.name for w in self.workers if not w.alive]

@@ -30,6 +30,13 @@ class Heartbeat:
     busy_since: float | None = None
     last_progress: float = 0.0
     batches: int = 0
+    busy_seconds: float = 0.0  # in model calls, finished batches only (the saturation gauge)
+
+    def busy_total(self, now: float) -> float:
+        """Seconds spent in model calls so far, the running batch included (read from any
+        thread: a batch ending between the two reads is counted twice for one sample, at most)."""
+        since = self.busy_since
+        return self.busy_seconds + (now - since if since is not None else 0.0)
 
 
 def run_batch(runtime: Runtime, columns: list[str], items: Sequence[WorkItem]) -> BatchOutcome:
@@ -105,7 +112,7 @@ class InferenceWorker(threading.Thread):
             if job is None:
                 return
             items, on_done = job
-            self.heartbeat.busy_since = time.monotonic()
+            started = self.heartbeat.busy_since = time.monotonic()
             try:
                 outcome = run_batch(self._runtime, self._columns, items)
                 outcome.cold = self.heartbeat.batches == 0
@@ -116,6 +123,7 @@ class InferenceWorker(threading.Thread):
                     self._loop.call_soon_threadsafe(on_done, items, None)
                 return
             self.heartbeat.last_progress = time.monotonic()
+            self.heartbeat.busy_seconds += self.heartbeat.last_progress - started
             self.heartbeat.busy_since = None
             self.heartbeat.batches += 1
             try:

@@ -9,11 +9,11 @@ its own.
 Per request the hot path does one counter increment and one histogram observation; queue and
 in-flight gauges are sampled a few times a second instead of updated per request.
 
-Saturation, for autoscaling on load rather than CPU: `fastinfer_saturation` = load / capacity,
-where load is the time-averaged number of busy inference workers plus queued rows counted in
-full batches, and capacity is the number of live inference workers. 1.0 means every inference worker
-is busy all the time (more traffic would only queue); above 1.0 a backlog is building. Scale out
-before 1.0, e.g. an HPA target of 0.7.
+Saturation, for autoscaling on load rather than CPU: `fastinfer_saturation` is how close the
+pod is to the most it can serve, at whichever stage saturates first (the event loop's parsing,
+validation and encoding, or a model's inference workers; `saturation` has the arithmetic). 1.0
+means the pod serves as fast as it can; above 1.0 requests wait. Scale out before 1.0, e.g. an
+HPA target of 0.7.
 
 This module is what is measured (`Metrics`); the shared directory and the summed exposition are
 `metrics_multiprocess`, the per-request histogram counts folded in by `flush` `metrics_pending`.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,12 @@ from fastinfer.observability.metrics_multiprocess import (
     multiprocess_exposition,
 )
 from fastinfer.observability.metrics_pending import PendingHistogram, pending_histogram
+from fastinfer.observability.saturation import (
+    EngineCounters,
+    LoopSample,
+    SaturationMeter,
+    ema,
+)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (
@@ -55,10 +62,11 @@ class ModelSample:
     in_flight: int
     load_seconds: float | None = None
     workers: int = 0  # inference workers (0: no engine)
-    live_workers: int = 0  # of those, the ones still running: the capacity (a dead one serves none)
-    busy_workers: int = 0
     queued_items: int = 0
     queued_batches: float = 0.0  # queued rows / max batch size
+    busy_seconds: float = 0.0  # all workers in model calls so far (running batches included)
+    batch_seconds: float = 0.0  # finished batches' seconds so far
+    rows_done: int = 0  # rows of the finished batches
 
 
 class Metrics:
@@ -128,14 +136,30 @@ class Metrics:
         )
         self.load = Gauge(
             "fastinfer_load",
-            "Time-averaged busy inference workers plus queued rows in full batches.",
+            "Each server process's saturation, summed over the processes (the time-averaged "
+            "larger of its event loop's and its inference workers' readings).",
             multiprocess_mode="livesum",
             registry=registry,
         )
         self.capacity = Gauge(
             "fastinfer_capacity",
-            "Live inference workers (the load at which the service is at capacity).",
+            "Server processes (the load at which the service is at capacity).",
             multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.stage_saturation = Gauge(
+            "fastinfer_stage_saturation",
+            "Saturation of each stage, event_loop or inference, in the server process where it "
+            "is highest: which one limits the pod.",
+            ["stage"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.loop_busy = Gauge(
+            "fastinfer_event_loop_busy_ratio",
+            "Share of the time the busiest server process's event loop thread ran or waited "
+            "for a CPU (parsing, validating, encoding).",
+            multiprocess_mode="livemax",
             registry=registry,
         )
         self.model_info = Gauge(
@@ -224,7 +248,11 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
-        self._average_load = 0.0
+        self._average_load: float | None = None
+        self._stages: dict[str, float] = {}
+        self._loop_busy: float | None = None
+        self._saturation = SaturationMeter()
+        self._answered = 0  # predictions answered since the last sample (the loop's service time)
         self._auth_failures: dict[str, int] = {}
         self._rate_limited: dict[str, int] = {}
         self._info_keys: set[tuple[str, str, str, str]] = set()
@@ -272,6 +300,7 @@ class Metrics:
         requests, self._requests = self._requests, {}
         for key, count in requests.items():
             self.requests.labels(*key).inc(count)
+            self._answered += count
         failures, self._auth_failures = self._auth_failures, {}
         for reason, count in failures.items():
             self.auth_failures.labels(reason).inc(count)
@@ -314,27 +343,22 @@ class Metrics:
 
     # -- sampled state ---------------------------------------------------------------------------
 
-    def sample(self, models: list[ModelSample]) -> None:
-        """Flush the counts and set the gauges from a sample of every version (4 times a
-        second): the caller reads the registry and engine, so metrics imports neither."""
+    def sample(self, models: list[ModelSample], loop: LoopSample | None = None) -> None:
+        """Flush the counts and set the gauges from a sample of every version and of the event
+        loop (4 times a second): the caller reads the registry, engine and loop, so metrics
+        imports none of them."""
         self.flush()
         in_flight: dict[str, int] = {}
         queued: dict[str, int] = {}
-        busy, queued_batches, workers = 0.0, 0.0, 0
         for model in models:
             in_flight[model.name] = in_flight.get(model.name, 0) + model.in_flight
             if model.workers:  # has an engine
                 queued[model.name] = queued.get(model.name, 0) + model.queued_items
-                workers += model.live_workers
-                busy += model.busy_workers
-                queued_batches += model.queued_batches
         for name, count in in_flight.items():
             self.in_flight.labels(name).set(count)
         for name, count in queued.items():
             self.queued.labels(name).set(count)
-        self._average_load += _EMA * (busy + queued_batches - self._average_load)
-        self.load.set(self._average_load)
-        self.capacity.set(workers)
+        self._sample_saturation(models, loop)
         keys = {(m.name, m.version, m.runtime, m.sha256) for m in models if m.serving}
         for key in self._info_keys - keys:
             with contextlib.suppress(KeyError):
@@ -345,6 +369,36 @@ class Metrics:
         for model in models:
             if model.serving and model.load_seconds is not None:
                 self.load_seconds.labels(model.name, model.version).set(model.load_seconds)
+
+    def _sample_saturation(self, models: list[ModelSample], loop: LoopSample | None) -> None:
+        """This process's saturation: the larger of its event loop's and its busiest model's
+        readings over the last interval, averaged over a few seconds."""
+        answered, self._answered = self._answered, 0
+        now = time.monotonic()
+        engines = [
+            EngineCounters(
+                (m.name, m.version),
+                m.workers,
+                m.busy_seconds,
+                m.batch_seconds,
+                m.rows_done,
+                m.queued_batches,
+            )
+            for m in models
+            if m.workers
+        ]
+        stages = {"inference": self._saturation.inference_stage(engines, now)}
+        if loop is not None and loop.seconds > 0:
+            stages["event_loop"] = self._saturation.loop_stage(loop, answered, now)
+            busy = min(loop.busy_seconds / loop.seconds, 1.0)
+            self._loop_busy = ema(self._loop_busy, busy, _EMA)
+            self.loop_busy.set(self._loop_busy)
+        for stage, value in stages.items():
+            average = self._stages[stage] = ema(self._stages.get(stage), value, _EMA)
+            self.stage_saturation.labels(stage).set(average)
+        self._average_load = ema(self._average_load, max(stages.values()), _EMA)
+        self.load.set(self._average_load)
+        self.capacity.set(1)
 
     # -- exposition --------------------------------------------------------------------------------
 

@@ -65,7 +65,9 @@ def multiprocess_exposition() -> bytes:
 
 
 class _WithSaturation:
-    """Every metric of `source`, plus fastinfer_saturation = sum(load) / sum(capacity)."""
+    """Every metric of `source`, plus fastinfer_saturation = sum(load) / sum(capacity): the
+    mean over the server processes of each one's saturation (each publishes its own as load,
+    and 1 as capacity)."""
 
     def __init__(self, source: Any) -> None:
         self._source = source
@@ -82,7 +84,8 @@ class _WithSaturation:
         saturation = totals["fastinfer_load"] / capacity if capacity else 0.0
         yield GaugeMetricFamily(
             "fastinfer_saturation",
-            "Load over capacity of the inference workers: 1.0 = every worker busy all the time "
-            "(scale out before it; e.g. an HPA target of 0.7); above 1.0 a backlog grows.",
+            "How close the pod is to the most it can serve, at whichever stage (event loop or "
+            "inference) saturates first: 1.0 = it serves as fast as it can, above 1.0 requests "
+            "wait (scale out before it; e.g. an HPA target of 0.7).",
             value=saturation,
         )

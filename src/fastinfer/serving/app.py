@@ -33,6 +33,7 @@ from fastinfer.monitoring.monitor import Monitor
 from fastinfer.observability.access import log_access
 from fastinfer.observability.logging import get_logger
 from fastinfer.observability.metrics import Metrics, ModelSample
+from fastinfer.observability.saturation import LoopMeter
 from fastinfer.observability.tracing import Tracing
 from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.layout import VersionPolicy, repository_directories
@@ -45,6 +46,8 @@ from fastinfer.serving.heartbeat import HeartbeatBoard as Board
 from fastinfer.serving.rundir import remove_run_dir, run_dir
 
 log = get_logger("fastinfer.app")
+_SAMPLE_SECONDS = 0.25  # the gauges' sampling interval
+_LOOP_PROBES = 5  # event-loop queue probes per sample
 
 DESCRIPTION = """Inference for the models below, served by fastinfer.
 
@@ -252,13 +255,17 @@ async def _stop_tracing(plane: DataPlane, tracing: Tracing | None) -> None:
 
 
 async def _sample_metrics(metrics: Metrics, registry: ModelRegistry) -> None:
-    """Queue and in-flight gauges, the saturation average and model info, 4 times a second."""
+    """Queue and in-flight gauges, the saturation average and model info, 4 times a second;
+    between samples the event loop's queue is probed 5 times (a callback each: cheap)."""
+    meter = LoopMeter()
     while True:
+        for _ in range(_LOOP_PROBES):
+            meter.probe()
+            await asyncio.sleep(_SAMPLE_SECONDS / _LOOP_PROBES)
         try:
-            metrics.sample([_sample(model) for model in registry])
+            metrics.sample([_sample(model) for model in registry], meter.read())
         except Exception:  # a metrics bug must not stop the sampling, nor anything else
             log.exception("metrics_sampling_failed")
-        await asyncio.sleep(0.25)
 
 
 def _sample(model: ServedModel) -> ModelSample:
@@ -271,11 +278,12 @@ def _sample(model: ServedModel) -> ModelSample:
         serving=model.serving,
         in_flight=model.in_flight,
         load_seconds=model.load_seconds,
-        workers=len(engine.workers) if engine is not None else 0,
-        live_workers=engine.live_workers if engine is not None else 0,
-        busy_workers=engine.busy_workers if engine is not None else 0,
+        workers=engine.live_workers if engine is not None else 0,  # a dead one serves none
         queued_items=engine.queued_items if engine is not None else 0,
         queued_batches=(
             engine.queued_rows / engine.batching.max_batch_size if engine is not None else 0.0
         ),
+        busy_seconds=engine.busy_seconds() if engine is not None else 0.0,
+        batch_seconds=engine.batch_seconds_done if engine is not None else 0.0,
+        rows_done=engine.rows_done if engine is not None else 0,
     )
