@@ -42,10 +42,13 @@ def measure(duration: int, peak: list[int], overload: list[int]) -> dict[str, An
         points = []
         for connections in [*peak, *overload]:
             log_before = server.log_path.stat().st_size
+            tree = servers.process_tree(server.pid)
+            cpu_before = sum(servers.cpu_seconds(pid) for pid in tree)
             run = run_wrk(
                 wrk, server.port, workload.path, workload.body_path, connections, duration
             )
             memory = servers.memory_report(server)
+            cpu = sum(servers.cpu_seconds(pid) for pid in tree) - cpu_before
             points.append(
                 {
                     "overload": connections not in peak,
@@ -59,6 +62,9 @@ def measure(duration: int, peak: list[int], overload: list[int]) -> dict[str, An
                         (server.log_path.stat().st_size - log_before) / run["seconds"]
                     ),
                     "rss_kb_total": memory["rss_kb_total"],
+                    # the server's CPU per answer (200 or 503), in microseconds
+                    "server_cpu_us_per_answer": round(cpu / max(1, run["requests"]) * 1e6, 1),
+                    "server_cpu_cores": round(cpu / run["seconds"], 2),
                 }
             )
             print(json.dumps(points[-1]), flush=True)
@@ -83,15 +89,16 @@ def measure(duration: int, peak: list[int], overload: list[int]) -> dict[str, An
 def table(result: dict[str, Any]) -> str:
     lines = [
         "| connections | answers/s (offered) | 200s/s | of plateau | 503s/s | p99 (ms) "
-        "| log bytes/s | RSS (MB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| log bytes/s | RSS (MB) | server CPU µs/answer | server cores |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in result["points"]:
         lines.append(
             f"| {p['connections']} | {p['requests_per_s']:,.0f} ({p['offered_x']}x) | "
             f"{p['goodput_per_s']:,.0f} | {p['goodput_of_plateau']:.0%} | "
             f"{p['refused_per_s']:,.0f} | {p['p99_ms']} | "
-            f"{p['log_bytes_per_s']:,} | {p['rss_kb_total'] / 1024:.0f} |"
+            f"{p['log_bytes_per_s']:,} | {p['rss_kb_total'] / 1024:.0f} | "
+            f"{p['server_cpu_us_per_answer']} | {p['server_cpu_cores']} |"
         )
     return "\n".join(lines)
 

@@ -276,6 +276,18 @@ class Settings(BaseSettings):
         description="Most keys in one row, for models with allow_extra_fields (others refuse "
         "unknown fields anyway).",
     )
+    shed_hold_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="A predict refused for overload (503) is answered after up to this many "
+        "seconds (at most its Retry-After), so clients retrying at once cannot spend the "
+        "capacity on refusals; 0 answers at once.",
+    )
+    max_held_refusals: int = Field(
+        default=4096,
+        ge=0,
+        description="Most refusals held at once per server process; beyond, answered at once.",
+    )
     max_header_bytes: int = Field(
         default=16 * 1024,
         ge=1024,

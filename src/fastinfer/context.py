@@ -62,6 +62,9 @@ class RequestContext:
     # A prediction: if its client goes away, the connection cancels it (queued rows are then
     # never computed). Never set for changes (a model load must not stop half-way).
     cancel_on_disconnect: bool = False
+    # Shed under overload: how long the transport holds the 503 before sending it (see
+    # DataPlane.infer), so clients that retry at once cannot spend the capacity on refusals.
+    shed_hold: float = 0.0
 
     @classmethod
     def of_scope(cls, scope: Scope, request_id: str, started: float) -> RequestContext:

@@ -90,7 +90,7 @@ def test_a_failing_input_fails_only_its_own_request(make_client: Any) -> None:
 
 
 def test_a_full_queue_sheds_at_once_with_retry_after(make_client: Any) -> None:
-    client = make_client(batching={"max_queue_size": 2, "max_batch_size": 1})
+    client = make_client(batching={"max_queue_size": 2, "max_batch_size": 1}, shed_hold_s=0)
     with ThreadPoolExecutor(4) as pool:
         busy = occupy(pool, client, 0.5)
         queued = [pool.submit(post, client, [{"x": 2}]) for _ in range(2)]
@@ -211,7 +211,7 @@ def test_probes_answer_while_every_worker_is_busy(make_client: Any) -> None:
 def test_shedding_decides_before_the_body_is_read_or_validated(make_client: Any) -> None:
     """Under overload a refusal must be cheap: a full queue refuses even a body that would not
     parse (503, not 400), without reading or validating it."""
-    client = make_client(batching={"max_queue_size": 1, "max_batch_size": 1})
+    client = make_client(batching={"max_queue_size": 1, "max_batch_size": 1}, shed_hold_s=0)
     with ThreadPoolExecutor(4) as pool:
         busy = occupy(pool, client, 0.5)
         queued = pool.submit(post, client, [{"x": 2}])
@@ -231,3 +231,22 @@ def test_shedding_decides_before_the_body_is_read_or_validated(make_client: Any)
     assert shed.status_code == 503 and shed.json()["details"]["reason"] == "queue_full"
     assert "retry-after" in shed.headers
     assert v2.status_code == 503 and "retry-after" in v2.headers
+
+
+def test_a_refusal_is_held_up_to_its_retry_after_so_retry_storms_cost_little(
+    make_client: Any,
+) -> None:
+    """Clients that retry a 503 at once would spend the capacity on refusals: each refusal is
+    held (here up to 0.4 s, at most its Retry-After) before it is sent; with the hold off it
+    is sent at once. The work admitted before it is unaffected."""
+    client = make_client(batching={"max_queue_size": 1, "max_batch_size": 1}, shed_hold_s=0.4)
+    with ThreadPoolExecutor(4) as pool:
+        busy = occupy(pool, client, 1.0)
+        queued = pool.submit(post, client, [{"x": 2}])
+        time.sleep(0.1)
+        started = time.monotonic()
+        shed = post(client, [{"x": 3}])
+        held = time.monotonic() - started
+        assert busy.result().status_code == 200 and queued.result().status_code == 200
+    assert shed.status_code == 503 and shed.json()["details"]["reason"] == "queue_full"
+    assert held >= 0.4

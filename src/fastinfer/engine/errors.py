@@ -18,6 +18,7 @@ class OverloadedError(ServiceError):
             headers={"Retry-After": str(retry_after)},
         )
         self.reason = reason
+        self.retry_after = retry_after
 
 
 class DeadlineExceededError(ServiceError):
