@@ -149,6 +149,15 @@ class Guard:
         """Each rate-limited key's name and this process's share of its rate."""
         return {k.name: k.bucket.rate for k in self._keys if k.bucket is not None}
 
+    @property
+    def limited(self) -> bool:
+        """Whether any key has a rate limit or a daily quota (a 429 can happen)."""
+        return any(k.bucket is not None or k.quota_bucket is not None for k in self._keys)
+
+    def scope_for(self, access: Access) -> Scope_ | None:
+        """The key scope a route of `access` needs here (None: no key needed)."""
+        return required_scope(access, metrics_auth=self._metrics_auth, docs_auth=self._docs_auth)
+
     def models_of(self, name: str) -> frozenset[str] | None:
         """The models the key `name` may use; None: every model."""
         return next((key.models for key in self._keys if key.name == name), None)
