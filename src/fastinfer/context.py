@@ -58,6 +58,9 @@ class RequestContext:
     api_scopes: frozenset[str] | None = None
     auth_failure: str | None = None  # missing, invalid, scope, model: why a 401/403
     rate_limited: str | None = None  # the key whose rate or quota refused the request
+    # X-RateLimit-* of a rate-limited key, set by the guard; every answer to the request sends
+    # them (None, and nothing to add, for requests without such a key).
+    rate_headers: dict[str, str] | None = None
     after_response: Callable[[], None] | None = None  # post-hooks, run once the answer is sent
     # A prediction: if its client goes away, the connection cancels it (queued rows are then
     # never computed). Never set for changes (a model load must not stop half-way).

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
 from fastapi.testclient import TestClient
 
 from tests.api.test_repository import AUTH, TOKEN, build_repository
@@ -45,6 +47,16 @@ def test_server_and_model_metadata(tiny_client: TestClient) -> None:
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
             {"name": "probabilities", "datatype": "FP64", "shape": [-1, 2]},
         ],
+        # every input numeric: one [N, 2] tensor is accepted too (outside `inputs`, which
+        # clients send every one of)
+        "parameters": {
+            "batched_input": {
+                "name": "input",
+                "datatype": "FP64",
+                "shape": [-1, 2],
+                "columns": ["x", "colour"],
+            }
+        },
     }
     assert tiny_client.get("/v2/models/tiny/versions/1").json() == meta
     assert tiny_client.get("/v2/models/tiny/ready").json()["ready"] is True
@@ -68,6 +80,80 @@ def test_infer_equals_v1(tiny_client: TestClient) -> None:
     assert outputs["probabilities"]["shape"] == [3, 2]
     flat = [p["probabilities"][label] for p in v1["predictions"] for label in ("high", "low")]
     assert outputs["probabilities"]["data"] == flat
+
+
+# x values whose float32 differs from their float64: FP32 data must reach the model as the same
+# float32 (widened) whether it came per input or in one tensor, in JSON or in binary.
+BATCHED_ROWS = [[0.1, 0], [6.7, 1], [3.3, 1], [1e-7, 0]]
+
+
+def _binary_body(inputs: list[tuple[str, list[int], np.ndarray]]) -> tuple[bytes, dict[str, str]]:
+    """A binary-tensor request (as tritonclient sends it): JSON header, then the raw tensors."""
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": name,
+                    "datatype": "FP32" if array.dtype == np.float32 else "INT64",
+                    "shape": shape,
+                    "parameters": {"binary_data_size": array.nbytes},
+                }
+                for name, shape, array in inputs
+            ]
+        }
+    )
+    headers = {
+        "Inference-Header-Content-Length": str(len(header)),
+        "Content-Type": "application/octet-stream",
+    }
+    return header + b"".join(array.tobytes() for _, _, array in inputs), headers
+
+
+def test_one_batched_tensor_answers_as_per_input_tensors(tiny_client: TestClient) -> None:
+    matrix = np.array(BATCHED_ROWS, dtype=np.float32)
+    x, colour = matrix[:, 0].copy(), matrix[:, 1].astype(np.int64)
+    n = len(BATCHED_ROWS)
+    json_column = {
+        "inputs": [
+            {"name": "x", "datatype": "FP32", "shape": [n], "data": x.tolist()},
+            {"name": "colour", "datatype": "INT64", "shape": [n], "data": colour.tolist()},
+        ]
+    }
+    json_batched = {
+        "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [n, 2], "data": BATCHED_ROWS}]
+    }
+    binary_column = _binary_body([("x", [n], x), ("colour", [n], colour)])
+    binary_batched = _binary_body([("input__0", [n, 2], matrix)])
+
+    def outputs(response: Any) -> Any:
+        assert response.status_code == 200, response.text
+        return response.json()["outputs"]
+
+    infer = "/v2/models/tiny/infer"
+    expected = outputs(tiny_client.post(infer, json=json_column))
+    assert outputs(tiny_client.post(infer, json=json_batched)) == expected
+    for body, headers in (binary_column, binary_batched):
+        assert outputs(tiny_client.post(infer, content=body, headers=headers)) == expected
+    # and they are the answers for the float32 values, widened: not for the decimals
+    rows = [{"x": float(np.float32(a)), "colour": int(b)} for a, b in BATCHED_ROWS]
+    v1 = tiny_client.post("/v1/models/tiny/predict", json={"inputs": rows}).json()
+    probabilities = {o["name"]: o["data"] for o in expected}["probabilities"]
+    assert probabilities == [
+        p["probabilities"][c] for p in v1["predictions"] for c in ("high", "low")
+    ]
+    decimals = [{"x": a, "colour": int(b)} for a, b in BATCHED_ROWS]
+    v1_decimals = tiny_client.post("/v1/models/tiny/predict", json={"inputs": decimals}).json()
+    assert v1_decimals["predictions"] != v1["predictions"]
+
+    wrong_width = tiny_client.post(
+        infer,
+        json={
+            "inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 3], "data": [1, 0, 2]}]
+        },
+    )
+    assert wrong_width.status_code == 400
+    message = wrong_width.json()["error"]
+    assert "[N, 2]" in message and "[1, 3]" in message and "x, colour" in message
 
 
 def test_errors_have_the_v2_shape(tiny_client: TestClient) -> None:

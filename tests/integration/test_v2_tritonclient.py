@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import tritonclient.http as triton
 
-from tests.conftest import CAR, CAR_VALUES, TITANIC
+from tests.conftest import CAR, CAR_VALUES, TITANIC, build_tiny_model
 from tests.integration.server import running_server
 
 pytestmark = pytest.mark.slow
@@ -149,3 +149,38 @@ def test_tritonclient_sees_clear_errors(server: Any, tmp_path: Path) -> None:
         infer(client, "car_evaluation", columns, binary=True)
     assert "buying" in str(caught.value)
     client.close()
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_one_fp32_matrix_through_tritonclient_equals_per_input_tensors(
+    tmp_path: Path, binary: bool
+) -> None:
+    """The [N, F] FP32 tensor sklearn users send: the same answers as per-input tensors."""
+    model = build_tiny_model(tmp_path / "tiny")
+    matrix = np.array([[0.1, 0], [6.7, 1], [3.3, 1], [1e-7, 0], [4.2, 1]], dtype=np.float32)
+    with running_server([str(model)], tmp_path / "server.log") as running:
+        client = triton.InferenceServerClient(url=running.url.removeprefix("http://"))
+        batched = client.get_model_metadata("tiny")["parameters"]["batched_input"]
+        assert batched["shape"] == [-1, 2] and batched["columns"] == ["x", "colour"]
+        outputs = [
+            triton.InferRequestedOutput("label", binary_data=binary),
+            triton.InferRequestedOutput("probabilities", binary_data=binary),
+        ]
+        one = triton.InferInput("input__0", list(matrix.shape), "FP32")
+        one.set_data_from_numpy(matrix, binary_data=binary)
+        x = triton.InferInput("x", [len(matrix)], "FP32")
+        x.set_data_from_numpy(matrix[:, 0].copy(), binary_data=binary)
+        colour = triton.InferInput("colour", [len(matrix)], "INT64")
+        colour.set_data_from_numpy(matrix[:, 1].astype(np.int64), binary_data=binary)
+        from_matrix = client.infer("tiny", [one], outputs=outputs)
+        from_columns = client.infer("tiny", [x, colour], outputs=outputs)
+        wrong = triton.InferInput("input__0", [1, 3], "FP32")
+        wrong.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32), binary_data=binary)
+        with pytest.raises(triton.InferenceServerException) as caught:
+            client.infer("tiny", [wrong])
+        client.close()
+    assert "[N, 2]" in str(caught.value)
+    np.testing.assert_array_equal(
+        from_matrix.as_numpy("probabilities"), from_columns.as_numpy("probabilities")
+    )
+    assert from_matrix.as_numpy("label").tolist() == from_columns.as_numpy("label").tolist()

@@ -24,6 +24,7 @@ from fastinfer.protocols.v2 import (
     RequestedOutput,
     V2Error,
     V2TooManyRows,
+    batched_input,
     decode_infer_request,
     model_metadata,
     parse_header_length,
@@ -1235,3 +1236,129 @@ def test_json_float_data_its_datatype_cannot_hold_is_a_400(
     with pytest.raises(V2Error) as caught:
         decode(orjson.dumps(document), [field("x", "number", nullable=True)])
     assert str(caught.value).startswith(message)
+
+
+# --------------------------------------------------------------------------------------------
+# one [N, F] tensor for an all-numeric model (issue 16, item 5)
+
+NUMERIC_FIELDS = [
+    field("x", "number"),
+    field("n", "integer"),
+    field("maybe", "number", nullable=True),
+]
+# FP32 values that float64 cannot mistake for their decimal: the float32 rounding must be the
+# same per input and in one tensor.
+FP32_ROWS = np.array([[0.1, 3, 2.7], [1e-8, -2, float("nan")], [16777217.0, 0, 1 / 3]])
+
+
+def _nulled(values: np.ndarray) -> list[Any]:
+    """JSON data: NaN as null (JSON has no NaN), every value as float64 prints it."""
+    return [v if v == v else None for v in values.astype(np.float64).tolist()]
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_one_matrix_tensor_gives_the_rows_per_input_tensors_give(
+    datatype: str, binary: bool
+) -> None:
+    dtype = np.float32 if datatype == "FP32" else np.float64
+    matrix = FP32_ROWS.astype(dtype)
+    integers = matrix[:, 1].astype(np.int64)
+    if binary:  # exactly what tritonclient sends
+        batched_body = client_body([client_input("input-0", matrix, datatype, binary=True)])
+        column_body = client_body(
+            [
+                client_input("x", matrix[:, 0].copy(), datatype, binary=True),
+                client_input("n", integers, "INT64", binary=True),
+                client_input("maybe", matrix[:, 2].copy(), datatype, binary=True),
+            ]
+        )
+    else:
+        rows = [_nulled(row) for row in matrix]
+        batched_body = (
+            json_request(
+                [{"name": "input-0", "datatype": datatype, "shape": [3, 3], "data": rows}]
+            ),
+            None,
+        )
+        column_body = (
+            json_request(
+                [
+                    {
+                        "name": "x",
+                        "datatype": datatype,
+                        "shape": [3],
+                        "data": _nulled(matrix[:, 0]),
+                    },
+                    {"name": "n", "datatype": "INT64", "shape": [3], "data": integers.tolist()},
+                    {
+                        "name": "maybe",
+                        "datatype": datatype,
+                        "shape": [3],
+                        "data": _nulled(matrix[:, 2]),
+                    },
+                ]
+            ),
+            None,
+        )
+    batched = decode(batched_body[0], NUMERIC_FIELDS, batched_body[1]).rows
+    per_column = decode(column_body[0], NUMERIC_FIELDS, column_body[1]).rows
+    assert batched == per_column
+    assert [type(row["n"]) for row in batched] == [int, int, int]
+    assert batched[0]["x"] == float(dtype(0.1))  # FP32 data: the float32 nearest 0.1, widened
+    assert batched[1]["maybe"] is None  # NaN (or null) in a nullable column: missing
+    assert batched[2]["x"] == float(dtype(16777217.0))
+
+
+def test_one_matrix_tensor_of_integers() -> None:
+    rows = decode(
+        json_request(
+            [{"name": "inputs", "datatype": "INT32", "shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}]
+        ),
+        NUMERIC_FIELDS,
+    ).rows
+    assert rows == [{"x": 1, "n": 2, "maybe": 3}, {"x": 4, "n": 5, "maybe": 6}]
+
+
+def test_one_matrix_tensor_refusals() -> None:
+    def refused(inputs: list[Any], fields: list[InputField] = NUMERIC_FIELDS) -> str:
+        with pytest.raises(V2Error) as caught:
+            decode(json_request(inputs), fields, max_rows=2)
+        return str(caught.value)
+
+    def tensor(shape: list[int], data: list[Any], datatype: str = "FP32") -> dict[str, Any]:
+        return {"name": "input-0", "datatype": datatype, "shape": shape, "data": data}
+
+    wrong_width = refused([tensor([1, 2], [1.0, 2.0])])
+    assert "[1, 2]" in wrong_width and "[N, 3]" in wrong_width and "x, n, maybe" in wrong_width
+    assert "[N, 3]" in refused([tensor([3], [1.0, 2.0, 3.0])])
+    assert "takes integers, not 2.5" in refused([tensor([1, 3], [1.0, 2.5, 3.0])])
+    assert "must be numeric" in refused([tensor([1, 3], [True, False, True], "BOOL")])
+    with pytest.raises(V2TooManyRows):
+        decode(json_request([tensor([3, 3], [0.0] * 9)]), NUMERIC_FIELDS, max_rows=2)
+    # a model with a non-numeric input takes per-input tensors only
+    mixed = [field("x", "number"), field("city", "string")]
+    assert "not an input of this model" in refused([tensor([1, 2], [1.0, 2.0])], mixed)
+    assert batched_input(mixed) is None
+    assert batched_input(NUMERIC_FIELDS) == {
+        "name": "input",
+        "datatype": "FP64",
+        "shape": [-1, 3],
+        "columns": ["x", "n", "maybe"],
+    }
+    # binary data for it is checked against its shape like any tensor's
+    body, length = binary_request(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "datatype": "FP32",
+                    "shape": [1, 3],
+                    "parameters": {"binary_data_size": 8},
+                }
+            ]
+        },
+        np.zeros(2, dtype="<f4").tobytes(),
+    )
+    with pytest.raises(V2Error, match="needs 12 bytes"):
+        decode(body, NUMERIC_FIELDS, length)

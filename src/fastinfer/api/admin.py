@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from fastinfer.api.context import context_for
-from fastinfer.api.errors import ErrorBody
+from fastinfer.api.errors import ErrorBody, error_content, error_example
 from fastinfer.api.routes import ADMIN, requires
 from fastinfer.config import Settings
 from fastinfer.errors import ServiceError
@@ -70,16 +70,43 @@ def check_admin_token(
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text}
-    for status, text in {
-        401: "Missing or wrong admin token.",
-        403: "The admin API is off (no token configured).",
-        404: "No such model or version.",
-        409: "Another change is in progress, no repository is configured, or the version "
-        "to unload is the pinned default (version_pinned).",
-        422: "A version failed to load (sha256, file, self-test): nothing changed.",
+    status: {"model": ErrorBody, "description": text, "content": error_content(example)}
+    for status, (text, example) in {
+        401: (
+            "Missing or wrong admin token.",
+            error_example(
+                "unauthorized", "a valid admin token is required: Authorization: Bearer <token>"
+            ),
+        ),
+        403: (
+            "The admin API is off (no token configured).",
+            error_example(
+                "admin_disabled", "the admin API is off; set FASTINFER_ADMIN_TOKEN to turn it on"
+            ),
+        ),
+        404: (
+            "No such model or version.",
+            error_example(
+                "version_not_found", "model 'titanic' has no loaded version '3'", {"loaded": ["2"]}
+            ),
+        ),
+        409: (
+            "Another change is in progress, no repository is configured, or the version "
+            "to unload is the pinned default (version_pinned).",
+            error_example("busy", "another model change is in progress; retry"),
+        ),
+        422: (
+            "A version failed to load (sha256, file, self-test): nothing changed.",
+            error_example(
+                "load_failed",
+                "nothing changed: titanic/3: the artefact's sha256 does not match model.yaml",
+                {"failed": {"titanic/3": "the artefact's sha256 does not match model.yaml"}},
+            ),
+        ),
     }.items()
 }
+
+
 router = APIRouter(
     prefix="/admin",
     tags=["admin"],

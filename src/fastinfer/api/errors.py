@@ -41,7 +41,8 @@ class ErrorBody(BaseModel):
     """What every error response holds."""
 
     code: str = Field(
-        description="Stable, machine-readable error code.", examples=["invalid_input"]
+        description="Stable, machine-readable error code (each error response's example shows "
+        "the code of its status)."
     )
     message: str = Field(description="What went wrong, for a person.")
     details: Any = Field(
@@ -162,7 +163,92 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     503: "The model is not ready yet, or shed the request (see Retry-After).",
     504: "The request's deadline passed.",
 }
+
+_EXAMPLE_REQUEST_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def error_example(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """An error body for the OpenAPI documents, so each status shows the code it comes with
+    (a client switches on `code`; one example for all taught them the wrong one)."""
+    return {"code": code, "message": message, "details": details, "request_id": _EXAMPLE_REQUEST_ID}
+
+
+# The error a model call gets with each status, as its real message reads (`*_ERRORS` of the
+# routes override it where theirs differs).
+ERROR_EXAMPLES: dict[int, dict[str, Any]] = {
+    400: error_example(
+        "malformed_request", "the body is not valid JSON: EOF while parsing an object at line 1"
+    ),
+    401: error_example(
+        "unauthorized", "an API key is required: Authorization: Bearer <key> or X-API-Key: <key>"
+    ),
+    403: error_example("forbidden", "the API key 'reporting' may not use the model 'titanic'"),
+    404: error_example("model_not_found", "no model named 'iris'", {"available": ["titanic"]}),
+    408: error_example(
+        "request_timeout",
+        "the body did not arrive within 30 seconds",
+        {"body_read_timeout_s": 30.0},
+    ),
+    413: error_example(
+        "payload_too_large",
+        "5000 rows in one request; at most 1024 are accepted",
+        {"rows": 5000, "max_rows": 1024},
+    ),
+    415: error_example(
+        "unsupported_media_type",
+        "Content-Type must be application/json (got text/plain)",
+        {"content_type": "text/plain"},
+    ),
+    422: error_example(
+        "invalid_input",
+        "the input does not match the schema of model 'titanic': row 0, field 'age': must be "
+        "greater than or equal to 0",
+        [
+            {
+                "row": 0,
+                "field": "age",
+                "problem": "must be greater than or equal to 0",
+                "type": "greater_than_equal",
+            }
+        ],
+    ),
+    429: error_example(
+        "rate_limited", "the API key 'partner' is over its rate limit of 5 requests/s"
+    ),
+    500: error_example(
+        "inference_failed",
+        "model 'titanic' failed on this input (error id 9f86d081884c)",
+        {"error_id": "9f86d081884c"},
+    ),
+    503: error_example(
+        "overloaded",
+        "model 'titanic' has 1000 requests queued (the limit)",
+        {"reason": "queue_full", "queued_requests": 1000, "retry_after_s": 1},
+    ),
+    504: error_example(
+        "deadline_exceeded",
+        "the deadline passed while the request was queued; it was not computed",
+        {"stage": "queued"},
+    ),
+}
+# FastAPI's own 422, for a path or query parameter or body that does not validate.
+REQUEST_INVALID_EXAMPLE = error_example(
+    "invalid_request",
+    "the request is not valid",
+    [{"location": ["query", "version"], "problem": "Input should be a valid string"}],
+)
+
+
+def error_content(example: dict[str, Any]) -> dict[str, Any]:
+    """A `responses` entry's content: the ErrorBody model with this example."""
+    return {"application/json": {"example": example}}
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
+    status: {
+        "model": ErrorBody,
+        "description": description,
+        "content": error_content(ERROR_EXAMPLES[status]),
+    }
     for status, description in ERROR_DESCRIPTIONS.items()
 }

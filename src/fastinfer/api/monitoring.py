@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from fastinfer.api.errors import ERROR_RESPONSES
+from fastinfer.api.errors import ERROR_RESPONSES, ErrorBody, error_content, error_example
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import NoReference
 from fastinfer.monitoring.feedback import OutputLabels
@@ -54,7 +54,18 @@ class FeedbackAnswer(BaseModel):
     summary="Give the true outcome of a logged prediction (joined by request id)",
     responses={
         404: ERROR_RESPONSES[404],
-        409: {"description": "The prediction log is off: feedback has nothing to join to."},
+        409: {
+            "model": ErrorBody,
+            "description": "The prediction log is off: feedback has nothing to join to.",
+            "content": error_content(
+                error_example(
+                    "feedback_disabled",
+                    "feedback is joined to logged predictions: turn on the prediction log "
+                    "(FASTINFER_PREDICTION_LOG=jsonl or postgres)",
+                    {"setting": "FASTINFER_PREDICTION_LOG"},
+                )
+            ),
+        },
         422: ERROR_RESPONSES[422],
     },
 )
@@ -110,7 +121,18 @@ class DriftAnswer(BaseModel):
     summary="Per-feature drift (PSI) of recent inputs against the model's reference statistics",
     responses={
         404: ERROR_RESPONSES[404],
-        409: {"description": "The version has no reference statistics (reference.json)."},
+        409: {
+            "model": ErrorBody,
+            "description": "The version has no reference statistics (reference.json).",
+            "content": error_content(
+                error_example(
+                    "no_reference",
+                    "version 1 of 'titanic' has no reference statistics: train it with a script "
+                    "that writes reference.json, or run `fastinfer init --sample`",
+                    {"file": "reference.json"},
+                )
+            ),
+        },
     },
 )
 async def drift(

@@ -7,15 +7,24 @@ demand and cached only once every model has settled.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from fastinfer.api.errors import ERROR_DESCRIPTIONS
+from fastinfer.api.errors import (
+    ERROR_DESCRIPTIONS,
+    ERROR_EXAMPLES,
+    REQUEST_INVALID_EXAMPLE,
+    error_content,
+)
+from fastinfer.api.routes import PREDICT, RouteTable
 from fastinfer.model.schema import RowSchema, pascal_case
 from fastinfer.repository.registry import ModelRegistry
 from fastinfer.repository.served import ModelState, ServedModel
+
+if TYPE_CHECKING:
+    from fastinfer.security.keys import Guard
 
 _REF = "#/components/schemas/{model}"
 
@@ -70,16 +79,35 @@ def build_openapi(app: FastAPI, registry: ModelRegistry) -> dict[str, Any]:
             }
     _document_v2_errors(paths, schemas)
     _document_malformed_bodies(paths)
+    _document_key_errors(app, paths)
+    _document_error_examples(paths)
     return document
 
 
-# The statuses the v2 model routes answer besides 200 and FastAPI's 422, all `{"error": ...}`.
-_V2_MODEL_ERRORS = {404: "No such model or version.", 503: "The model version is not ready."}
+# The statuses the v2 model routes answer besides 200 and FastAPI's 422, all `{"error": ...}`:
+# what each means, and an example of its text.
+_V2_MODEL_ERRORS = {
+    404: ("No such model or version.", "no model named 'iris'"),
+    503: ("The model version is not ready.", "model 'titanic' is not ready: loading"),
+}
 _V2_INFER_ERRORS = {
-    400: "The body is not a valid v2 inference request.",
-    413: "Too many rows, or too large a body.",
-    500: "The model failed on this input.",
-    504: "The request's deadline passed.",
+    400: (
+        "The body is not a valid v2 inference request.",
+        "required input(s) missing: 'age'",
+    ),
+    413: (
+        "Too many rows, or too large a body.",
+        "the request has 5000 rows; at most 1024 are accepted in one request",
+    ),
+    500: ("The model failed on this input.", "model 'titanic' failed on this input"),
+    503: (
+        "The model version is not ready, or shed the request (see Retry-After).",
+        "model 'titanic' has 1000 requests queued (the limit)",
+    ),
+    504: (
+        "The request's deadline passed.",
+        "the deadline passed while the request was queued; it was not computed",
+    ),
 }
 
 
@@ -90,14 +118,15 @@ def _document_v2_errors(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
         "properties": {"error": {"type": "string"}},
         "required": ["error"],
     }
-    content = {"application/json": {"schema": {"$ref": _REF.format(model="V2Error")}}}
+    schema = {"$ref": _REF.format(model="V2Error")}
     for path, operations in paths.items():
         if not path.startswith("/v2/models/"):
             continue
         errors = {**_V2_MODEL_ERRORS, **(_V2_INFER_ERRORS if path.endswith("/infer") else {})}
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
-            for status, text in errors.items():
+            for status, (text, example) in errors.items():
+                content = {"application/json": {"schema": schema, "example": {"error": example}}}
                 responses.setdefault(str(status), {"description": text, "content": content})
 
 
@@ -105,12 +134,69 @@ def _document_malformed_bodies(paths: dict[str, Any]) -> None:
     """Every operation that reads a JSON body answers 400 when it does not parse."""
     for path, operations in paths.items():
         model = "V2Error" if path.startswith("/v2/") else "ErrorBody"
-        content = {"application/json": {"schema": {"$ref": _REF.format(model=model)}}}
         for operation in operations.values():
             if "requestBody" in operation:
+                content = {"application/json": {"schema": {"$ref": _REF.format(model=model)}}}
                 operation.setdefault("responses", {}).setdefault(
                     "400", {"description": "The body is not valid JSON.", "content": content}
                 )
+
+
+_KEY_ERRORS = {
+    401: "No API key, or not a valid one (see WWW-Authenticate).",
+    403: "The API key lacks the scope this route needs, or may not use this model.",
+    429: "The API key is over its rate limit or daily quota (see Retry-After, X-RateLimit-*).",
+}
+
+
+def _document_key_errors(app: FastAPI, paths: dict[str, Any]) -> None:
+    """With API keys configured, every operation that needs one may answer 401 and 403, and
+    429 when some key is rate limited."""
+    service = getattr(app.state, "service", None)
+    guard: Guard | None = getattr(service, "guard", None)
+    if service is None or guard is None:
+        return
+    table: RouteTable = service.routes
+    for path, operations in paths.items():
+        model = "V2Error" if path.startswith("/v2/") else "ErrorBody"
+        for method, operation in operations.items():
+            match = table.match(method.upper(), path)
+            if guard.scope_for(match.route.access if match is not None else PREDICT) is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            for status, text in _KEY_ERRORS.items():
+                if status == 429 and not guard.limited:
+                    continue
+                content = {"application/json": {"schema": {"$ref": _REF.format(model=model)}}}
+                responses.setdefault(str(status), {"description": text, "content": content})
+
+
+def _document_error_examples(paths: dict[str, Any]) -> None:
+    """Give every error response an example with its own status's code, where its route gave
+    none: a v1 body shows the `code` that comes with the status, a v2 body its `error` text.
+
+    FastAPI documents its 422 as its own `HTTPValidationError`; the service answers those in
+    the error shape of the path's protocol, so that is what is documented instead."""
+    for path, operations in paths.items():
+        v2 = path.startswith("/v2/")
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                if not status.isdigit() or int(status) < 400:
+                    continue
+                media = response.setdefault("content", {}).setdefault("application/json", {})
+                ref = media.get("schema", {}).get("$ref", "")
+                if ref.endswith("/HTTPValidationError"):
+                    media["schema"] = {"$ref": _REF.format(model="V2Error" if v2 else "ErrorBody")}
+                    invalid = REQUEST_INVALID_EXAMPLE
+                    media["example"] = {"error": invalid["message"]} if v2 else invalid
+                    continue
+                example = ERROR_EXAMPLES.get(int(status))
+                if "example" in media or "examples" in media or example is None:
+                    continue
+                if ref.endswith("/V2Error"):
+                    media["example"] = {"error": example["message"]}
+                elif ref.endswith("/ErrorBody"):
+                    media["example"] = example
 
 
 def _predict_operation(
@@ -128,7 +214,15 @@ def _predict_operation(
     }
     responses.update(
         {
-            str(status): {"description": text, "content": error}
+            str(status): {
+                "description": text,
+                "content": {
+                    "application/json": {
+                        **error["application/json"],
+                        **error_content(ERROR_EXAMPLES[status])["application/json"],
+                    }
+                },
+            }
             for status, text in ERROR_DESCRIPTIONS.items()
         }
     )

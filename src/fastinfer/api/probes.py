@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from fastinfer import __version__
 from fastinfer.api.context import request_id_of
-from fastinfer.api.errors import ErrorBody
+from fastinfer.api.errors import ErrorBody, error_content, error_example
 from fastinfer.api.routes import OPEN, PREDICT, requires
 from fastinfer.engine import Engine
 from fastinfer.errors import public_reason
@@ -125,7 +125,19 @@ def _respond(answer: ProbeAnswer) -> Response:
     "/livez",
     response_model=Alive,
     summary="Liveness: the event loop answers and inference is not wedged",
-    responses={503: {"model": ErrorBody, "description": "Inference made no progress."}},
+    responses={
+        503: {
+            "model": ErrorBody,
+            "description": "Inference made no progress.",
+            "content": error_content(
+                error_example(
+                    "stalled",
+                    "inference made no progress with work waiting: titanic for 62s",
+                    {"stalled_seconds": {"titanic": 62}, "watchdog_s": 60.0},
+                )
+            ),
+        }
+    },
 )
 async def livez(request: Request) -> Response:
     return _respond(liveness(ProbedState.of(request.app.state), request_id_of(request.scope)))
@@ -135,7 +147,17 @@ async def livez(request: Request) -> Response:
     "/readyz",
     response_model=Ready,
     summary="Readiness: every model loaded and passed its self-test",
-    responses={503: {"model": ErrorBody, "description": "Not ready; details say why."}},
+    responses={
+        503: {
+            "model": ErrorBody,
+            "description": "Not ready; details say why.",
+            "content": error_content(
+                error_example(
+                    "not_ready", "not ready: titanic: loading", {"models": {"titanic": "loading"}}
+                )
+            ),
+        }
+    },
 )
 async def readyz(request: Request) -> Response:
     return _respond(readiness(ProbedState.of(request.app.state), request_id_of(request.scope)))

@@ -162,6 +162,8 @@ class ServiceApp:
             return CLIENT_GONE_STATUS
         finally:
             context.cancel_on_disconnect = False
+        if context.rate_headers is not None:
+            headers = {**headers, **context.rate_headers}
         await send_json(send, status, body, context.request_id, headers)
         _run_after_response(context)
         return status
@@ -193,7 +195,10 @@ class ServiceApp:
         elif exc.status in (401, 403):
             self._metrics.auth_failure(context.auth_failure or "invalid")
         body = service_error_body(scope["path"], exc, context.request_id)
-        await send_json(send, exc.status, body, context.request_id, exc.headers)
+        headers = exc.headers
+        if context.rate_headers is not None:  # a daily quota's 429 also says the rate's state
+            headers = {**context.rate_headers, **headers}
+        await send_json(send, exc.status, body, context.request_id, headers)
         return exc.status
 
     async def _through_fastapi(
@@ -206,8 +211,11 @@ class ServiceApp:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["x-request-id"] = request_id
-                MutableHeaders(scope=message).setdefault("x-content-type-options", "nosniff")
+                headers = MutableHeaders(scope=message)
+                headers["x-request-id"] = request_id
+                headers.setdefault("x-content-type-options", "nosniff")
+                if context.rate_headers is not None:
+                    headers.update(context.rate_headers)
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,11 +23,17 @@ _MODEL = typer.Option(
     show_default=False,
 )
 
+_RATE = typer.Option("--rate", help="Requests a second, on average [default: no limit].")
+_BURST = typer.Option("--burst", help="Requests at once (needs --rate) [default: the rate].")
+_DAILY_QUOTA = typer.Option("--daily-quota", help="Requests a day [default: no quota].")
 
-def _entry(name: str, key: str, scopes: list[str] | None, models: list[str] | None) -> str:
+
+def _entry(
+    name: str, key: str, scopes: list[str] | None, models: list[str] | None, **limits: Any
+) -> str:
     try:
-        return key_entry(name, key, scopes or ["predict"], models)
-    except ValueError as exc:
+        return key_entry(name, key, scopes or ["predict"], models, **limits)
+    except ValueError as exc:  # pydantic's ValidationError is one
         raise typer.BadParameter(str(exc)) from None
 
 
@@ -35,10 +41,13 @@ def new_key_command(
     name: Annotated[str, _NAME] = "default",
     scope: Annotated[list[str] | None, _SCOPE] = None,
     model: Annotated[list[str] | None, _MODEL] = None,
+    rate: Annotated[float | None, _RATE] = None,
+    burst: Annotated[float | None, _BURST] = None,
+    daily_quota: Annotated[int | None, _DAILY_QUOTA] = None,
 ) -> None:
     """Make a random API key: print it once, and its entry for FASTINFER_API_KEYS."""
     key = secrets.token_urlsafe(32)
-    entry = _entry(name, key, scope, model)
+    entry = _entry(name, key, scope, model, rate=rate, burst=burst, daily_quota=daily_quota)
     typer.echo(f"key (shown once, give it to the client): {key}")
     typer.echo(f"entry (for FASTINFER_API_KEYS): {entry}")
 

@@ -6,7 +6,10 @@ body into fastinfer rows (which `RowSchema.validate_rows` then validates, exactl
 predictions into output tensors and a v2 response body, is `fastinfer.protocols.v2_outputs`.
 
 Tabular models take one input tensor per field (name = field name, shape [N] or [N, 1]); a field
-with a per-row `shape` S takes [N, *S].
+with a per-row `shape` S takes [N, *S]. A model whose inputs are all numeric scalars also takes
+the one [N, F] tensor most v2 clients send (sklearn, XGBoost, ONNX exports: F = the number of
+inputs, columns in the model's input order, any name that is not an input's): see
+`batched_input`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import orjson
 
 from fastinfer.model.spec import InputField
-from fastinfer.protocols.v2_metadata import model_metadata, server_metadata
+from fastinfer.protocols.v2_metadata import batched_input, model_metadata, server_metadata
 from fastinfer.protocols.v2_tensors import (
     ACCEPTED_DATATYPES,
     DATATYPES,
@@ -40,6 +43,7 @@ __all__ = [
     "RequestedOutput",
     "V2Error",
     "V2TooManyRows",
+    "batched_input",
     "decode_infer_request",
     "model_metadata",
     "parse_header_length",
@@ -131,7 +135,19 @@ def decode_infer_request(
         raise V2Error("parameter 'binary_data_output' must be true or false")
     outputs = _requested_outputs(document.get("outputs"))
 
-    inputs = _inputs(document.get("inputs"), fields)
+    raw_inputs = document.get("inputs")
+    matrix = _batched(raw_inputs, fields)
+    if matrix is not None:
+        _row_count([matrix], max_rows)
+        _place_binary([matrix], binary, has_header=header_length is not None)
+        return InferRequest(
+            id=request_id,
+            parameters=parameters,
+            rows=_matrix_rows(matrix, fields, binary),
+            outputs=outputs,
+            binary_outputs=binary_outputs,
+        )
+    inputs = _inputs(raw_inputs, fields)
     rows_count = _row_count(inputs, max_rows)
     _place_binary(inputs, binary, has_header=header_length is not None)
 
@@ -262,6 +278,71 @@ def _inputs(value: Any, fields: list[InputField]) -> list[_Input]:
     if missing:
         raise V2Error(f"required input(s) missing: {', '.join(map(repr, missing))}")
     return inputs
+
+
+def _batched(value: Any, fields: list[InputField]) -> _Input | None:
+    """The request's one [N, F] tensor for every input at once; None when it sends per-input
+    tensors (or is not for a model that takes one: then `_inputs` says what is wrong)."""
+    if type(value) is not list or len(value) != 1 or type(value[0]) is not dict:
+        return None
+    name = value[0].get("name")
+    if not isinstance(name, str) or any(f.name == name for f in fields):
+        return None  # a field's own tensor (the per-column form)
+    if batched_input(fields) is None:
+        return None
+    item = _input(0, value[0])
+    if item.datatype.kind not in ("int", "float"):
+        raise V2Error(
+            f"input {name!r}: one tensor for all of this model's inputs must be numeric "
+            f"(FP32, FP64 or an integer datatype), not {item.datatype.name}"
+        )
+    width = len(fields)
+    if len(item.dims) != 2 or item.dims[1] != width:
+        columns = ", ".join(f.name for f in fields)
+        raise V2Error(
+            f"input {name!r} has shape {list(item.dims)}; one tensor for all of this model's "
+            f"inputs must be [N, {width}] ({width} columns, in this order: {columns}), or send "
+            "one tensor per input, named after it"
+        )
+    return item
+
+
+def _matrix_rows(
+    item: _Input, fields: list[InputField], binary: memoryview
+) -> list[dict[str, Any]]:
+    """An [N, F] tensor → rows keyed by field name, the values exactly those the same numbers
+    sent as per-input tensors give (FP32 rounded alike; NaN is None in a nullable column)."""
+    row_dims = (len(fields),)
+    if item.binary_size is not None:
+        view = binary[item.binary_offset : item.binary_offset + item.binary_size]
+        matrix = binary_column(item.name, item.datatype, item.dims, row_dims, view)
+    else:
+        matrix = json_column(item.name, item.datatype, item.dims, row_dims, item.data)
+    if item.datatype.kind == "float":
+        # Integer columns of a float tensor: whole numbers become ints (a per-input integer
+        # tensor gives ints); in a nullable column NaN means missing, as in a per-input one.
+        special = [(i, f) for i, f in enumerate(fields) if f.type == "integer" or f.nullable]
+        if special:
+            matrix = [list(row) for row in matrix]
+            for number, row in enumerate(matrix):
+                for index, spec in special:
+                    row[index] = _matrix_value(item.name, number, spec, row[index])
+    names = tuple(f.name for f in fields)
+    return list(map(dict, map(zip, repeat(names), matrix)))
+
+
+def _matrix_value(name: str, row: int, spec: InputField, value: Any) -> Any:
+    if value is None:
+        return None
+    if value != value:  # noqa: PLR0124 - NaN
+        return None if spec.nullable else value
+    if spec.type == "integer":
+        if not float(value).is_integer():
+            raise V2Error(
+                f"input {name!r}, row {row}: column {spec.name!r} takes integers, not {value!r}"
+            )
+        return int(value)
+    return value
 
 
 def _input(index: int, item: Any) -> _Input:

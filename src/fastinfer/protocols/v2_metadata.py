@@ -12,6 +12,24 @@ from fastinfer.model.spec import InputField
 from fastinfer.protocols.v2_tensors import FIELD_DATATYPES
 
 EXTENSIONS = ("binary_tensor_data", "model_repository")
+# The name advertised for the one [N, F] tensor of an all-numeric model (any name that is not an
+# input's is taken as it: clients send `input-0`, `input__0`, `float_input`, ...).
+BATCHED_NAMES = ("input", "inputs", "input-0")
+
+
+def batched_input(fields: list[InputField]) -> dict[str, Any] | None:
+    """The [N, F] tensor a model whose inputs are all numeric scalars also takes, as metadata
+    describes it (columns: the inputs, in order); None for any other model."""
+    if not fields or not all(f.type in ("number", "integer") and f.shape is None for f in fields):
+        return None
+    taken = {f.name for f in fields}
+    name = next((n for n in BATCHED_NAMES if n not in taken), "input-0")
+    return {
+        "name": name,
+        "datatype": "FP64",
+        "shape": [-1, len(fields)],
+        "columns": [f.name for f in fields],
+    }
 
 
 def model_metadata(
@@ -28,7 +46,9 @@ def model_metadata(
     Shapes use -1 for the row dimension. A field's datatype is the one it is best sent as
     (integer INT64, number FP64, string BYTES, boolean BOOL); integer datatypes also fit number
     fields, and a field of type `any` (advertised as BYTES) accepts every datatype. Scalar
-    columns also accept [N, 1].
+    columns also accept [N, 1]. A model whose inputs are all numeric scalars also takes one
+    [N, F] tensor: `parameters.batched_input` says so (outside `inputs`, which clients send
+    every one of).
     """
     inputs = [
         {"name": f.name, "datatype": FIELD_DATATYPES[f.type], "shape": [-1, *(f.shape or [])]}
@@ -50,13 +70,17 @@ def model_metadata(
             if described is not None:
                 datatype, shape = described
                 outputs.append({"name": output_name, "datatype": datatype, "shape": shape})
-    return {
+    metadata: dict[str, Any] = {
         "name": name,
         "versions": versions,
         "platform": platform,
         "inputs": inputs,
         "outputs": outputs,
     }
+    batched = batched_input(fields)
+    if batched is not None:
+        metadata["parameters"] = {"batched_input": batched}
+    return metadata
 
 
 _SCHEMA_DATATYPES = {"number": "FP64", "integer": "INT64", "boolean": "BOOL", "string": "BYTES"}

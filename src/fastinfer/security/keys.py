@@ -53,12 +53,25 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def key_entry(name: str, key: str, scopes: list[str], models: list[str] | None = None) -> str:
+def key_entry(
+    name: str,
+    key: str,
+    scopes: list[str],
+    models: list[str] | None = None,
+    *,
+    rate: float | None = None,
+    burst: float | None = None,
+    daily_quota: int | None = None,
+) -> str:
     """A `FASTINFER_API_KEYS` entry for `key`, as JSON (the key itself is not in it)."""
     entry: dict[str, Any] = {"name": name, "sha256": hash_key(key), "scopes": scopes}
     if models:
         entry["models"] = models
-    ApiKeySpec.model_validate(entry)  # a bad name or scope fails here, not at serve time
+    if burst is not None and rate is None:
+        raise ValueError("a burst needs a rate (requests a second)")
+    limits = {"rate": rate, "burst": burst, "daily_quota": daily_quota}
+    entry.update({field: value for field, value in limits.items() if value is not None})
+    ApiKeySpec.model_validate(entry)  # a bad name, scope or limit fails here, not at serve time
     return json.dumps(entry)
 
 
@@ -100,7 +113,17 @@ _DAY_S = 86_400.0
 
 
 class _Key:
-    __slots__ = ("bucket", "digest", "limit", "models", "name", "quota", "quota_bucket", "scopes")
+    __slots__ = (
+        "bucket",
+        "digest",
+        "limit",
+        "limit_text",
+        "models",
+        "name",
+        "quota",
+        "quota_bucket",
+        "scopes",
+    )
 
     def __init__(self, spec: ApiKeySpec, processes: int) -> None:
         self.name = spec.name
@@ -108,6 +131,7 @@ class _Key:
         self.scopes = frozenset(spec.scopes)
         self.models = frozenset(spec.models) if spec.models is not None else None
         self.limit = spec.rate
+        self.limit_text = f"{spec.rate:g}" if spec.rate is not None else ""
         self.bucket: TokenBucket | None = None
         if spec.rate is not None:
             self.bucket = TokenBucket(*share(spec.rate, spec.burst, processes))
@@ -116,6 +140,16 @@ class _Key:
         if spec.daily_quota is not None:
             quota = float(spec.daily_quota)
             self.quota_bucket = TokenBucket(*share(quota / _DAY_S, quota, processes))
+
+    def rate_headers(self, bucket: TokenBucket) -> dict[str, str]:
+        """X-RateLimit-* after a take: the configured rate, and what is left of this process's
+        bucket (requests, and seconds until it is full)."""
+        remaining, reset = bucket.left()
+        return {
+            "X-RateLimit-Limit": self.limit_text,
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(reset),
+        }
 
 
 def required_scope(access: Access, *, metrics_auth: bool, docs_auth: bool) -> Scope_ | None:
@@ -148,6 +182,15 @@ class Guard:
     def limits(self) -> dict[str, float]:
         """Each rate-limited key's name and this process's share of its rate."""
         return {k.name: k.bucket.rate for k in self._keys if k.bucket is not None}
+
+    @property
+    def limited(self) -> bool:
+        """Whether any key has a rate limit or a daily quota (a 429 can happen)."""
+        return any(k.bucket is not None or k.quota_bucket is not None for k in self._keys)
+
+    def scope_for(self, access: Access) -> Scope_ | None:
+        """The key scope a route of `access` needs here (None: no key needed)."""
+        return required_scope(access, metrics_auth=self._metrics_auth, docs_auth=self._docs_auth)
 
     def models_of(self, name: str) -> frozenset[str] | None:
         """The models the key `name` may use; None: every model."""
@@ -190,15 +233,14 @@ class Guard:
             raise Forbidden(f"the API key {key.name!r} may not use the model {model!r}")
         if key.bucket is not None:
             wait = key.bucket.take()
+            # Sent with every answer (clients pace themselves before they meet a 429).
+            context.rate_headers = key.rate_headers(key.bucket)
             if wait:
                 context.rate_limited = key.name
                 raise RateLimited(
-                    f"the API key {key.name!r} is over its rate limit of {key.limit:g} requests/s",
-                    headers={
-                        "Retry-After": str(retry_after(wait)),
-                        "X-RateLimit-Limit": f"{key.limit:g}",
-                        "X-RateLimit-Remaining": "0",
-                    },
+                    f"the API key {key.name!r} is over its rate limit of {key.limit_text} "
+                    "requests/s",
+                    headers={"Retry-After": str(retry_after(wait)), **context.rate_headers},
                 )
         if key.quota_bucket is not None:
             wait = key.quota_bucket.take()

@@ -36,6 +36,12 @@ class TokenBucket:
         self._tokens = tokens
         return (1.0 - tokens) / self.rate
 
+    def left(self) -> tuple[int, int]:
+        """As of the last `take`: the whole requests left, and the whole seconds until the
+        bucket is full again (what X-RateLimit-Remaining and -Reset tell a client)."""
+        tokens = self._tokens
+        return int(tokens), math.ceil((self.burst - tokens) / self.rate)
+
 
 def retry_after(wait: float) -> int:
     """A Retry-After value: whole seconds, rounded up, at least 1."""
