@@ -136,7 +136,9 @@ class SklearnRuntime(Runtime):
         if columns != [f.name for f in fields]:
             return "the row columns are not the schema's fields"
         try:
-            compiled = compile_pipeline(self.estimator, fields)
+            compiled = compile_pipeline(
+                self.estimator, fields, frame=lambda rows: self._frame(list(rows), columns)
+            )
         except NotCompilable as exc:
             return f"not compilable: {exc}"
         reference = self.directory / REFERENCE_FILENAME if self.directory else None

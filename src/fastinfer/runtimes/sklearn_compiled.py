@@ -46,6 +46,7 @@ from fastinfer.runtimes.base import Row
 from fastinfer.runtimes.frames import column_kind
 
 Float64Array = npt.NDArray[np.float64]
+Frame = Callable[[Sequence[Row]], Any]  # rows → the DataFrame the pipeline reads
 # Probabilities agree within this (absolute) and labels exactly, or the path stays off: the
 # tolerance the docs already state for scikit-learn across batch compositions.
 TOLERANCE = 1e-15
@@ -121,13 +122,23 @@ class _Plan:
     matrix_steps: list[_Affine] = field(default_factory=list)
     numbers: dict[str, tuple[float, float]] = field(default_factory=dict)  # column → centre, spread
     categories: dict[str, list[Any]] = field(default_factory=dict)  # column → known values
+    prefix: list[Any] = field(default_factory=list)  # steps run as they are, on the frame
+    why_prefix: str = ""  # what kept them from being compiled
 
 
 class CompiledPipeline:
     """The compiled pipeline: rows → (probabilities, class columns), or None for the pipeline."""
 
-    def __init__(self, plan: _Plan, coef: Float64Array, intercept: Float64Array) -> None:
+    def __init__(
+        self,
+        plan: _Plan,
+        coef: Float64Array,
+        intercept: Float64Array,
+        frame: Frame | None = None,
+    ) -> None:
         self.plan = plan
+        self._prefix = plan.prefix
+        self._frame = frame
         self._blocks = plan.blocks
         self._width = plan.width
         self._matrix_steps = plan.matrix_steps
@@ -138,6 +149,8 @@ class CompiledPipeline:
 
     def features(self, rows: Sequence[Row]) -> Float64Array | None:
         """The matrix the pipeline's final estimator would see, or None (the pipeline answers)."""
+        if self._prefix:
+            return self._prefixed(rows)
         count = len(rows)
         matrix = np.zeros((count, self._width), dtype=np.float64)
         hot: list[list[int]] = []  # each encoded column's output column per row
@@ -171,6 +184,24 @@ class CompiledPipeline:
             matrix = step.apply(matrix)
         if not np.isfinite(matrix).all():
             return None  # LogisticRegression refuses NaN and infinity: let it say so
+        return matrix
+
+    def _prefixed(self, rows: Sequence[Row]) -> Float64Array | None:
+        """The uncompiled steps on the frame, as the pipeline runs them, then the compiled
+        elementwise steps; None for anything but a dense finite float64 matrix."""
+        assert self._frame is not None
+        features = self._frame(rows)
+        for step in self._prefix:
+            features = step.transform(features)
+        if not isinstance(features, np.ndarray) or features.dtype != np.float64:
+            return None
+        if features.ndim != 2 or features.shape[1] != self._width:
+            return None
+        for step in self._matrix_steps:
+            features = step.apply(features.copy() if step.kind != "fill" else features)
+        if not np.isfinite(features).all():
+            return None
+        matrix: Float64Array = features
         return matrix
 
     def __call__(self, rows: Sequence[Row]) -> tuple[Float64Array, list[int]] | None:
@@ -213,6 +244,12 @@ def _softmax(scores: Float64Array) -> Float64Array:
 
 
 def _describe(plan: _Plan) -> str:
+    if plan.prefix:
+        names = ", ".join(type(step).__name__ for step in plan.prefix)
+        return (
+            f"{names} run as they are ({plan.why_prefix}), then {len(plan.matrix_steps)} "
+            "elementwise step(s) and the model"
+        )
     encoded = sum(isinstance(b, _OneHot) for b in plan.blocks)
     numeric = sum(len(b.columns) for b in plan.blocks if isinstance(b, _Numbers))
     return f"{encoded} encoded and {numeric} numeric column(s) → {plan.width} features"
@@ -221,10 +258,15 @@ def _describe(plan: _Plan) -> str:
 # --- walking the fitted estimators -------------------------------------------------------------
 
 
-def compile_pipeline(estimator: Any, fields: list[InputField]) -> CompiledPipeline:
+def compile_pipeline(
+    estimator: Any, fields: list[InputField], *, frame: Frame | None = None
+) -> CompiledPipeline:
     """The compiled form of a fitted estimator whose input rows have `fields`.
 
-    Raises NotCompilable naming the first step (or column) it cannot reproduce exactly.
+    Steps before the compiled ones that are not scikit-learn's (a custom feature transformer,
+    as in examples/titanic) still run, on the DataFrame `frame` builds, when `frame` is given;
+    what follows them is compiled. Raises NotCompilable naming the first step (or column) it
+    cannot reproduce exactly.
     """
     kinds = {f.name: column_kind(f) for f in fields}
     if "tensor" in kinds.values():
@@ -238,18 +280,25 @@ def compile_pipeline(estimator: Any, fields: list[InputField]) -> CompiledPipeli
     if _sklearn_class(final) != "LogisticRegression":
         raise NotCompilable(f"final step {type(final).__name__} (compiled: LogisticRegression)")
     plan = _Plan(columns)
-    if transforms and _sklearn_class(transforms[0]) == "ColumnTransformer":
-        _column_transformer(transforms[0], plan, kinds)
-        transforms = transforms[1:]
-    else:
+    tail: list[_Affine] = []
+    while transforms and (affine := _affine(transforms[-1])) is not None:
+        tail.insert(0, affine)
+        transforms.pop()
+    plan.matrix_steps = tail
+    if not transforms:
         _numbers(columns, [], plan, kinds)
-    for step in transforms:
-        affine = _affine(step)
-        if affine is None:
-            raise NotCompilable(f"step {type(step).__name__} after the column transformer")
-        plan.matrix_steps.append(affine)
+    else:
+        try:
+            if len(transforms) > 1 or _sklearn_class(transforms[0]) != "ColumnTransformer":
+                raise NotCompilable(f"step {type(transforms[-1]).__name__} before the model")
+            _column_transformer(transforms[0], plan, kinds)
+        except NotCompilable as exc:
+            if frame is None or not all(hasattr(step, "transform") for step in transforms):
+                raise
+            plan = _Plan(columns, matrix_steps=tail, prefix=transforms, why_prefix=str(exc))
+            plan.width = int(final.coef_.shape[1]) if hasattr(final, "coef_") else 0
     coef, intercept = _logistic(final, plan.width)
-    return CompiledPipeline(plan, coef, intercept)
+    return CompiledPipeline(plan, coef, intercept, frame)
 
 
 def _flattened(estimator: Any) -> list[Any]:
@@ -471,6 +520,7 @@ class CheckResult:
     batches: int
     max_difference: float
     mismatch: str | None  # None: every answer agreed
+    answered: int = 0  # batches the compiled path answered (rather than deferring)
 
 
 def check_compiled(
@@ -491,6 +541,7 @@ def check_compiled(
         batches += [rows[i : i + size] for i in range(0, len(rows), size)]
     batches.append(rows)
     worst = 0.0
+    answered = 0
     for number, batch in enumerate(batches):
         got = compiled(batch)
         try:
@@ -507,6 +558,7 @@ def check_compiled(
             continue
         if got is None:
             continue  # deferring is always faithful
+        answered += 1
         probabilities, chosen = got
         expected = np.asarray(expected, dtype=np.float64)
         if probabilities.shape != expected.shape:
@@ -524,7 +576,9 @@ def check_compiled(
             return CheckResult(
                 len(rows), number + 1, worst, f"labels differ in a batch of {len(batch)}"
             )
-    return CheckResult(len(rows), len(batches), worst, None)
+    if not answered:
+        return CheckResult(len(rows), len(batches), worst, "it answered none of the batches")
+    return CheckResult(len(rows), len(batches), worst, None, answered)
 
 
 def check_rows(
