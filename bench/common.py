@@ -25,6 +25,7 @@ BODIES = BUILD / "bodies"
 RESULTS = BENCH / "results"
 TITANIC_DIR = ROOT / "examples" / "titanic"
 MLP_DIR = BUILD / "models" / "mlp"
+TABULAR_DIR = BUILD / "models" / "tabular"  # bench/models/tabular.py writes it
 HOST = "127.0.0.1"  # the only address the harness ever talks to
 
 MLP_FEATURES = 256
@@ -131,11 +132,15 @@ def model_rows(model: str, count: int, *, exact: bool = True) -> list[dict[str, 
         return titanic_rows(count, exact=exact)
     if model == "mlp":
         return mlp_rows(count)
+    if model == "tabular":
+        from bench.models.tabular import tabular_rows
+
+        return tabular_rows(count)
     raise ValueError(f"unknown model {model!r}")
 
 
 def model_dir(model: str) -> Path:
-    return {"titanic": TITANIC_DIR, "mlp": MLP_DIR}[model]
+    return {"titanic": TITANIC_DIR, "mlp": MLP_DIR, "tabular": TABULAR_DIR}[model]
 
 
 def write_bodies(models: list[str], row_counts: list[int]) -> list[Workload]:

@@ -14,6 +14,7 @@ SERVER_COLORS = {"fastinfer": "tab:blue", "naive": "tab:orange", "floor": "tab:g
 MODEL_TITLES = {
     "titanic": "Titanic (scikit-learn pipeline, 11 mixed columns)",
     "mlp": "MLP (ONNX, float32 256 → 1024 → 1024 → 10)",
+    "tabular": "Tabular (bare scikit-learn ColumnTransformer → LogisticRegression, 7 columns)",
 }
 RATIO_CONNECTIONS = 32
 NA = "n/a"

@@ -1,7 +1,7 @@
 """`make bench`: fastinfer against a naive FastAPI app and the HTTP floor, on this machine.
 
     .venv/bin/python -m bench.run [--duration 10] [--workers N] [--servers fastinfer,naive,floor]
-                                  [--models titanic,mlp] [--connections 1,32,128]
+                                  [--models titanic,mlp,tabular] [--connections 1,32,128]
 
 Builds the models, measures each model's in-process limit, then starts each server in turn on a
 free 127.0.0.1 port, drives it with wrk while probing /livez, and writes
@@ -29,6 +29,7 @@ from bench.common import (
     MLP_DIR,
     RESULTS,
     ROOT,
+    TABULAR_DIR,
     Workload,
     http_request,
     machine_facts,
@@ -41,7 +42,8 @@ from bench.cpu import CpuSnapshot, background_cpu, load_average, wait_for_quiet
 from bench.inprocess import BATCH_SIZES, in_process_limit
 from bench.probe import Prober
 
-MODELS = ("titanic", "mlp")
+MODELS = ("titanic", "mlp", "tabular")
+DEFAULT_MODELS = ("titanic", "mlp")  # tabular (issue 15's bare sklearn pipeline): on request
 ROWS_PER_REQUEST = (1, 32)
 CONNECTIONS = (1, 32, 128)
 WARMUP_CONNECTIONS = 32
@@ -93,8 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--models",
         type=_csv(str, MODELS),
-        default=list(MODELS),
-        help="comma-separated: titanic,mlp",
+        default=list(DEFAULT_MODELS),
+        help="comma-separated: titanic,mlp,tabular [default titanic,mlp]",
     )
     parser.add_argument(
         "--connections",
@@ -150,6 +152,11 @@ def build_models(models: list[str]) -> None:
             raise SystemExit(f"bench: bench/models/mlp.py is not usable yet: {exc}") from None
         build_mlp_model_dir(MLP_DIR)
         print(f"bench: built the MLP model directory in {MLP_DIR.relative_to(ROOT)}")
+    if "tabular" in models:
+        from bench.models.tabular import build_tabular_model_dir
+
+        build_tabular_model_dir(TABULAR_DIR)
+        print(f"bench: built the tabular model directory in {TABULAR_DIR.relative_to(ROOT)}")
 
 
 def check_models(models: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:

@@ -6,6 +6,7 @@ model.yaml asks for), a pandas DataFrame / numpy array per request, label + prob
 No batching across requests, no sha256 check, no request logging.
 
     BENCH_TITANIC_DIR=examples/titanic BENCH_MLP_DIR=bench/build/models/mlp \\
+        BENCH_TABULAR_DIR=bench/build/models/tabular \\
         uvicorn bench.apps.naive:app --workers 2 --loop uvloop --http httptools --no-access-log
 """
 
@@ -128,6 +129,40 @@ if _mlp_dir:
         return _answer(MLP_CONFIG, probabilities, MLP_LABELS)
 
 
+class TabularRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pclass: Literal[1, 2, 3]
+    sex: Literal["female", "male"]
+    embarked: Literal["C", "Q", "S"]
+    age: Annotated[float, Field(ge=0, le=100)]
+    sibsp: Annotated[int, Field(ge=0, le=10)]
+    parch: Annotated[int, Field(ge=0, le=10)]
+    fare: Annotated[float, Field(ge=0, le=1000)]
+
+
+class TabularRequest(BaseModel):
+    inputs: Annotated[list[TabularRow], Field(min_length=1, max_length=1024)]
+
+
+_tabular_dir = os.environ.get("BENCH_TABULAR_DIR")
+if _tabular_dir:
+    import joblib
+    import pandas as pd
+
+    TABULAR_DIR = Path(_tabular_dir).resolve()
+    TABULAR_CONFIG = _config(TABULAR_DIR)
+    TABULAR_MODEL = joblib.load(TABULAR_DIR / TABULAR_CONFIG["artefact"]["path"])
+    TABULAR_LABELS = _labels(TABULAR_CONFIG, list(TABULAR_MODEL.classes_))
+    TABULAR_COLUMNS = list(TabularRow.model_fields)
+
+    @app.post("/v1/models/tabular/predict")
+    def predict_tabular(request: TabularRequest) -> dict[str, Any]:
+        frame = pd.DataFrame([row.model_dump() for row in request.inputs], columns=TABULAR_COLUMNS)
+        probabilities = TABULAR_MODEL.predict_proba(frame)
+        return _answer(TABULAR_CONFIG, probabilities, TABULAR_LABELS)
+
+
 @app.get("/livez")
 def livez() -> dict[str, str]:
     return {"status": "alive"}
@@ -135,6 +170,6 @@ def livez() -> dict[str, str]:
 
 @app.get("/readyz")
 def readyz() -> dict[str, str]:
-    if not (_titanic_dir or _mlp_dir):
+    if not (_titanic_dir or _mlp_dir or _tabular_dir):
         raise HTTPException(503, "no model configured")
     return {"status": "ready"}

@@ -66,6 +66,11 @@ class ModelMetadata(ModelSummary):
     output: dict[str, Any]
     example: dict[str, Any] | None
     max_rows: int
+    runtime_info: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the runtime reports about how it serves this model; sklearn: "
+        "`compiled` (whether the compiled pipeline path is on) and, when off, `compiled_reason`.",
+    )
 
 
 def _summary(group: ModelVersions, model: ServedModel, held: dict[str, Unloaded]) -> ModelSummary:
@@ -176,6 +181,7 @@ def _metadata(plane: DataPlane, name: str, version: str | None) -> ModelMetadata
         output={"kind": model.config.output.kind, "labels": labels},
         example=model.config.example,
         max_rows=schema.max_rows if schema else 0,
+        runtime_info=model.runtime.describe() if model.runtime else {},
     )
 
 

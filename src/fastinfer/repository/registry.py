@@ -349,6 +349,8 @@ class ModelRegistry:
             dtypes=runtime.input_dtypes(inputs),
         )
         runtime.bind_schema(inputs)
+        examples = schema.validate_rows([config.example]) if config.example is not None else []
+        runtime.prepare(examples, schema.columns)
         started = time.perf_counter()
         model.self_test = _self_test(runtime, schema, config)
         model.self_test_seconds = time.perf_counter() - started

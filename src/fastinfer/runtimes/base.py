@@ -63,6 +63,14 @@ class Runtime(ABC):
     def bind_schema(self, fields: list[InputField]) -> None:  # noqa: B027 - an optional hook
         """Learn the row schema (once, before any predict), e.g. to convert columns by type."""
 
+    def prepare(self, examples: list[Row], columns: list[str]) -> None:  # noqa: B027 - optional
+        """Build (and check) a faster path, once, after `bind_schema` and before the self-test;
+        `examples` are the config's example rows, validated (none when it has none)."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the runtime reports about itself in model metadata (e.g. a compiled path)."""
+        return {}
+
     @abstractmethod
     def predict(self, rows: list[Row], columns: list[str]) -> list[Prediction]:
         """One prediction per row, in order."""

@@ -24,11 +24,19 @@ import skops.io
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from fastinfer.model.spec import FieldType, InputField, OutputSpec
+from fastinfer.observability.logging import get_logger
 from fastinfer.runtimes.base import Prediction, Row, Runtime
 from fastinfer.runtimes.detect import UntrustedTypesError
 from fastinfer.runtimes.frames import build_frame, column_builders
 from fastinfer.runtimes.outputs import class_labels, classifier_predictions, regressor_predictions
 from fastinfer.runtimes.sklearn_classify import SklearnClassifier
+from fastinfer.runtimes.sklearn_compiled import (
+    CompiledPipeline,
+    NotCompilable,
+    check_compiled,
+    check_rows,
+    compile_pipeline,
+)
 
 _ZIP_MAGIC = b"PK\x03\x04"  # a skops file is a zip archive; a joblib pickle starts with 0x80
 # Types skops reports as untrusted but builds without calling them. `numpy.dtype` (a fitted
@@ -36,12 +44,14 @@ _ZIP_MAGIC = b"PK\x03\x04"  # a skops file is a zip archive; a joblib pickle sta
 # itself read (np.load with allow_pickle=False): no named type is called, so trusting it runs no
 # code from the file.
 SAFE_SKOPS_TYPES = frozenset({"numpy.dtype"})
+REFERENCE_FILENAME = "reference.json"  # monitoring's reference statistics, read for the check
+log = get_logger("fastinfer.runtimes.sklearn")
 
 
 class SklearnRuntime(Runtime):
     name = "sklearn"
 
-    option_keys = ("trusted_types",)
+    option_keys = ("trusted_types", "compile")
 
     def __init__(
         self,
@@ -58,6 +68,17 @@ class SklearnRuntime(Runtime):
                 f"e.g. [mypackage.features.AgeBinner]; got {trusted!r}"
             )
         self._trusted_types: list[str] = trusted
+        compile_option = self.options.get("compile", True)
+        if not isinstance(compile_option, bool):
+            raise ValueError(
+                f"runtime option compile must be true or false; got {compile_option!r}"
+            )
+        self._compile = compile_option
+        self._compiled: CompiledPipeline | None = None
+        self._compiled_state: dict[str, Any] = {
+            "compiled": False,
+            "compiled_reason": "not checked yet",
+        }
 
     def needs_trust(self, data: bytes) -> bool:
         return not data.startswith(_ZIP_MAGIC)  # skops builds only trusted types; pickles run code
@@ -87,8 +108,65 @@ class SklearnRuntime(Runtime):
 
     def bind_schema(self, fields: list[InputField]) -> None:
         self._columns = column_builders(fields)
+        self._fields = fields
+
+    def prepare(self, examples: list[Row], columns: list[str]) -> None:
+        """Compile the pipeline (`runtimes/sklearn_compiled.py`) and keep the compiled path only
+        if it gives the pipeline's own answers on the example, reference and synthetic rows."""
+        self._compiled = None
+        details: dict[str, Any] = {}
+        reason = self._compile_refusal(examples, columns, details)
+        if reason is None:
+            self._compiled_state = {"compiled": True, **details}
+            log.info("sklearn_compiled", **details)
+        else:
+            self._compiled_state = {"compiled": False, "compiled_reason": reason}
+            log.info("sklearn_not_compiled", reason=reason)
+
+    def _compile_refusal(
+        self, examples: list[Row], columns: list[str], details: dict[str, Any]
+    ) -> str | None:
+        """Why the compiled path stays off (None: it is on, and `details` say how it was
+        checked)."""
+        if not self._compile:
+            return "turned off by runtime_options.compile: false"
+        fields = getattr(self, "_fields", None)
+        if self._labels is None or fields is None:
+            return "only classifiers are compiled"
+        if columns != [f.name for f in fields]:
+            return "the row columns are not the schema's fields"
+        try:
+            compiled = compile_pipeline(
+                self.estimator, fields, frame=lambda rows: self._frame(list(rows), columns)
+            )
+        except NotCompilable as exc:
+            return f"not compilable: {exc}"
+        reference = self.directory / REFERENCE_FILENAME if self.directory else None
+        rows = check_rows(compiled, fields, examples, reference)
+
+        def pipeline(batch: list[Row]) -> tuple[Any, list[int]]:
+            return self._classify(self._frame(batch, columns))
+
+        result = check_compiled(compiled, pipeline, rows)
+        if result.mismatch is not None:
+            return f"the compiled path differs from the pipeline: {result.mismatch}"
+        self._compiled = compiled
+        details.update(
+            compiled_steps=compiled.description,
+            compiled_check=f"{result.rows} rows in {result.batches} batches, "
+            f"largest probability difference {result.max_difference:.3g}",
+        )
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._compiled_state)
 
     def predict(self, rows: list[Row], columns: list[str]) -> list[Prediction]:
+        compiled = self._compiled
+        if compiled is not None and self._labels is not None:
+            answer = compiled(rows)
+            if answer is not None:  # None: a batch the pipeline must answer (or refuse) itself
+                return classifier_predictions(answer[0], self._labels, answer[1])
         features: Any = self._frame(rows, columns)
         if not self._wants_frame:
             features = features.to_numpy()
