@@ -13,7 +13,7 @@ import pytest
 
 from fastinfer.serving.orphans import OWNER_FILE
 from tests.conftest import build_tiny_model
-from tests.integration.server import free_port, running_server
+from tests.integration.server import children, free_port, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -27,19 +27,6 @@ def _alive(pid: int) -> bool:
         return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def _owned_by(pid: int) -> list[Path]:
@@ -61,14 +48,14 @@ def test_a_killed_supervisor_takes_its_children_and_leaves_nothing_for_long(
     args = [str(model), "--workers", "2", "--health-port", str(health)]
     with running_server(args, tmp_path / "first.log") as server:
         supervisor = server.process.pid
-        children = _children(supervisor)
-        assert len(children) == 3  # two workers and the health process
+        processes = children(supervisor)
+        assert len(processes) == 3  # two workers and the health process
         left = _owned_by(supervisor)
         assert len(left) == 2  # the run directory and the metrics directory
         os.kill(supervisor, signal.SIGKILL)
         server.process.wait(timeout=10)
         deadline = time.monotonic() + 30
-        while any(_alive(pid) for pid in children):
+        while any(_alive(pid) for pid in processes):
             assert time.monotonic() < deadline, "children outlived their supervisor"
             time.sleep(0.1)
         with pytest.raises(httpx.TransportError):

@@ -37,6 +37,9 @@ from fastinfer.runtimes.sklearn_compiled import (
     check_rows,
     compile_pipeline,
 )
+from fastinfer.runtimes.sklearn_compiled import (
+    sklearn_class as _sklearn_class,
+)
 
 _ZIP_MAGIC = b"PK\x03\x04"  # a skops file is a zip archive; a joblib pickle starts with 0x80
 # Types skops reports as untrusted but builds without calling them. `numpy.dtype` (a fitted
@@ -453,12 +456,6 @@ def _category_type(values: tuple[Any, ...]) -> FieldType:
     if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         return "number"
     return "any"
-
-
-def _sklearn_class(step: Any) -> str | None:
-    """The class name of a scikit-learn object (None for anyone else's class)."""
-    cls = type(step)
-    return cls.__name__ if cls.__module__.split(".")[0] == "sklearn" else None
 
 
 def _is_passthrough(step: Any) -> bool:

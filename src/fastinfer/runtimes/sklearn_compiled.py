@@ -277,7 +277,7 @@ def compile_pipeline(
         raise NotCompilable("the estimator was not fitted on a frame with the schema's columns")
     steps = _flattened(estimator)
     *transforms, final = steps
-    if _sklearn_class(final) != "LogisticRegression":
+    if sklearn_class(final) != "LogisticRegression":
         raise NotCompilable(f"final step {type(final).__name__} (compiled: LogisticRegression)")
     plan = _Plan(columns)
     tail: list[_Affine] = []
@@ -289,7 +289,7 @@ def compile_pipeline(
         _numbers(columns, [], plan, kinds)
     else:
         try:
-            if len(transforms) > 1 or _sklearn_class(transforms[0]) != "ColumnTransformer":
+            if len(transforms) > 1 or sklearn_class(transforms[0]) != "ColumnTransformer":
                 raise NotCompilable(f"step {type(transforms[-1]).__name__} before the model")
             _column_transformer(transforms[0], plan, kinds)
         except NotCompilable as exc:
@@ -303,7 +303,7 @@ def compile_pipeline(
 
 def _flattened(estimator: Any) -> list[Any]:
     """A plain Pipeline's steps, nested pipelines unrolled, passthrough steps left out."""
-    if _sklearn_class(estimator) != "Pipeline":
+    if sklearn_class(estimator) != "Pipeline":
         return [estimator]
     if _output_config(estimator):
         raise NotCompilable("a pipeline with set_output")
@@ -325,7 +325,7 @@ def _column_transformer(ct: Any, plan: _Plan, kinds: dict[str, str]) -> None:
             continue
         chain = [] if _is_passthrough(transformer) else _flattened(transformer)
         chain = [step for step in chain if not _is_passthrough(step)]
-        if chain and _sklearn_class(chain[-1]) == "OneHotEncoder":
+        if chain and sklearn_class(chain[-1]) == "OneHotEncoder":
             _encoded(selected, chain[:-1], chain[-1], plan, kinds)
         else:
             _numbers(selected, chain, plan, kinds)
@@ -361,7 +361,7 @@ def _numbers(selected: list[str], chain: list[Any], plan: _Plan, kinds: dict[str
         steps.append(affine)
     centre, spread = np.zeros(len(selected)), np.ones(len(selected))
     for step in chain:  # the fitted statistics say where the numbers live (for the check rows)
-        if _sklearn_class(step) == "StandardScaler" and step.with_mean and step.with_std:
+        if sklearn_class(step) == "StandardScaler" and step.with_mean and step.with_std:
             centre, spread = np.asarray(step.mean_), np.asarray(step.scale_)
     for index, column in enumerate(selected):
         plan.numbers[column] = (float(centre[index]), float(spread[index]))
@@ -371,7 +371,7 @@ def _numbers(selected: list[str], chain: list[Any], plan: _Plan, kinds: dict[str
 
 def _affine(step: Any) -> _Affine | None:
     """An elementwise scikit-learn step as an `_Affine`; None for any other step."""
-    kind = _sklearn_class(step)
+    kind = sklearn_class(step)
     if _output_config(step):
         return None
     if kind == "StandardScaler":
@@ -411,7 +411,7 @@ def _encoded(
         raise NotCompilable("a OneHotEncoder with infrequent categories")
     fills: list[Any] = [None] * len(selected)
     for step in before:
-        if _sklearn_class(step) != "SimpleImputer" or step.add_indicator:
+        if sklearn_class(step) != "SimpleImputer" or step.add_indicator:
             raise NotCompilable(f"step {type(step).__name__} before a OneHotEncoder")
         if not _is_nan(step.missing_values) or any(_is_nan(s) for s in step.statistics_):
             raise NotCompilable("a SimpleImputer that fills something other than NaN")
@@ -492,7 +492,8 @@ def _output_config(step: Any) -> bool:
     return bool(config.get("transform", "default") != "default")
 
 
-def _sklearn_class(step: Any) -> str | None:
+def sklearn_class(step: Any) -> str | None:
+    """The class name of a scikit-learn object (None for anyone else's class)."""
     cls = type(step)
     return cls.__name__ if cls.__module__.split(".")[0] == "sklearn" else None
 
@@ -500,7 +501,7 @@ def _sklearn_class(step: Any) -> str | None:
 def _is_passthrough(step: Any) -> bool:
     if step is None or (isinstance(step, str) and step == "passthrough"):
         return True
-    if _sklearn_class(step) != "FunctionTransformer" or step.func is not None:
+    if sklearn_class(step) != "FunctionTransformer" or step.func is not None:
         return False
     return step.inverse_func is None and not _output_config(step)
 
