@@ -156,3 +156,52 @@ def test_a_version_that_failed_to_load_is_not_made_the_default(repository: Path)
             assert refused.json()["code"] == "version_not_ready"
             assert "SelfTestFailed" in refused.json()["message"]
         assert answered_by(client, 3) == {"1": 3}
+
+
+def test_the_rollout_cli_stages_splits_promotes_and_rolls_back(
+    repository: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from fastinfer.cli import app, rollout
+
+    build_repository(repository, {"tiny": ["2"]})
+    with serve_in_process(model_repository=repository, admin_token=TOKEN) as client:
+        wait_ready(client)
+        client.post("/admin/models/tiny/versions/2/unload", headers=AUTH)
+
+        def send(method: str, url: str, token: str, body: Any, timeout: float) -> tuple[int, Any]:
+            path = url.removeprefix("http://server")
+            headers = {"Authorization": f"Bearer {token}"}
+            response = client.request(method, path, json=body, headers=headers)
+            return response.status_code, response.json()
+
+        monkeypatch.setattr(rollout, "_send", send)
+        runner = CliRunner()
+
+        def run(*args: str) -> Any:
+            return runner.invoke(app, ["rollout", *args, "--token", TOKEN])
+
+        staged = run("stage", "http://server", "tiny", "2")
+        assert staged.exit_code == 0, staged.output
+        assert "tiny: default 1 (generation" in staged.output
+        assert "1/1 processes applied" in staged.output
+        split = run("split", "http://server", "tiny", "1=90", "2=10")
+        assert split.exit_code == 0, split.output
+        assert "tiny: default 1=90 / 2=10" in split.output
+        assert answered_by(client, 10) == {"1": 9, "2": 1}
+        status = run("status", "http://server", "tiny")
+        assert status.output.splitlines() == ["tiny 1: ready, split 90", "tiny 2: ready, split 10"]
+        assert "tiny: default 2 " in run("promote", "http://server", "tiny", "2").output
+        assert answered_by(client, 3) == {"2": 3}
+        assert "tiny: default 1 " in run("rollback", "http://server", "tiny", "1").output
+        assert answered_by(client, 3) == {"1": 3}
+
+        unknown = run("split", "http://server", "tiny", "1=90", "7=10")
+        assert unknown.exit_code == 1
+        assert "refused (404 version_not_found)" in unknown.output
+        bad = run("split", "http://server", "tiny", "1=ninety")
+        assert bad.exit_code == 2
+        assert "VERSION=WEIGHT" in bad.output
+        wrong = runner.invoke(app, ["rollout", "promote", "http://server", "tiny", "1"])
+        assert wrong.exit_code in (1, 2)  # no token (or a wrong one from the environment)
