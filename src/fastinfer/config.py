@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Pinned default versions, NAME=VERSION comma-separated (default: newest).",
     )
+    new_versions: Literal["promote", "stage"] = Field(
+        default="promote",
+        description="A version new to a model (polling, repository sync, admin load): promote "
+        "(the newest becomes the default) or stage (loaded and reachable at its version path; "
+        "the default stays until an operator promotes it).",
+    )
     repository_poll_s: float | None = Field(
         default=None,
         gt=0,

@@ -140,7 +140,8 @@ class DataPlane:
         return min(float(refused.retry_after), limit)
 
     def serving(self, name: str, version: str | None = None) -> Held:
-        """The named version (default: the model's default), ready to predict; 404 or 503.
+        """The named version (default: the model's default, or the split's pick for this
+        request), ready to predict; 404 or 503.
 
         Use it as `with plane.serving(...) as model`: held until the block ends, so a version
         being retired waits for its holders."""
@@ -148,7 +149,7 @@ class DataPlane:
 
     def _servable(self, name: str, version: str | None) -> ServedModel:
         group = self.group(name)
-        model = group.default() if version is None else group.versions.get(version)
+        model = group.choose() if version is None else group.versions.get(version)
         if model is None and version is not None:
             raise _no_version(group, version, self.registry.unloaded.get(name, {}))
         if model is None or not model.serving:

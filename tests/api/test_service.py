@@ -52,12 +52,15 @@ def test_models_list_and_metadata(tiny_client: TestClient, tiny_dir: Path) -> No
                 "ready": True,
                 "state": "ready",
                 "pinned": False,
+                "split": None,
                 "versions": [
                     {
                         "version": "1",
                         "state": "ready",
                         "ready": True,
                         "default": True,
+                        "role": "default",
+                        "weight": None,
                         "unloaded_by": None,
                         "unloaded_at": None,
                     }

@@ -12,8 +12,8 @@ import hmac
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field, PositiveInt, model_validator
 
 from fastinfer.api.context import context_for
 from fastinfer.api.errors import ErrorBody, error_content, error_example
@@ -91,8 +91,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
             ),
         ),
         409: (
-            "Another change is in progress, no repository is configured, or the version "
-            "to unload is the pinned default (version_pinned).",
+            "Another change is in progress, no repository is configured, the version "
+            "to unload is the pinned default (version_pinned) or in the default's split "
+            "(version_in_split), or a version to make the default is not ready "
+            "(version_not_ready).",
             error_example("busy", "another model change is in progress; retry"),
         ),
         422: (
@@ -119,11 +121,34 @@ class ChangeAnswer(BaseModel):
     generation: int = Field(description="The desired-state generation now served.")
     changed: bool
     workers: dict[str, str] = Field(description="Each server process: applied, or its error.")
-    models: dict[str, str | None] = Field(description="Each model's default version now.")
+    models: dict[str, str | None] = Field(
+        description="Each model's default version now (with a split, its heaviest version)."
+    )
+    splits: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="The models whose default is split: version → weight."
+    )
 
 
 class DefaultVersion(BaseModel):
-    version: str | None = Field(description="The version to pin; null: the newest again.")
+    """Exactly one of `version` (a pin; null: the newest version that is not staged) and
+    `split` (versions by weight: `{"1": 90, "2": 10}` sends nine requests in ten to 1)."""
+
+    version: str | None = Field(
+        default=None, description="The version to pin; null: the newest that is not staged."
+    )
+    split: dict[str, PositiveInt] | None = Field(
+        default=None,
+        min_length=1,
+        description="Split unversioned requests between loaded versions by weight.",
+        examples=[{"1": 90, "2": 10}],
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> DefaultVersion:
+        given = self.model_fields_set & {"version", "split"}
+        if len(given) != 1 or (self.split is None and "split" in given):
+            raise ValueError('give either "version" (a version or null) or "split", not both')
+        return self
 
 
 class VersionState(BaseModel):
@@ -132,6 +157,12 @@ class VersionState(BaseModel):
     state: str | None
     reason: str | None
     default: bool
+    role: str | None = Field(
+        default=None,
+        description="default, split (a share of the default's requests: `weight`), staged "
+        "(loaded, not the default until promoted), or null.",
+    )
+    weight: int | None = Field(default=None, description="Its weight in the default's split.")
     revision: int | None
     sha256: str | None
     loaded_at: datetime | None
@@ -147,6 +178,8 @@ class ModelState(BaseModel):
     name: str
     default: str | None
     pinned: str | None
+    split: dict[str, int] | None = None
+    staged: list[str] = Field(default_factory=list)
     versions: list[VersionState]
 
 
@@ -174,7 +207,9 @@ async def _answer(request: Request, change: Any) -> ChangeAnswer:
     except ChangeRefused as refused:
         raise ChangeFailed(refused) from None
     registry: ModelRegistry = request.app.state.registry
-    return ChangeAnswer(**result.as_dict(), models=registry.default_versions())
+    return ChangeAnswer(
+        **result.as_dict(), models=registry.default_versions(), splits=registry.splits()
+    )
 
 
 Admin = Annotated[ModelManager, Depends(_manager)]
@@ -202,6 +237,8 @@ async def repository_state(request: Request, manager: Admin) -> RepositoryState:
                     state=model.state.value if model else None,
                     reason=model.reason if model else None,
                     default=model is not None and version == default,
+                    role=group.role(version) if group is not None and model else None,
+                    weight=(group.split or {}).get(version) if group is not None else None,
                     revision=model.revision if model else None,
                     sha256=model.sha256 if model else None,
                     loaded_at=model.loaded_at if model else None,
@@ -216,6 +253,8 @@ async def repository_state(request: Request, manager: Admin) -> RepositoryState:
                 name=name,
                 default=default,
                 pinned=group.pinned if group else None,
+                split=group.split if group else None,
+                staged=list(group.staged) if group else [],
                 versions=states,
             )
         )
@@ -231,8 +270,20 @@ async def repository_state(request: Request, manager: Admin) -> RepositoryState:
     response_model=ChangeAnswer,
     summary="Load a version from the repository (it becomes the default if it is the newest)",
 )
-async def load_version(name: str, version: str, request: Request, manager: Admin) -> ChangeAnswer:
-    return await _answer(request, manager.load(name, version))
+async def load_version(
+    name: str,
+    version: str,
+    request: Request,
+    manager: Admin,
+    stage: Annotated[
+        bool | None,
+        Query(
+            description="Load it staged: reachable at its version path, not the default until "
+            "promoted (default: FASTINFER_NEW_VERSIONS)."
+        ),
+    ] = None,
+) -> ChangeAnswer:
+    return await _answer(request, manager.load(name, version, stage=stage))
 
 
 @router.post(
@@ -261,12 +312,13 @@ async def unload_model(name: str, request: Request, manager: Admin) -> ChangeAns
 @router.put(
     "/models/{name}/default",
     response_model=ChangeAnswer,
-    summary="Pin the default version (null: follow the newest)",
+    summary="Set the default: pin a version (promote, roll back), split by weight (a canary), "
+    "or null (follow the newest)",
 )
 async def set_default(
     name: str, body: DefaultVersion, request: Request, manager: Admin
 ) -> ChangeAnswer:
-    return await _answer(request, manager.set_default(name, body.version))
+    return await _answer(request, manager.set_default(name, body.version, body.split))
 
 
 @router.post(

@@ -29,7 +29,13 @@ class VersionSummary(BaseModel):
     version: str
     state: str = Field(description="loading, ready, failed, or unloaded (by an operator).")
     ready: bool
-    default: bool
+    default: bool = Field(description="Whether it answers unversioned requests (or a share).")
+    role: str | None = Field(
+        default=None,
+        description="default, split (a share of unversioned requests by `weight`), staged "
+        "(loaded and reachable at its version path; the default once promoted), or null.",
+    )
+    weight: int | None = Field(default=None, description="Its weight in the default's split.")
     unloaded_by: str | None = Field(
         default=None, description="Who unloaded it: an API key's name, or the admin token."
     )
@@ -45,6 +51,11 @@ class ModelSummary(BaseModel):
         description="The default version's state; unloaded: an operator unloaded the model."
     )
     pinned: bool = Field(description="Whether the default version is pinned.")
+    split: dict[str, int] | None = Field(
+        default=None,
+        description="The default split between versions by weight (a canary), if it is; "
+        "`version` is then its heaviest version, and each answer names the one that answered.",
+    )
     versions: list[VersionSummary] = Field(
         description="Every version: loaded ones and those an operator unloaded."
     )
@@ -75,12 +86,20 @@ class ModelMetadata(ModelSummary):
 
 def _summary(group: ModelVersions, model: ServedModel, held: dict[str, Unloaded]) -> ModelSummary:
     default = group.default()
-    versions = [
-        VersionSummary(
-            version=m.version, state=m.state.value, ready=m.serving, default=m is default
+    weights = group.split or {}
+    versions = []
+    for m in group.ordered():
+        role = group.role(m.version)
+        versions.append(
+            VersionSummary(
+                version=m.version,
+                state=m.state.value,
+                ready=m.serving,
+                default=role in ("default", "split"),
+                role=role,
+                weight=weights.get(m.version),
+            )
         )
-        for m in group.ordered()
-    ]
     versions += [_unloaded(v, r) for v, r in held.items() if v not in group.versions]
     return ModelSummary(
         name=model.name,
@@ -89,6 +108,7 @@ def _summary(group: ModelVersions, model: ServedModel, held: dict[str, Unloaded]
         ready=model.serving,
         state=model.state.value,
         pinned=group.pinned is not None and default is not None and default.version == group.pinned,
+        split=dict(weights) or None,
         versions=sorted(versions, key=lambda v: version_key(v.version)),
     )
 

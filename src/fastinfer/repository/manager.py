@@ -67,7 +67,10 @@ class ModelManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self.repository = settings.model_repository
         self._repository_sync = RepositorySync(
-            self.repository, VersionPolicy.parse(settings.version_policy), self.change
+            self.repository,
+            VersionPolicy.parse(settings.version_policy),
+            self.change,
+            stage=settings.new_versions == "stage",
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -244,10 +247,16 @@ class ModelManager:
 
     # -- the operations the admin API offers ---------------------------------------------------
 
-    async def load(self, name: str, version: str) -> ChangeResult:
+    async def load(self, name: str, version: str, *, stage: bool | None = None) -> ChangeResult:
         """Load a version (reloading it if it is loaded already): one an operator unloaded
         from where it came (a model directory given on the command line is in no
-        repository), any other from the repository."""
+        repository), any other from the repository.
+
+        `stage` (default: `FASTINFER_NEW_VERSIONS=stage`): a version new to a model that has
+        others arrives staged, so the default stays where it is until it is promoted.
+        """
+        if stage is None:
+            stage = self.settings.new_versions == "stage"
 
         def mutate(state: DesiredState) -> DesiredState:
             entry = state.models.get(name, ModelEntry())
@@ -261,12 +270,16 @@ class ModelManager:
             else:
                 source = self._repository_sync.source(name, version)
             pinned = entry.pinned
-            if pinned is None and record is not None and record.pinned:
+            if pinned is None and entry.split is None and record is not None and record.pinned:
                 pinned = version  # unloaded with its model while pinned: pinned again
             versions = {**entry.versions, version: source}
-            return _with_entry(
-                state, name, ModelEntry(versions=versions, pinned=pinned)
-            ).with_unloaded(name, records)
+            staged = entry.staged
+            if stage and existing is None and entry.versions and version not in staged:
+                staged = (*staged, version)
+            loaded = entry.model_copy(
+                update={"versions": versions, "pinned": pinned, "staged": staged}
+            )
+            return _with_entry(state, name, loaded).with_unloaded(name, records)
 
         return await self.change(mutate)
 
@@ -283,7 +296,10 @@ class ModelManager:
             entry = state.models.get(name, ModelEntry())
             versions = {**entry.versions, **{v: r.source_back() for v, r in records.items()}}
             pinned = entry.pinned or next((v for v, r in records.items() if r.pinned), None)
-            back = _with_entry(state, name, ModelEntry(versions=versions, pinned=pinned))
+            if entry.split is not None:
+                pinned = entry.pinned  # a split set meanwhile wins, as a pin would
+            back_entry = entry.model_copy(update={"versions": versions, "pinned": pinned})
+            back = _with_entry(state, name, back_entry)
             return back.with_unloaded(name, {})
 
         return await self.change(mutate)
@@ -313,8 +329,10 @@ class ModelManager:
         polling does not load it back until its files change or an operator loads it.
 
         The pinned version is not unloaded while other versions would take its unversioned
-        requests (409: the operator re-pins or unpins first); unloading the whole model keeps
-        the pin in the record, and loading its version back pins it again.
+        requests (409: the operator re-pins or unpins first), nor a version of the default's
+        split (409 `version_in_split`: set another default first); unloading the whole model
+        keeps the pin in the record, and loading its version back pins it again (a split is
+        not kept: the model has no version to split between).
         """
         at = datetime.now(UTC)
 
@@ -333,6 +351,17 @@ class ModelManager:
                     f"pin another version or unpin (PUT /admin/models/{name}/default) first",
                     {"pinned": entry.pinned},
                 )
+            split = entry.split or {}
+            if versions and any(v in split for v in gone):
+                raise ChangeRefused(
+                    409,
+                    "version_in_split",
+                    f"the default of model {name!r} is split between versions "
+                    f"{sorted(split)}: unloading one would move its share without anyone "
+                    f"choosing where; set another default (PUT /admin/models/{name}/default) "
+                    f"first",
+                    {"split": split},
+                )
             records = {**state.held(name)}
             for v in gone:
                 record = self._unloaded(name, v, entry.versions[v], by, at)
@@ -340,8 +369,7 @@ class ModelManager:
             if not versions:  # the last version: the model goes (a model with none is unready)
                 models = {k: e for k, e in state.models.items() if k != name}
                 return state.model_copy(update={"models": models}).with_unloaded(name, records)
-            kept = ModelEntry(versions=versions, pinned=entry.pinned)
-            return _with_entry(state, name, kept).with_unloaded(name, records)
+            return _with_entry(state, name, entry.kept(versions)).with_unloaded(name, records)
 
         return await self.change(mutate)
 
@@ -358,21 +386,50 @@ class ModelManager:
             files=self._repository_sync.files_of(source),
         )
 
-    async def set_default(self, name: str, version: str | None) -> ChangeResult:
-        """Pin the version that answers unversioned requests; None: the newest again."""
+    async def set_default(
+        self, name: str, version: str | None, split: dict[str, int] | None = None
+    ) -> ChangeResult:
+        """Set the default: pin `version` (promote a staged version, or roll back to an older
+        one), or `split` unversioned requests between versions by weight (a canary); neither:
+        the newest version that is not staged again.
+
+        Only the default changes: every version stays loaded, so a request that holds one is
+        answered by it, and the next unversioned request goes where the new default says. The
+        versions named must be loaded and ready here (a 404 or 409 otherwise, nothing changed).
+        """
+        if split is not None and (not split or any(w <= 0 for w in split.values())):
+            raise ChangeRefused(
+                422,
+                "invalid_split",
+                "a split names one or more versions, each with a positive integer weight",
+                {"split": split},
+            )
 
         def mutate(state: DesiredState) -> DesiredState:
             entry = _entry(state, name)
-            if version is not None:
-                _version(entry, name, version)
+            for chosen in [version] if version is not None else list(split or ()):
+                _version(entry, name, chosen)
+                self._ready(name, chosen)
             # The operator chose the pin now: a version unloaded while pinned no longer claims it.
             records = {
                 v: r.model_copy(update={"pinned": False}) for v, r in state.held(name).items()
             }
-            pinned = _with_entry(state, name, entry.model_copy(update={"pinned": version}))
-            return pinned.with_unloaded(name, records)
+            chosen_entry = entry.defaulted(version, dict(split) if split is not None else None)
+            return _with_entry(state, name, chosen_entry).with_unloaded(name, records)
 
         return await self.change(mutate)
+
+    def _ready(self, name: str, version: str) -> None:
+        """Refuse a default that could not answer: the version must serve in this process."""
+        model = self.registry.resolve(name, version)
+        if model is None or not model.serving:
+            raise ChangeRefused(
+                409,
+                "version_not_ready",
+                f"model {name!r} version {version!r} is not ready to answer "
+                f"({model.reason if model is not None else 'not loaded here'})",
+                {"state": model.state.value if model is not None else "absent"},
+            )
 
 
 def _entry(state: DesiredState, name: str) -> ModelEntry:

@@ -160,8 +160,13 @@ class ModelRegistry:
         return group.versions.get(version)
 
     def default_versions(self) -> dict[str, str | None]:
-        """Model name → the version that answers unversioned requests (None while none serves)."""
+        """Model name → the version that answers unversioned requests (None while none serves;
+        with a split, its heaviest version: `splits` has the weights)."""
         return {name: self._models[name].default_version for name in self.names()}
+
+    def splits(self) -> dict[str, dict[str, int]]:
+        """Model name → its default's split by weight, for the models whose default is split."""
+        return {name: dict(g.split) for name, g in sorted(self._models.items()) if g.split}
 
     def not_ready(self) -> dict[str, str]:
         """Model name → why it has no version to answer with; empty when every model has one."""
@@ -187,6 +192,8 @@ class ModelRegistry:
                 name: ModelEntry(
                     versions={v: m.source for v, m in group.versions.items()},
                     pinned=group.pinned,
+                    split=group.split,
+                    staged=group.staged,
                 )
                 for name, group in self._models.items()
             },
@@ -226,6 +233,7 @@ class ModelRegistry:
                     versions[version] = current
             retired += [m for v, m in group.versions.items() if v not in entry.versions]
             group.versions, group.pinned = versions, entry.pinned
+            group.split, group.staged = entry.split, entry.staged
             group.changes += 1
             models[name] = group
         for name, group in self._models.items():

@@ -46,10 +46,36 @@ class VersionSource(BaseModel):
 
 
 class ModelEntry(BaseModel):
+    """One model's versions and its default: `pinned` (one version), or `split` (versions by
+    weight: a canary), or neither (the newest version that is not `staged`).
+
+    `staged`: versions that arrived staged (loaded, self-tested, reachable at their version
+    path) and take no unversioned request until promoted (pinned, or put in a split).
+    """
+
     model_config = ConfigDict(frozen=True)
 
     versions: dict[str, VersionSource] = Field(default_factory=dict)
     pinned: str | None = None
+    split: dict[str, int] | None = None
+    staged: tuple[str, ...] = ()
+
+    def defaulted(self, pinned: str | None, split: dict[str, int] | None = None) -> ModelEntry:
+        """This entry with the default set to `pinned` or `split` (the other cleared); the
+        versions chosen are staged no more. A one-version split is that version's pin."""
+        if split is not None and len(split) == 1:
+            pinned, split = next(iter(split)), None
+        chosen = set(split or ()) | ({pinned} if pinned else set())
+        staged = tuple(v for v in self.staged if v not in chosen)
+        return self.model_copy(update={"pinned": pinned, "split": split, "staged": staged})
+
+    def kept(self, versions: dict[str, VersionSource]) -> ModelEntry:
+        """This entry with `versions` only: a pin, split members and staged marks of versions
+        that went are dropped (a split keeps the weights of the versions that remain)."""
+        pinned = self.pinned if self.pinned in versions else None
+        split = {v: w for v, w in (self.split or {}).items() if v in versions} or None
+        staged = tuple(v for v in self.staged if v in versions)
+        return ModelEntry(versions=versions, pinned=pinned, split=split, staged=staged)
 
 
 Fingerprint = tuple[tuple[str, int, int], ...]  # `layout.fingerprint`: name, size, mtime

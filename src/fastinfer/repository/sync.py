@@ -48,9 +48,12 @@ class RepositorySync:
         root: Path | None,
         policy: VersionPolicy,
         change: Callable[[Mutation], Awaitable[ChangeResult]],
+        *,
+        stage: bool = False,
     ) -> None:
         self.root = root  # None: no repository configured; every operation is refused
         self.policy = policy
+        self.stage = stage  # FASTINFER_NEW_VERSIONS=stage: new versions arrive staged
         self._change = change
         self._bad_versions: dict[tuple[str, str], Any] = {}  # polling skips these until edited
 
@@ -140,7 +143,9 @@ class RepositorySync:
         """`state` with the repository's models set to the policy's versions of `found`.
 
         A version an operator unloaded stays out while its files are as they were at the
-        unload; `only` (an operator's load of that model) brings its versions back.
+        unload; `only` (an operator's load of that model) brings its versions back. With
+        `stage`, a version new to a model that already has versions arrives staged: loaded and
+        reachable at its version path, while the default stays where it was.
         """
         root = self._root().resolve()
         models = dict(state.models)
@@ -174,10 +179,15 @@ class RepositorySync:
             if not sources:  # every version the policy picks was unloaded by an operator
                 models.pop(name, None)
                 continue
-            pinned = entry.pinned if entry.pinned in sources else None
-            if pinned is None:  # a model unloaded whole gets its pin back with its version
+            wanted = entry.kept(sources)
+            if wanted.pinned is None and wanted.split is None:
+                # a model unloaded whole gets its pin back with its version
                 pinned = next((v for v, r in back.items() if r.pinned and v in sources), None)
-            models[name] = ModelEntry(versions=sources, pinned=pinned)
+                wanted = wanted.model_copy(update={"pinned": pinned})
+            if self.stage and entry.versions:
+                new = [v for v in sources if v not in entry.versions and v not in wanted.staged]
+                wanted = wanted.model_copy(update={"staged": (*wanted.staged, *new)})
+            models[name] = wanted
         return state.model_copy(update={"models": models, "unloaded": unloaded})
 
     async def poll(self, every: float) -> None:
