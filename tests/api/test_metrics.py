@@ -62,7 +62,7 @@ def test_rejections_by_reason_and_saturation_under_load(tmp_path: Path) -> None:
     directory = build_scripted_model(
         tmp_path / "scripted", batching={"max_batch_size": 1, "max_queue_size": 1}
     )
-    with serve_in_process(directory) as client:
+    with serve_in_process(directory, shed_hold_s=0) as client:  # the 503 at once, mid-load
         wait_ready(client)
         from concurrent.futures import ThreadPoolExecutor
 
