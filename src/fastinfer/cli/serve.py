@@ -12,6 +12,7 @@ from fastinfer.model.spec import ModelConfigError, ModelDirectory, load_model_di
 from fastinfer.observability.logging import configure_logging, flush_logging, get_logger
 from fastinfer.observability.tracing import TracingUnavailableError, require_otel
 from fastinfer.repository.registry import parse_model_option
+from fastinfer.serving.ports import PortUnavailableError, check_ports
 from fastinfer.serving.supervisor import serve
 
 
@@ -151,6 +152,11 @@ def serve_command(
             fg=typer.colors.RED,
         )
         raise typer.Exit(2)
+    try:
+        check_ports(settings)  # before the models load: a taken port is known in a second
+    except PortUnavailableError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
     log.info("listening", url=f"http://{settings.host}:{settings.port}", docs="/docs")
     try:
         code = serve(settings, directories)
