@@ -200,3 +200,58 @@ def test_serve_refuses_an_unknown_extension(
     renamed.write_bytes((tiny_dir / "model.joblib").read_bytes())
     line = _serve_refusal(monkeypatch, f"m={renamed}#sha256:{sha256_of(renamed)}")
     assert "cannot tell the runtime from the extension '.bin'" in line
+
+
+# --- settings mistakes: one line each, named as written, typos with a suggestion (issue 16) ---
+
+
+def test_serve_settings_mistakes_are_one_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("fastinfer.cli.serve.serve", _never_served)
+    result = runner.invoke(
+        app, ["serve", "--version-policy", "newest"], env={"FASTINFER_WORKERS": "two"}
+    )
+    assert result.exit_code == 2, result.output
+    assert "pydantic" not in result.output and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [
+        "error: --version-policy: must be all, latest or latest:N (got 'newest')",
+        "error: FASTINFER_WORKERS: must be a whole number (got 'two')",
+    ]
+
+
+def test_serve_settings_errors_name_nested_fields_and_hide_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("fastinfer.cli.serve.serve", _never_served)
+    keys = json.dumps([{"name": "a", "sha256": "x"}])
+    result = runner.invoke(app, ["serve"], env={"FASTINFER_API_KEYS": keys})
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: FASTINFER_API_KEYS[0].sha256: must match " + (
+        "^[0-9a-f]{64}$ (got 'x')"
+    )
+    result = runner.invoke(app, ["serve"], env={"FASTINFER_API_KEYS": "[{"})
+    assert result.stderr.startswith("error: FASTINFER_API_KEYS: must be JSON")
+    result = runner.invoke(app, ["serve"], env={"FASTINFER_DRAIN_TIMEOUT_S": "-1"})
+    assert (
+        result.stderr.strip() == "error: FASTINFER_DRAIN_TIMEOUT_S: must be at least 0.0 (got '-1')"
+    )
+
+
+def test_serve_suggests_the_closest_setting_for_an_unknown_variable() -> None:
+    result = runner.invoke(
+        app,
+        ["serve"],  # no models: refused after the settings are read
+        env={
+            "FASTINFER_WROKERS": "2",
+            "FASTINFER_NOTHING_LIKE_IT": "1",
+            "FASTINFER_SERVICE_HOST": "x",
+        },
+    )
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[:2] == [
+        "warning: FASTINFER_NOTHING_LIKE_IT is not a fastinfer setting and is ignored "
+        "(docs/configuration.md lists them)",
+        "warning: FASTINFER_WROKERS is not a fastinfer setting and is ignored; "
+        "did you mean FASTINFER_WORKERS?",
+    ]
+    assert not any("SERVICE_HOST" in line for line in lines)  # a Kubernetes service link

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from fastinfer.cli.settings import load_settings
 from fastinfer.config import Settings
 from fastinfer.model.spec import ModelConfigError, ModelDirectory, load_model_directory
 from fastinfer.observability.logging import configure_logging, flush_logging, get_logger
@@ -22,6 +23,26 @@ def _environment_help() -> str:
         default = info.get_default(call_default_factory=True)
         lines.append(f"FASTINFER_{name.upper()}  {info.description or ''} [default: {default}]\n\n")
     return "".join(lines)
+
+
+# The option of each settings field `serve` takes, for error messages.
+OPTIONS = {
+    "host": "--host",
+    "port": "--port",
+    "trust_unpinned_artefacts": "--trust-unpinned",
+    "log_level": "--log-level",
+    "log_format": "--log-format",
+    "max_rows": "--max-rows",
+    "max_body_bytes": "--max-body-bytes",
+    "cors_origins": "--cors-origin",
+    "model_dirs": "MODEL_DIRS",
+    "model_repository": "--repository",
+    "version_policy": "--version-policy",
+    "repository_poll_s": "--poll",
+    "workers": "--workers",
+    "health_port": "--health-port",
+    "health_process": "--health-process",
+}
 
 
 def serve_command(
@@ -119,10 +140,7 @@ def serve_command(
         "health_port": health_port,
         "health_process": health_process,
     }
-    try:
-        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    settings = load_settings(overrides, OPTIONS)
     if settings.tracing:
         try:
             require_otel()  # before any fork: one clear error, not a crash in every worker
