@@ -4,6 +4,7 @@ status, no traceback (issue 16)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -65,3 +66,50 @@ def test_a_taken_health_port_is_one_line_before_the_models_load(tiny_dir: Path) 
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: the health port {health} on 127.0.0.1 is already in use")
     assert time.monotonic() - started < 60
+
+
+def _slow_starting_model(directory: Path, seconds: float) -> Path:
+    """A model whose self-test (in each worker, after the fork) takes `seconds`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "fi_slow_start.py").write_text(
+        "import time\n\n\nclass Model:\n    def predict(self, batch):\n"
+        f"        time.sleep({seconds})\n        return [float(r['a']) for r in batch]\n"
+    )
+    (directory / "model.yaml").write_text(
+        "name: slow\nversion: '1'\nruntime: python\n"
+        "runtime_options: {entrypoint: 'fi_slow_start:Model'}\n"
+        "code_paths: [fi_slow_start.py]\ninputs: [{name: a, type: number}]\n"
+        "example: {a: 1}\noutput: {kind: regressor}\n"
+    )
+    return directory
+
+
+def test_ctrl_c_while_workers_start_stops_cleanly_without_a_traceback(tmp_path: Path) -> None:
+    """Ctrl-C signals the terminal's whole process group. The workers got it twice (from the
+    terminal, then forwarded by the supervisor): the second read as "force exit", which skipped
+    the application's shutdown and logged an [error] CancelledError traceback."""
+    model = _slow_starting_model(tmp_path / "slow", 4.0)
+    log_path = tmp_path / "server.log"
+    command = [sys.executable, "-m", "fastinfer", "serve", str(model), "--host", "127.0.0.1"]
+    command += ["--port", str(free_port()), "--health-port", str(free_port()), "--workers", "2"]
+    env = {**os.environ, "FASTINFER_LOG_FORMAT": "json"}
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while log_path.read_text().count('"starting"') < 2:  # both workers are loading
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        assert process.wait(timeout=60) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    logs = log_path.read_text()
+    assert "Traceback" not in logs and "CancelledError" not in logs, logs
+    assert '"level":"error"' not in logs, logs
+    assert logs.count("Waiting for application shutdown") == 2  # each worker stopped its app

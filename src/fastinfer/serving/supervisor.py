@@ -200,6 +200,7 @@ class Supervisor:
             try:
                 signal.signal(signal.SIGALRM, signal.SIG_DFL)
                 signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+                _leave_terminal_group()
                 die_with_parent(parent)
                 serve_health(
                     self.board,
@@ -224,6 +225,7 @@ class Supervisor:
             try:
                 # Until its server handles it: a sibling's rebalance must not kill this one.
                 signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+                _leave_terminal_group()
                 die_with_parent(parent)  # a supervisor killed -9 takes its workers with it
                 if self._health_sock is not None:
                     self._health_sock.close()
@@ -291,6 +293,16 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             self.failed_exits += 1
+
+
+def _leave_terminal_group() -> None:
+    """In a child just forked: a process group of its own, so a Ctrl-C (SIGINT to the terminal's
+    whole group) reaches only the supervisor, which forwards it once. Received twice, from the
+    terminal and then the supervisor, a worker took the second for "force exit": it skipped the
+    application's shutdown and uvicorn logged a CancelledError traceback. A supervisor killed
+    -9 still takes its children with it (`die_with_parent`)."""
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
 
 
 def serve(settings: Settings, directories: list[ModelDirectory]) -> int:
