@@ -194,12 +194,11 @@ class Supervisor:
         assert self._health_sock is not None
         flush_logging()
         parent = os.getpid()
-        pid = os.fork()
+        pid = _fork()
         if pid == 0:
             code = 1
             try:
-                signal.signal(signal.SIGALRM, signal.SIG_DFL)
-                signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+                _child_signals(interrupt=signal.SIG_IGN)  # the supervisor decides when to stop
                 _leave_terminal_group()
                 die_with_parent(parent)
                 serve_health(
@@ -219,19 +218,17 @@ class Supervisor:
         flush_logging()
         self.board.write(index, 0, 0, "starting")
         parent = os.getpid()
-        pid = os.fork()
+        pid = _fork()
         if pid == 0:  # the child: never returns
             code = 1
             try:
-                # Until its server handles it: a sibling's rebalance must not kill this one.
-                signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+                # SIGUSR1 ignored until its server handles it: a sibling's rebalance must not
+                # kill this one.
+                _child_signals(interrupt=signal.SIG_DFL)
                 _leave_terminal_group()
                 die_with_parent(parent)  # a supervisor killed -9 takes its workers with it
                 if self._health_sock is not None:
                     self._health_sock.close()
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                signal.signal(signal.SIGALRM, signal.SIG_DFL)
                 configure_logging(self.settings.log_level, self.settings.log_format)
                 log.info("worker_started", worker=index, pid=os.getpid())
                 app = create_app(
@@ -293,6 +290,30 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             self.failed_exits += 1
+
+
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _fork() -> int:
+    """os.fork with SIGTERM and SIGINT held until the child has its own handlers (see
+    `_child_signals`). Otherwise one that arrives as the child starts runs the supervisor's
+    handler in the child, or is lost: pending for a Python handler the child then replaced
+    (a supervisor stopping just after forking its health process waited for it for ever)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    pid = os.fork()
+    if pid != 0:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    return pid
+
+
+def _child_signals(*, interrupt: signal.Handlers) -> None:
+    """In a child of `_fork`: default dispositions, then the held signals are delivered."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 def _leave_terminal_group() -> None:
