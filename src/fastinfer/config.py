@@ -146,6 +146,12 @@ class Settings(BaseSettings):
         description="Largest request body accepted by every other route (feedback, admin, the "
         "v2 repository), in bytes: read in full, under this limit, before the route runs.",
     )
+    allow_no_models: bool = Field(
+        default=False,
+        description="Keep serving when no model could be loaded at startup (every one failed, or "
+        "an empty repository), for models loaded later through the admin API. Off: serve exits "
+        "1 with the reasons, as a crash-looping pod shows it.",
+    )
     workers: int | None = Field(
         default=None,
         ge=1,

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx2 as httpx
 import pytest
 
 from tests.integration.server import free_port
@@ -113,3 +114,58 @@ def test_ctrl_c_while_workers_start_stops_cleanly_without_a_traceback(tmp_path: 
     assert "Traceback" not in logs and "CancelledError" not in logs, logs
     assert '"level":"error"' not in logs, logs
     assert logs.count("Waiting for application shutdown") == 2  # each worker stopped its app
+
+
+# --- every model fails to load: exit 1 with the reasons, unless --allow-no-models (item 4) ---
+
+
+def _unloadable(tiny_dir: Path) -> Path:
+    (tiny_dir / "model.joblib").unlink()
+    return tiny_dir
+
+
+@pytest.mark.parametrize(
+    "layout", [["--workers", "2"], ["--workers", "1", "--no-health-process"]], ids=str
+)
+def test_serve_exits_1_with_the_reasons_when_no_model_loads(
+    tiny_dir: Path, layout: list[str]
+) -> None:
+    model = _unloadable(tiny_dir)
+    result = _serve(
+        [str(model), "--port", str(free_port()), *layout],
+        env={"FASTINFER_HEALTH_PORT": str(free_port())},
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    logs = result.stdout + result.stderr
+    (record,) = [line for line in logs.splitlines() if '"no_model_loaded"' in line]
+    assert "tiny/1" in record and "model.joblib" in record  # which model, and why
+    assert "FASTINFER_ALLOW_NO_MODELS" in record
+    assert "Traceback" not in logs
+
+
+def test_allow_no_models_keeps_serving_for_the_admin_api(tiny_dir: Path) -> None:
+    model = _unloadable(tiny_dir)
+    port = free_port()
+    command = [sys.executable, "-m", "fastinfer", "serve", str(model), "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", "2", "--allow-no-models"]
+    env = {**os.environ, "FASTINFER_HEALTH_PORT": str(free_port())}
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, "exited although --allow-no-models was given"
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert ready.status_code == 503
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -42,6 +42,7 @@ OPTIONS = {
     "workers": "--workers",
     "health_port": "--health-port",
     "health_process": "--health-process",
+    "allow_no_models": "--allow-no-models",
 }
 
 
@@ -121,6 +122,14 @@ def serve_command(
         int | None,
         typer.Option(help="Server processes [default: the CPUs available].", show_default=False),
     ] = None,
+    allow_no_models: Annotated[
+        bool,
+        typer.Option(
+            "--allow-no-models",
+            help="Keep serving when no model loads at startup (to load them later through the "
+            "admin API); without it, serve exits 1 with the reasons.",
+        ),
+    ] = False,
 ) -> None:
     """Serve models over HTTP: typed REST API, probes, and offline docs at /docs."""
     overrides: dict[str, Any] = {
@@ -139,6 +148,7 @@ def serve_command(
         "workers": workers,
         "health_port": health_port,
         "health_process": health_process,
+        "allow_no_models": allow_no_models or None,  # unset: the environment decides
     }
     settings = load_settings(overrides, OPTIONS)
     if settings.tracing:

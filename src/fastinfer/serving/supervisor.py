@@ -113,6 +113,9 @@ class Supervisor:
         registry = self._prepare_models()
         if self.stopping:
             return self._finish()
+        if not self.settings.allow_no_models and refuse_without_models(registry):
+            self.failed_exits += 1
+            return self._finish()
         self.control.publish(registry.snapshot(generation=1))
         self._reserve_port()
         gc.freeze()  # keep the collector from touching (and so copying) the shared objects
@@ -292,6 +295,23 @@ class Supervisor:
             self.failed_exits += 1
 
 
+def refuse_without_models(registry: ModelRegistry) -> bool:
+    """True (and the reasons logged) when no model was prepared: a server that can only answer
+    503 should exit, so that the orchestrator shows it (CrashLoopBackOff), not look alive.
+    Checked after deserialising, before fork; a self-test failing later in every worker still
+    leaves a server answering 503 (its /readyz says why)."""
+    reasons = {f"{m.name}/{m.version}": m.reason or "failed" for m in registry if not m.prepared}
+    if len(reasons) < len(registry):
+        return False
+    log.error(
+        "no_model_loaded",
+        reasons=reasons or "no models: the repository is empty",
+        hint="fix the models, or set FASTINFER_ALLOW_NO_MODELS=true (--allow-no-models) "
+        "to serve without them and load them through the admin API",
+    )
+    return True
+
+
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
@@ -332,7 +352,11 @@ def serve(settings: Settings, directories: list[ModelDirectory]) -> int:
     remove_stale_directories()  # left by a supervisor that was killed (kill -9 cleans nothing)
     workers = settings.workers or available_cpus()
     if workers == 1 and settings.probe_port is None:
-        run_server(create_app(settings, directories), settings)
+        registry = build_registry(settings, directories)
+        registry.prepare_all()  # as a supervisor does: a model nothing can load ends here
+        if not settings.allow_no_models and refuse_without_models(registry):
+            return 1
+        run_server(create_app(settings, registry=registry), settings)
         return 0
     configure_logging(settings.log_level, settings.log_format, background=False)
     metrics_dir = prepare_multiprocess_dir()  # before any worker imports prometheus_client
