@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from fastinfer import __version__
+from fastinfer.cli.config import config_command
 from fastinfer.cli.init import init_command
 from fastinfer.cli.inspect import models_command
 from fastinfer.cli.keys import hash_key_command, new_key_command
@@ -16,7 +17,6 @@ app = typer.Typer(
     name="fastinfer",
     help="Turn a trained model into a fast, hardened inference microservice.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -26,6 +26,9 @@ app.command("models")(models_command)
 app.command("init")(init_command)
 app.command("new-key")(new_key_command)
 app.command("hash-key")(hash_key_command)
+app.command("config", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+    config_command
+)
 
 
 def _version(value: bool) -> None:
