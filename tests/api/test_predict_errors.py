@@ -249,3 +249,13 @@ def test_a_body_without_the_inputs_wrapper_says_what_the_body_must_be(
         + says
     )
     assert "unknown field" not in response.text
+
+
+def test_a_failing_row_is_named_in_the_500(boom_dir: Path) -> None:
+    with serve_in_process(boom_dir) as client:
+        wait_ready(client)
+        rows = [{"x": 1}, {"x": 2}, {"x": 13}, {"x": 4}]
+        response = client.post("/v1/models/boom/predict", json={"inputs": rows})
+        body = assert_error(response, 500, "inference_failed")
+        assert body["details"]["row"] == 2
+        assert body["message"].startswith("model 'boom' failed on row 2 of this request")
