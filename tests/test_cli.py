@@ -129,16 +129,59 @@ def test_models_lists_and_checks_pins(tiny_dir: Path, tmp_path: Path) -> None:
     assert "MISMATCH" in result.stdout and "invalid" in result.stdout
 
 
-def test_serve_help_documents_the_environment() -> None:
+def test_serve_help_is_its_options_short_and_points_to_the_settings() -> None:
+    """It listed 50 environment variables before the options (~170 lines; issue 16)."""
     result = runner.invoke(app, ["serve", "--help"])
     assert result.exit_code == 0
-    for variable in (
-        "FASTINFER_HOST",
-        "FASTINFER_PORT",
-        "FASTINFER_MAX_ROWS",
-        "FASTINFER_LOG_FORMAT",
-    ):
-        assert variable in result.stdout
+    lines = result.stdout.splitlines()
+    assert len(lines) < 70
+    assert "--port" in result.stdout and "--allow-no-models" in result.stdout
+    assert "FASTINFER_PORT" not in result.stdout and "FASTINFER_MAX_ROWS" not in result.stdout
+    assert "fastinfer config" in result.stdout and "docs/configuration.md" in result.stdout
+
+
+def test_configuration_doc_lists_every_setting() -> None:
+    from fastinfer.config import Settings, variable_name
+    from tests.conftest import REPO
+
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    missing = [
+        variable_name(f) for f in Settings.model_fields if f"`{variable_name(f)}`" not in doc
+    ]
+    assert missing == []
+
+
+def test_config_shows_the_effective_settings_and_where_each_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("FASTINFER_MAX_ROWS=5\nFASTINFER_WORKERS=9\n")
+    result = runner.invoke(
+        app,
+        ["config", "--port", "9000", "--log-level", "debug"],
+        env={"FASTINFER_WORKERS": "3", "FASTINFER_ADMIN_TOKEN": "s3cret-token"},
+    )
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()}
+    assert rows["FASTINFER_PORT"] == ["9000", "option", "--port"]
+    assert rows["FASTINFER_LOG_LEVEL"] == ["debug", "option", "--log-level"]
+    assert rows["FASTINFER_WORKERS"] == ["3", "environment"]  # the environment beats .env
+    assert rows["FASTINFER_MAX_ROWS"] == ["5", ".env"]
+    assert rows["FASTINFER_HOST"] == ["127.0.0.1", "default"]
+    assert rows["FASTINFER_ADMIN_TOKEN"] == ["(set)", "environment"]
+    assert "s3cret" not in result.stdout
+    bad = runner.invoke(app, ["config"], env={"FASTINFER_WORKERS": "two"})
+    assert bad.exit_code == 2
+    assert bad.stderr.strip() == "error: FASTINFER_WORKERS: must be a whole number (got 'two')"
+
+
+def test_version_and_shell_completion() -> None:
+    from fastinfer import __version__
+
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.stdout.strip() == f"fastinfer {__version__}"
+    completion = runner.invoke(app, ["--show-completion", "bash"])
+    assert completion.exit_code == 0 and "_FASTINFER_COMPLETE" in completion.stdout
 
 
 # --- serve --model NAME=PATH[#sha256:HEX]: one-line errors, before anything is served ---------
@@ -200,3 +243,58 @@ def test_serve_refuses_an_unknown_extension(
     renamed.write_bytes((tiny_dir / "model.joblib").read_bytes())
     line = _serve_refusal(monkeypatch, f"m={renamed}#sha256:{sha256_of(renamed)}")
     assert "cannot tell the runtime from the extension '.bin'" in line
+
+
+# --- settings mistakes: one line each, named as written, typos with a suggestion (issue 16) ---
+
+
+def test_serve_settings_mistakes_are_one_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("fastinfer.cli.serve.serve", _never_served)
+    result = runner.invoke(
+        app, ["serve", "--version-policy", "newest"], env={"FASTINFER_WORKERS": "two"}
+    )
+    assert result.exit_code == 2, result.output
+    assert "pydantic" not in result.output and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [
+        "error: --version-policy: must be all, latest or latest:N (got 'newest')",
+        "error: FASTINFER_WORKERS: must be a whole number (got 'two')",
+    ]
+
+
+def test_serve_settings_errors_name_nested_fields_and_hide_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("fastinfer.cli.serve.serve", _never_served)
+    keys = json.dumps([{"name": "a", "sha256": "x"}])
+    result = runner.invoke(app, ["serve"], env={"FASTINFER_API_KEYS": keys})
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: FASTINFER_API_KEYS[0].sha256: must match " + (
+        "^[0-9a-f]{64}$ (got 'x')"
+    )
+    result = runner.invoke(app, ["serve"], env={"FASTINFER_API_KEYS": "[{"})
+    assert result.stderr.startswith("error: FASTINFER_API_KEYS: must be JSON")
+    result = runner.invoke(app, ["serve"], env={"FASTINFER_DRAIN_TIMEOUT_S": "-1"})
+    assert (
+        result.stderr.strip() == "error: FASTINFER_DRAIN_TIMEOUT_S: must be at least 0.0 (got '-1')"
+    )
+
+
+def test_serve_suggests_the_closest_setting_for_an_unknown_variable() -> None:
+    result = runner.invoke(
+        app,
+        ["serve"],  # no models: refused after the settings are read
+        env={
+            "FASTINFER_WROKERS": "2",
+            "FASTINFER_NOTHING_LIKE_IT": "1",
+            "FASTINFER_SERVICE_HOST": "x",
+        },
+    )
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[:2] == [
+        "warning: FASTINFER_NOTHING_LIKE_IT is not a fastinfer setting and is ignored "
+        "(docs/configuration.md lists them)",
+        "warning: FASTINFER_WROKERS is not a fastinfer setting and is ignored; "
+        "did you mean FASTINFER_WORKERS?",
+    ]
+    assert not any("SERVICE_HOST" in line for line in lines)  # a Kubernetes service link

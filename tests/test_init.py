@@ -328,6 +328,21 @@ def test_bad_options_are_refused_before_any_work(
     assert not (tmp_path / "out").exists()
 
 
+def test_kind_regressor_on_a_classifier_is_refused(tiny_dir: Path, tmp_path: Path) -> None:
+    """It was accepted silently: the model served its labels as "values", without the
+    probabilities (issue 16)."""
+    result = init(tiny_dir / "model.joblib", "-o", tmp_path / "out", "--kind", "regressor")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        "error: model.joblib is a classifier (labels: high, low): as a regressor it would serve "
+        "its predicted labels as numbers and drop the probabilities. Leave --kind out (it is "
+        "detected), or pass --kind tensor for the raw outputs"
+    )
+    assert not (tmp_path / "out").exists()
+    tensor = init(tiny_dir / "model.joblib", "-o", tmp_path / "raw", "--kind", "tensor")
+    assert tensor.exit_code == 0, tensor.output  # raw outputs: a deliberate, allowed choice
+
+
 def test_a_model_that_fails_to_load_leaves_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,7 +19,7 @@ from typing import Protocol, TypeVar
 
 from fastinfer.config import Settings
 from fastinfer.context import RequestContext, RequestObserver
-from fastinfer.engine import DeadlineExceededError, OverloadedError, WorkItem
+from fastinfer.engine import DeadlineExceededError, OverloadedError, WorkItem, failed_row
 from fastinfer.errors import (
     InferenceFailed,
     InvalidInput,
@@ -226,6 +226,7 @@ class DataPlane:
             raise
         except Exception as exc:  # its traceback is logged by the worker that ran it
             error_id = new_error_id()
+            row = failed_row(exc)  # which row of this request, when the engine narrowed it down
             log.error(
                 "inference_failed",
                 error_id=error_id,
@@ -233,10 +234,14 @@ class DataPlane:
                 model=model.name,
                 version=model.version,
                 error=type(exc).__name__,
+                row=row,
             )
+            where = "this input" if row is None else f"row {row} of this request"
             raise InferenceFailed(
-                f"model {model.name!r} failed on this input (error id {error_id})",
-                details={"error_id": error_id},
+                f"model {model.name!r} failed on {where} (error id {error_id})",
+                details={"error_id": error_id}
+                if row is None
+                else {"error_id": error_id, "row": row},
             ) from None
 
     # -- what else protocols ask of models -------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import joblib
 import pytest
@@ -215,3 +216,46 @@ def test_model_exception_is_500_without_internals(boom_dir: Path) -> None:
         ok = client.post("/v1/models/boom/predict", json={"inputs": [{"x": 9}]})
         assert ok.status_code == 200
         assert ok.json()["predictions"][0]["label"] == "yes"
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"x": 7, "colour": 1}, 'this looks like one row; send {"inputs": [{...}]}'),
+        ([{"x": 7, "colour": 1}], "not a bare list of rows"),
+        ({"input": [{"x": 7, "colour": 1}]}, "it has 'input' and no \"inputs\""),
+        ({"inputs": {"x": 7, "colour": 1}}, '"inputs" must be a list of rows, even for one row'),
+        ({"inputs": []}, '"inputs" must hold at least one row'),
+        (
+            {"inputs": [{"x": 7, "colour": 1}], "extra": 1},
+            "'extra' is not part of it (only \"inputs\")",
+        ),
+        ("hi", "not a string"),
+    ],
+    ids=["bare-row", "bare-list", "typo", "row-not-list", "empty", "extra-key", "string"],
+)
+def test_a_body_without_the_inputs_wrapper_says_what_the_body_must_be(
+    tiny_client: TestClient, body: Any, says: str
+) -> None:
+    """A bare row was reported as `inputs` missing plus an "unknown field" per field (issue 16)."""
+    response = tiny_client.post("/v1/models/tiny/predict", json=body)
+    error = assert_error(response, 422, "invalid_input")
+    (problem,) = error["details"]
+    assert problem["row"] is None and problem["field"] is None
+    assert (
+        problem["problem"]
+        == 'the body must be {"inputs": [row, ...]}'
+        + (", " if says.startswith("not ") else ": ")
+        + says
+    )
+    assert "unknown field" not in response.text
+
+
+def test_a_failing_row_is_named_in_the_500(boom_dir: Path) -> None:
+    with serve_in_process(boom_dir) as client:
+        wait_ready(client)
+        rows = [{"x": 1}, {"x": 2}, {"x": 13}, {"x": 4}]
+        response = client.post("/v1/models/boom/predict", json={"inputs": rows})
+        body = assert_error(response, 500, "inference_failed")
+        assert body["details"]["row"] == 2
+        assert body["message"].startswith("model 'boom' failed on row 2 of this request")

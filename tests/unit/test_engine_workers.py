@@ -71,3 +71,22 @@ def test_a_model_that_answers_the_wrong_number_of_rows_fails_every_request() -> 
         assert isinstance(result, RuntimeError)
         assert "predictions for" in str(result)
     assert outcome.calls == 3  # the batch, then each request alone
+
+
+def test_a_failing_request_names_the_row_the_model_failed_on() -> None:
+    """Its 500 said only "failed on this input": the rows of the failing request are bisected
+    too, so the answer can say which row (issue 16)."""
+    from fastinfer.engine import failed_row
+
+    runtime = FakeRuntime()
+    request = [row for i in range(8) for row in rows(i, poison=(i == 5))]
+    outcome = run_batch(runtime, ["x"], items(rows(100), request))
+    assert outcome.results[0] == [{"value": 100}]
+    error = outcome.results[1]
+    assert isinstance(error, ValueError)  # what the model raised, unchanged
+    assert failed_row(error) == 5
+    alone = run_batch(runtime, ["x"], items(rows(3, poison=True)))
+    assert failed_row(cast(BaseException, alone.results[0])) == 0
+    assert alone.calls == 1  # a one-row request needs no search
+    wrong = run_batch(ShortRuntime(), ["x"], items(rows(2, 3)))
+    assert failed_row(cast(BaseException, wrong.results[0])) is None  # no row is to blame

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from fastinfer import __version__
+from fastinfer.cli.config import config_command
 from fastinfer.cli.init import init_command
 from fastinfer.cli.inspect import models_command
 from fastinfer.cli.keys import hash_key_command, new_key_command
@@ -17,7 +18,6 @@ app = typer.Typer(
     name="fastinfer",
     help="Turn a trained model into a fast, hardened inference microservice.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -28,6 +28,9 @@ app.command("init")(init_command)
 app.command("new-key")(new_key_command)
 app.command("hash-key")(hash_key_command)
 app.add_typer(rollout_app, name="rollout")
+app.command("config", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+    config_command
+)
 
 
 def _version(value: bool) -> None:

@@ -2,25 +2,61 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from fastinfer.config import Settings
+from fastinfer.cli.settings import load_settings
 from fastinfer.model.spec import ModelConfigError, ModelDirectory, load_model_directory
 from fastinfer.observability.logging import configure_logging, flush_logging, get_logger
 from fastinfer.observability.tracing import TracingUnavailableError, require_otel
 from fastinfer.repository.registry import parse_model_option
+from fastinfer.serving.ports import PortUnavailableError, check_ports
 from fastinfer.serving.supervisor import serve
 
+# The option of each settings field `serve` takes, for error messages.
+OPTIONS = {
+    "host": "--host",
+    "port": "--port",
+    "trust_unpinned_artefacts": "--trust-unpinned",
+    "log_level": "--log-level",
+    "log_format": "--log-format",
+    "max_rows": "--max-rows",
+    "max_body_bytes": "--max-body-bytes",
+    "cors_origins": "--cors-origin",
+    "model_dirs": "MODEL_DIRS",
+    "model_repository": "--repository",
+    "version_policy": "--version-policy",
+    "repository_poll_s": "--poll",
+    "workers": "--workers",
+    "health_port": "--health-port",
+    "health_process": "--health-process",
+    "allow_no_models": "--allow-no-models",
+}
 
-def _environment_help() -> str:
-    lines = ["Every option can also be set in the environment (or a .env file):\n\n"]
-    for name, info in Settings.model_fields.items():
-        default = info.get_default(call_default_factory=True)
-        lines.append(f"FASTINFER_{name.upper()}  {info.description or ''} [default: {default}]\n\n")
-    return "".join(lines)
+
+def settings_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings fields `serve`'s options set (None: not given), from its parameters."""
+    return {
+        "host": params.get("host"),
+        "port": params.get("port"),
+        "trust_unpinned_artefacts": params.get("trust_unpinned"),
+        "log_level": params.get("log_level"),
+        "log_format": params.get("log_format"),
+        "max_rows": params.get("max_rows"),
+        "max_body_bytes": params.get("max_body_bytes"),
+        "cors_origins": params.get("cors_origin") or None,
+        "model_dirs": params.get("model_dirs") or None,
+        "model_repository": params.get("repository"),
+        "version_policy": params.get("version_policy"),
+        "repository_poll_s": params.get("poll"),
+        "workers": params.get("workers"),
+        "health_port": params.get("health_port"),
+        "health_process": params.get("health_process"),
+        "allow_no_models": params.get("allow_no_models") or None,  # unset: the environment's
+    }
 
 
 def serve_command(
@@ -99,29 +135,23 @@ def serve_command(
         int | None,
         typer.Option(help="Server processes [default: the CPUs available].", show_default=False),
     ] = None,
+    allow_no_models: Annotated[
+        bool,
+        typer.Option(
+            "--allow-no-models",
+            help="Keep serving when no model loads at startup (to load them later through the "
+            "admin API); without it, serve exits 1 with the reasons.",
+        ),
+    ] = False,
 ) -> None:
-    """Serve models over HTTP: typed REST API, probes, and offline docs at /docs."""
-    overrides: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "trust_unpinned_artefacts": trust_unpinned,
-        "log_level": log_level,
-        "log_format": log_format,
-        "max_rows": max_rows,
-        "max_body_bytes": max_body_bytes,
-        "cors_origins": cors_origin or None,
-        "model_dirs": model_dirs or None,
-        "model_repository": repository,
-        "version_policy": version_policy,
-        "repository_poll_s": poll,
-        "workers": workers,
-        "health_port": health_port,
-        "health_process": health_process,
-    }
-    try:
-        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    """Serve models over HTTP: typed REST API, probes, and offline docs at /docs.
+
+    Every setting can also come from a FASTINFER_* environment variable or a .env file (options
+    win): `fastinfer config` shows the effective settings and where each came from, and
+    docs/configuration.md lists them all.
+    """
+    overrides = settings_overrides(locals())
+    settings = load_settings(overrides, OPTIONS)
     if settings.tracing:
         try:
             require_otel()  # before any fork: one clear error, not a crash in every worker
@@ -151,6 +181,11 @@ def serve_command(
             fg=typer.colors.RED,
         )
         raise typer.Exit(2)
+    try:
+        check_ports(settings)  # before the models load: a taken port is known in a second
+    except PortUnavailableError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
     log.info("listening", url=f"http://{settings.host}:{settings.port}", docs="/docs")
     try:
         code = serve(settings, directories)
@@ -160,12 +195,3 @@ def serve_command(
     finally:
         flush_logging()
     raise typer.Exit(code)
-
-
-# After \f, click shows nothing: why the function is long, for readers of the code only.
-serve_command.__doc__ = (
-    (serve_command.__doc__ or "")
-    + "\n\n"
-    + _environment_help()
-    + "\n\f\nLong only by its options, which typer reads from the signature."
-)

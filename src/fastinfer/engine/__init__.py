@@ -4,7 +4,7 @@ The event loop only admits, queues and awaits; model code runs on inference work
 """
 
 from fastinfer.engine.engine import Engine
-from fastinfer.engine.errors import DeadlineExceededError, OverloadedError
+from fastinfer.engine.errors import DeadlineExceededError, OverloadedError, failed_row
 from fastinfer.engine.work import WorkItem
 
-__all__ = ["DeadlineExceededError", "Engine", "OverloadedError", "WorkItem"]
+__all__ = ["DeadlineExceededError", "Engine", "OverloadedError", "WorkItem", "failed_row"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastinfer.errors import ServiceError
 
 
@@ -30,3 +32,19 @@ class DeadlineExceededError(ServiceError):
     def __init__(self, message: str, *, stage: str) -> None:
         super().__init__(message, details={"stage": stage})
         self.stage = stage
+
+
+_FAILED_ROW = "fastinfer_failed_row"
+
+
+def mark_failed_row(exc: BaseException, row: int) -> None:
+    """Record on the model's exception which row of its request it failed on (its type is kept:
+    callers and logs see what the model raised)."""
+    with contextlib.suppress(AttributeError):  # an exception type that takes no attributes
+        setattr(exc, _FAILED_ROW, row)
+
+
+def failed_row(exc: BaseException) -> int | None:
+    """The row of its request a model failure was narrowed down to, if it was."""
+    row = getattr(exc, _FAILED_ROW, None)
+    return row if isinstance(row, int) else None

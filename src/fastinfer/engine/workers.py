@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from fastinfer.engine.errors import mark_failed_row
 from fastinfer.engine.work import BatchOutcome, WorkItem
 from fastinfer.observability.logging import get_logger
-from fastinfer.runtimes import Prediction, Runtime
+from fastinfer.runtimes import Prediction, Row, Runtime
 
 log = get_logger("fastinfer.engine")
 
@@ -44,22 +45,30 @@ def run_batch(runtime: Runtime, columns: list[str], items: Sequence[WorkItem]) -
     started = time.perf_counter()
     calls = 0
 
-    def attempt(group: Sequence[WorkItem]) -> list[list[Prediction] | BaseException]:
+    def predict(rows: list[Row]) -> list[Prediction]:
         nonlocal calls
         calls += 1
+        predictions = runtime.predict(rows, columns)
+        if len(predictions) != len(rows):
+            raise _WrongCountError(
+                f"the model returned {len(predictions)} predictions for {len(rows)} rows"
+            )
+        return predictions
+
+    def attempt(group: Sequence[WorkItem]) -> list[list[Prediction] | BaseException]:
         rows = [row for item in group for row in item.rows]
         try:
-            predictions = runtime.predict(rows, columns)
-            if len(predictions) != len(rows):
-                raise RuntimeError(
-                    f"the model returned {len(predictions)} predictions for {len(rows)} rows"
-                )
+            predictions = predict(rows)
         except Exception as exc:
             if len(group) == 1:
+                row = None if isinstance(exc, _WrongCountError) else _failing_row(predict, rows)
+                if row is not None:
+                    mark_failed_row(exc, row)
                 log.error(
                     "inference_failed",
                     request_id=group[0].request_id,
                     rows=len(rows),
+                    row=row,
                     exc_info=exc,
                 )
                 return [exc]
@@ -79,6 +88,33 @@ def run_batch(runtime: Runtime, columns: list[str], items: Sequence[WorkItem]) -
         rows=sum(len(item.rows) for item in items),
         calls=calls,
     )
+
+
+class _WrongCountError(RuntimeError):
+    """The model answered another number of rows than it was given: no row is to blame."""
+
+
+def _failing_row(predict: Callable[[list[Row]], list[Prediction]], rows: list[Row]) -> int | None:
+    """The index of a row that fails alone, by bisecting a request the model failed on (a few
+    more calls, only on failure), so its 500 can say which row; None if no half fails alone."""
+    start, end = 0, len(rows)  # rows[start:end] fails
+    while end - start > 1:
+        middle = (start + end) // 2
+        if _fails(predict, rows[start:middle]):
+            end = middle
+        elif _fails(predict, rows[middle:end]):
+            start = middle
+        else:
+            return None
+    return start
+
+
+def _fails(predict: Callable[[list[Row]], list[Prediction]], rows: list[Row]) -> bool:
+    try:
+        predict(rows)
+    except Exception:
+        return True
+    return False
 
 
 class InferenceWorker(threading.Thread):

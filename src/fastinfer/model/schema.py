@@ -200,6 +200,9 @@ class RowSchema:
         try:
             parsed = self._request.validate_json(body)
         except ValidationError as exc:
+            envelope = _envelope_problem(exc, set(self.columns))
+            if envelope is not None:
+                raise InvalidRowsError([envelope]) from None
             raise _translate(exc, row_offset=0) from None
         return self._complete(parsed["inputs"])
 
@@ -228,6 +231,48 @@ class RowSchema:
         schema = self._request.json_schema(ref_template=ref_template)
         defs = cast(dict[str, Any], schema.pop("$defs", {}))
         return {**defs, self.request_name: schema}
+
+
+_ENVELOPE = 'the body must be {"inputs": [row, ...]}'
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+
+
+def _envelope_problem(exc: ValidationError, columns: set[str]) -> FieldProblem | None:
+    """One problem saying what the body must look like, when its shape (not a row) is wrong:
+    a bare row was reported as "inputs missing" plus an "unknown field" for each of its own
+    fields, which sent people looking for a typo in their data."""
+    errors = [
+        e
+        for e in exc.errors(include_url=False)
+        if e["type"] not in ("json_invalid", "too_long") and len(e["loc"]) <= 1
+    ]
+    if not errors:
+        return None
+    first = errors[0]
+    extra = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden"]
+    if first["loc"] == ():  # not an object at all
+        value = first.get("input")
+        if isinstance(value, list):
+            problem = f"{_ENVELOPE}, not a bare list of rows"
+        else:
+            kind = _JSON_TYPES.get(type(value), "a number" if value is not None else "null")
+            problem = f"{_ENVELOPE}, not {kind}"
+    elif first["loc"] == ("inputs",) and first["type"] == "missing":
+        if extra and set(extra) & columns:
+            problem = f'{_ENVELOPE}: this looks like one row; send {{"inputs": [{{...}}]}}'
+        elif extra:
+            keys = ", ".join(repr(k) for k in extra)
+            problem = f'{_ENVELOPE}: it has {keys} and no "inputs"'
+        else:
+            problem = f'{_ENVELOPE}: "inputs" is missing'
+    elif first["loc"] == ("inputs",) and first["type"] == "too_short":
+        problem = f'{_ENVELOPE}: "inputs" must hold at least one row'
+    elif first["loc"] == ("inputs",):
+        problem = f'{_ENVELOPE}: "inputs" must be a list of rows, even for one row'
+    else:
+        keys = ", ".join(repr(k) for k in extra)
+        problem = f'{_ENVELOPE}: {keys} is not part of it (only "inputs")'
+    return FieldProblem(row=None, field=None, problem=problem, type=first["type"])
 
 
 def _translate(exc: ValidationError, *, row_offset: int) -> ValueError:

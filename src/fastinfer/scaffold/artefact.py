@@ -92,6 +92,8 @@ def open_artefact(
     options: dict[str, Any] | None = None,
 ) -> tuple[str, Runtime]:
     """Load and start the artefact as `kind`, or as the first kind that fits (`open_as`)."""
+    if kind == "regressor":
+        _refuse_classifier_as_regressor(runtime_name, data, options, source)
     try:
         return open_as(runtime_name, data, kind, options=options)
     except KindError as exc:
@@ -118,6 +120,25 @@ def open_artefact(
         raise ScaffoldError(
             f"{source.name}: the {runtime_name} runtime cannot load it: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def _refuse_classifier_as_regressor(
+    runtime_name: str, data: bytes, options: dict[str, Any] | None, source: Path
+) -> None:
+    """`--kind regressor` on a classifier loads (its predict gives labels) but serves them as
+    numbers, without the probabilities: a mistake to stop at init, not to find in production."""
+    try:
+        detected, runtime = open_as(runtime_name, data, None, options=options)
+    except Exception:  # it loads only as asked (or not at all: said below): nothing to compare
+        return
+    if detected == "classifier":
+        labels = runtime.output_labels() or []
+        shown = ", ".join(map(str, labels[:5])) + (", ..." if len(labels) > 5 else "")
+        raise ScaffoldError(
+            f"{source.name} is a classifier (labels: {shown}): as a regressor it would serve its "
+            "predicted labels as numbers and drop the probabilities. Leave --kind out (it is "
+            "detected), or pass --kind tensor for the raw outputs"
+        )
 
 
 def trust_options(runtime_name: str, trust_types: Sequence[str]) -> dict[str, Any]:

@@ -113,6 +113,9 @@ class Supervisor:
         registry = self._prepare_models()
         if self.stopping:
             return self._finish()
+        if not self.settings.allow_no_models and refuse_without_models(registry):
+            self.failed_exits += 1
+            return self._finish()
         self.control.publish(registry.snapshot(generation=1))
         self._reserve_port()
         gc.freeze()  # keep the collector from touching (and so copying) the shared objects
@@ -194,12 +197,12 @@ class Supervisor:
         assert self._health_sock is not None
         flush_logging()
         parent = os.getpid()
-        pid = os.fork()
+        pid = _fork()
         if pid == 0:
             code = 1
             try:
-                signal.signal(signal.SIGALRM, signal.SIG_DFL)
-                signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+                _child_signals(interrupt=signal.SIG_IGN)  # the supervisor decides when to stop
+                _leave_terminal_group()
                 die_with_parent(parent)
                 serve_health(
                     self.board,
@@ -218,18 +221,17 @@ class Supervisor:
         flush_logging()
         self.board.write(index, 0, 0, "starting")
         parent = os.getpid()
-        pid = os.fork()
+        pid = _fork()
         if pid == 0:  # the child: never returns
             code = 1
             try:
-                # Until its server handles it: a sibling's rebalance must not kill this one.
-                signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+                # SIGUSR1 ignored until its server handles it: a sibling's rebalance must not
+                # kill this one.
+                _child_signals(interrupt=signal.SIG_DFL)
+                _leave_terminal_group()
                 die_with_parent(parent)  # a supervisor killed -9 takes its workers with it
                 if self._health_sock is not None:
                     self._health_sock.close()
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                signal.signal(signal.SIGALRM, signal.SIG_DFL)
                 configure_logging(self.settings.log_level, self.settings.log_format)
                 log.info("worker_started", worker=index, pid=os.getpid())
                 app = create_app(
@@ -295,13 +297,68 @@ class Supervisor:
             self.failed_exits += 1
 
 
+def refuse_without_models(registry: ModelRegistry) -> bool:
+    """True (and the reasons logged) when no model was prepared: a server that can only answer
+    503 should exit, so that the orchestrator shows it (CrashLoopBackOff), not look alive.
+    Checked after deserialising, before fork; a self-test failing later in every worker still
+    leaves a server answering 503 (its /readyz says why)."""
+    reasons = {f"{m.name}/{m.version}": m.reason or "failed" for m in registry if not m.prepared}
+    if len(reasons) < len(registry):
+        return False
+    log.error(
+        "no_model_loaded",
+        reasons=reasons or "no models: the repository is empty",
+        hint="fix the models, or set FASTINFER_ALLOW_NO_MODELS=true (--allow-no-models) "
+        "to serve without them and load them through the admin API",
+    )
+    return True
+
+
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _fork() -> int:
+    """os.fork with SIGTERM and SIGINT held until the child has its own handlers (see
+    `_child_signals`). Otherwise one that arrives as the child starts runs the supervisor's
+    handler in the child, or is lost: pending for a Python handler the child then replaced
+    (a supervisor stopping just after forking its health process waited for it for ever)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    pid = os.fork()
+    if pid != 0:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    return pid
+
+
+def _child_signals(*, interrupt: signal.Handlers) -> None:
+    """In a child of `_fork`: default dispositions, then the held signals are delivered."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+def _leave_terminal_group() -> None:
+    """In a child just forked: a process group of its own, so a Ctrl-C (SIGINT to the terminal's
+    whole group) reaches only the supervisor, which forwards it once. Received twice, from the
+    terminal and then the supervisor, a worker took the second for "force exit": it skipped the
+    application's shutdown and uvicorn logged a CancelledError traceback. A supervisor killed
+    -9 still takes its children with it (`die_with_parent`)."""
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+
+
 def serve(settings: Settings, directories: list[ModelDirectory]) -> int:
     """Serve in one process, or in one per CPU under a supervisor; the exit status."""
     warn_if_unprotected(settings)
     remove_stale_directories()  # left by a supervisor that was killed (kill -9 cleans nothing)
     workers = settings.workers or available_cpus()
     if workers == 1 and settings.probe_port is None:
-        run_server(create_app(settings, directories), settings)
+        registry = build_registry(settings, directories)
+        registry.prepare_all()  # as a supervisor does: a model nothing can load ends here
+        if not settings.allow_no_models and refuse_without_models(registry):
+            return 1
+        run_server(create_app(settings, registry=registry), settings)
         return 0
     configure_logging(settings.log_level, settings.log_format, background=False)
     metrics_dir = prepare_multiprocess_dir()  # before any worker imports prometheus_client
