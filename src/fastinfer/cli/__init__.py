@@ -9,6 +9,7 @@ from fastinfer import __version__
 from fastinfer.cli.init import init_command
 from fastinfer.cli.inspect import models_command
 from fastinfer.cli.keys import hash_key_command, new_key_command
+from fastinfer.cli.loadtest import loadtest_command
 from fastinfer.cli.score import predict_command
 from fastinfer.cli.serve import serve_command
 
@@ -26,6 +27,7 @@ app.command("models")(models_command)
 app.command("init")(init_command)
 app.command("new-key")(new_key_command)
 app.command("hash-key")(hash_key_command)
+app.command("loadtest")(loadtest_command)
 
 
 def _version(value: bool) -> None:
