@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import time
 from collections.abc import Callable
@@ -81,7 +82,7 @@ class Histogram:
         """The q-th percentile (0-100) in milliseconds; the nearest-rank value of its bucket."""
         if not self.count:
             return 0.0
-        rank = max(1, -(-self.count * q // 100))  # ceil: the smallest value with q% at or below
+        rank = max(1, math.ceil(self.count * q / 100 - 1e-9))  # q% of the values at or below
         seen = 0
         for index in sorted(self.counts):
             seen += self.counts[index]
