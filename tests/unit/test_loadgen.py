@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from fastinfer import __version__
 from fastinfer.cli import app, loadtest
 from fastinfer.cli.loadgen import (
     Histogram,
@@ -398,6 +399,22 @@ def test_the_command_refuses_what_it_cannot_send(tmp_path: Path) -> None:
         assert result.exit_code == 2 and message in result.stderr
     tls = runner.invoke(app, ["loadtest", "https://example.com", "-m", "m"])
     assert tls.exit_code == 2 and "only http://" in tls.stderr
+
+
+def test_a_header_replaces_the_default_of_its_name() -> None:
+    request = loadtest.encode_request("h", 1, "/p", b"{}", [("host", "svc"), ("X-API-Key", "k")])
+    head, _, body = request.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n") == [
+        b"POST /p HTTP/1.1",
+        b"User-Agent: fastinfer-loadtest/" + __version__.encode(),
+        b"Content-Type: application/json",
+        b"Content-Length: 2",
+        b"host: svc",
+        b"X-API-Key: k",
+    ]
+    assert body == b"{}"
+    with pytest.raises(loadtest.LoadTestError):
+        loadtest.encode_request("h", 1, "/p", b"{}", [("Content-Length", "9")])
 
 
 def test_nothing_answering_exits_1(tmp_path: Path) -> None:

@@ -102,12 +102,19 @@ def rows_in(body: bytes) -> int | None:
 def encode_request(
     host: str, port: int, path: str, body: bytes, headers: list[tuple[str, str]]
 ) -> bytes:
-    """The whole POST, encoded once and written as is for every request."""
+    """The whole POST, encoded once and written as is for every request. A --header replaces
+    the default of the same name (Host, User-Agent, Content-Type)."""
+    given = {name.lower() for name, _ in headers}
+    if "content-length" in given or "transfer-encoding" in given:
+        raise LoadTestError("--header: Content-Length and Transfer-Encoding come from the body")
+    defaults = {
+        "Host": f"{host}:{port}",
+        "User-Agent": f"fastinfer-loadtest/{__version__}",
+        "Content-Type": "application/json",
+    }
     lines = [
         f"POST {path} HTTP/1.1",
-        f"Host: {host}:{port}",
-        f"User-Agent: fastinfer-loadtest/{__version__}",
-        "Content-Type: application/json",
+        *(f"{name}: {value}" for name, value in defaults.items() if name.lower() not in given),
         f"Content-Length: {len(body)}",
         *(f"{name}: {value}" for name, value in headers),
     ]
@@ -170,6 +177,7 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     axes.set_xlabel("p99 latency (ms)")
     axes.set_ylabel("requests/s")
     axes.set_title(f"{report['model']}: {report['rows_per_request'] or '?'} row(s) per request")
+    axes.margins(x=0.12, y=0.1)  # room for the last point's label
     axes.grid(visible=True, alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)
