@@ -12,4 +12,3 @@ def test_the_health_process_is_on_by_default_on_the_next_port() -> None:
     assert Settings(port=65535).probe_port == 65534
     assert Settings(port=8000, health_process=False).probe_port is None
     assert Settings(port=8000, health_port=7000, health_process=False).probe_port is None
-

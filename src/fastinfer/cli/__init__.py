@@ -10,6 +10,7 @@ from fastinfer.cli.config import config_command
 from fastinfer.cli.init import init_command
 from fastinfer.cli.inspect import models_command
 from fastinfer.cli.keys import hash_key_command, new_key_command
+from fastinfer.cli.loadtest import loadtest_command
 from fastinfer.cli.rollout import rollout_app
 from fastinfer.cli.score import predict_command
 from fastinfer.cli.serve import serve_command
@@ -31,6 +32,7 @@ app.add_typer(rollout_app, name="rollout")
 app.command("config", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     config_command
 )
+app.command("loadtest")(loadtest_command)
 
 
 def _version(value: bool) -> None:
