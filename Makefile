@@ -11,7 +11,7 @@ EXAMPLE_FILES := $(foreach example,$(EXAMPLES),$(example)/model.yaml $(example)/
 	$(example)/reference.json) examples/titanic/holdout.csv
 PYTEST_ARGS ?=
 
-.PHONY: help venv models retrain serve test test-fast lint format lock clean
+.PHONY: help venv models retrain serve test test-fast lint format lock dist clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -82,8 +82,15 @@ lock: ## Re-resolve requirements/*.lock from pyproject.toml
 	.lock-venv/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras \
 		--generate-hashes --extra dev --extra bench -o requirements/bench.lock pyproject.toml
 
+# The sdist and the wheel (uv build: the wheel is built from the sdist, so the sdist is complete).
+dist: $(STAMP)  ## Build the sdist and the wheel into dist/ (pip install dist/fastinfer-*.whl)
+	@test -x $(BIN)/uv || $(PIP_INSTALL) --only-binary=:all: --require-hashes -r requirements/bootstrap.lock
+	rm -rf dist
+	$(BIN)/uv build --quiet --system-certs --out-dir dist .
+	@ls dist
+
 clean:  ## Remove the environments, build outputs and caches (the committed examples stay)
-	rm -rf $(VENV) .lock-venv $(DEPLOY_VENV) build/deploy examples/*/__pycache__ .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) .lock-venv $(DEPLOY_VENV) build/deploy dist examples/*/__pycache__ .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 # The deploy/ checkers live in their own environment: checkov pins many packages of its own.
 DEPLOY_VENV ?= .deploy-venv
