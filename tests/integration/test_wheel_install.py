@@ -48,9 +48,11 @@ def _build_wheel(out: Path, scratch: Path) -> Path:
     """From a copy of what the sdist holds, so the build leaves nothing in the checkout."""
     source = scratch / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "MANIFEST.in"):
         shutil.copy2(REPO / name, source / name)
-    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("src", "requirements"):
+        caches = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(REPO / folder, source / folder, ignore=caches)
     uv = _uv()
     if uv is not None:  # as `make dist`: the sdist, then the wheel built from it
         _run([uv, "build", "--quiet", "--system-certs", "--out-dir", str(out), str(source)])
