@@ -213,7 +213,8 @@ class Settings(BaseSettings):
     tracing: bool = Field(
         default=False,
         description="Export OpenTelemetry traces (request, queue, inference spans) over OTLP/HTTP "
-        "to OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT. Needs the extra: pip install 'fastinfer[otel]'.",
+        "to OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT. Needs the otel extra (opentelemetry-sdk, "
+        "opentelemetry-exporter-otlp-proto-http).",
     )
 
     prediction_log: Literal["off", "jsonl", "postgres"] = Field(

@@ -72,15 +72,16 @@ def running_server(
     ready_timeout: float = 60,
     *,
     port: int | None = None,
+    fastinfer: list[str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[RunningServer]:
     """`port`: the serving port (default: a free one; its health port is then another free one,
-    not the default `port + 1`, which may be taken here)."""
+    not the default `port + 1`, which may be taken here). `fastinfer`: the command (default: this
+    Python's `-m fastinfer`)."""
     chosen = port is not None
     port = port if port is not None else free_port()
     command = [
-        sys.executable,
-        "-m",
-        "fastinfer",
+        *(fastinfer or [sys.executable, "-m", "fastinfer"]),
         "serve",
         "--host",
         "127.0.0.1",
@@ -91,7 +92,9 @@ def running_server(
     probes = {} if chosen else {"FASTINFER_HEALTH_PORT": str(free_port())}
     full_env = {**os.environ, "FASTINFER_LOG_FORMAT": "json", **probes, **(env or {})}
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=full_env)
+        process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=full_env, cwd=cwd
+        )
     health = full_env.get("FASTINFER_HEALTH_PORT") or str(port + 1)
     server = RunningServer(
         process, f"http://127.0.0.1:{port}", log_path, f"http://127.0.0.1:{health}"

@@ -9,6 +9,13 @@ localhost/fastinfer-base:bookworm), the locked wheels downloaded on the host int
 deploy/build/wheels (git-ignored; re-downloaded when requirements/runtime.lock changes), then
 `podman build --build-arg PIP_NO_INDEX=1`. The first run takes a few minutes (podman, debootstrap,
 wheels); later runs reuse the base, the wheels and podman's layer cache.
+
+It needs root (debootstrap, rootful podman) and installs podman and debootstrap from Debian when
+they are missing; where it cannot, it is skipped with one line saying what it needs (a failure in
+CI: tests/integration/debian.py). Where podman's default runtime cannot start a container (crun
+cannot set rlimits on some hosts), the project's tests/integration/containers.conf (runc, explicit
+ulimits) is used: detected by trying the default first, or chosen with
+FASTINFER_TEST_CONTAINERS_CONF=<path> or =default (a CONTAINERS_CONF already set is kept).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import pytest
 import yaml
 
 from tests.conftest import CAR, REPO, TITANIC
-from tests.integration.debian import apt_install
+from tests.integration.debian import apt_install, unavailable
 from tests.integration.server import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.timeout(1200)]
@@ -47,7 +54,7 @@ PACKAGES = [
     "podman", "buildah", "runc", "uidmap", "slirp4netns", "containernetworking-plugins",
     "fuse-overlayfs", "debootstrap",
 ]  # fmt: skip
-CONTAINERS_CONF = REPO.parent / "shared" / "tools" / "containers.conf"  # these machines: runc
+RUNC_CONF = Path(__file__).with_name("containers.conf")  # where crun cannot set rlimits
 WHEELHOUSE = REPO / "deploy" / "build" / "wheels"
 LOCK = REPO / "requirements" / "runtime.lock"
 UID = 10001
@@ -55,11 +62,37 @@ GRACE_S = 30  # the orchestrator's grace period: > drain delay + FASTINFER_DRAIN
 DRAIN_DELAY_S = 2.0  # time for a load balancer to see /readyz 503 and stop sending
 
 
+_containers_conf: list[str] = []  # the CONTAINERS_CONF chosen by _choose_runtime ("": default)
+
+
 def _podman_env() -> dict[str, str]:
     env = dict(os.environ)
-    if CONTAINERS_CONF.is_file():
-        env["CONTAINERS_CONF"] = str(CONTAINERS_CONF)
+    if _containers_conf and _containers_conf[0]:
+        env["CONTAINERS_CONF"] = _containers_conf[0]
     return env
+
+
+def _choose_runtime() -> None:
+    """podman's own configuration where it can start a container, else the project's runc one."""
+    if _containers_conf:
+        return
+    setting = os.environ.get("FASTINFER_TEST_CONTAINERS_CONF", "").strip()
+    if setting or os.environ.get("CONTAINERS_CONF"):
+        chosen = "" if setting in {"", "default"} else str(Path(setting).resolve())
+        _containers_conf.append(chosen)  # "" keeps the environment's CONTAINERS_CONF, if any
+        return
+    tried = {}
+    for candidate in ("", str(RUNC_CONF)):
+        env = dict(os.environ, **({"CONTAINERS_CONF": candidate} if candidate else {}))
+        probe = subprocess.run(
+            ["podman", "run", "--rm", BASE_IMAGE, "true"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if probe.returncode == 0:
+            _containers_conf.append(candidate)
+            return
+        tried[candidate or "podman's default"] = probe.stderr.strip()
+    raise AssertionError(f"podman cannot start a container with any configuration: {tried}")
 
 
 def podman(
@@ -90,10 +123,12 @@ def _machine_lock() -> Iterator[None]:
 
 
 def _install_podman() -> None:
+    if os.geteuid() != 0:
+        unavailable("the container test needs root (debootstrap, rootful podman): run it as root")
     if all(shutil.which(tool) for tool in ("podman", "runc", "debootstrap")):
         return
     for package in PACKAGES:
-        apt_install(package)
+        apt_install(package, needed_for="the container test")
 
 
 def _bootstrap_base() -> None:
@@ -205,6 +240,7 @@ def container() -> Iterator[Container]:
     with _machine_lock():
         _install_podman()
         _bootstrap_base()
+        _choose_runtime()
         _fill_wheelhouse()
     _ensure_models()
     prepared = time.monotonic()

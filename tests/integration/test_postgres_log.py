@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 def postgres_bin() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
     if not found:
-        apt_install("postgresql")
+        apt_install("postgresql", needed_for="a real PostgreSQL for the prediction log")
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
     assert found, "Debian's postgresql did not install"
     return Path(found[-1]).parent

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.integration.debian import apt_install
+from tests.integration.debian import require_tool
 from tests.integration.server import free_port, running_server
 
 pytestmark = pytest.mark.slow
@@ -24,11 +24,7 @@ RULES = REPO / "deploy" / "prometheus"
 @pytest.fixture(scope="module")
 def prometheus() -> str:
     """The prometheus binary, installed from Debian's registry if it is not there yet."""
-    if shutil.which("prometheus") is None:
-        apt_install("prometheus")
-    binary = shutil.which("prometheus")
-    assert binary is not None
-    return binary
+    return require_tool("prometheus", "prometheus", needed_for="a real Prometheus scraping")
 
 
 def test_shipped_rules_pass_promtool(prometheus: str) -> None:

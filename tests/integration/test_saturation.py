@@ -5,7 +5,6 @@ loop. Behaviour, not timings: each phase polls the gauge (bounded) until it says
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 import time
@@ -19,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import build_scripted_model
+from tests.integration.debian import require_tool
 from tests.integration.server import free_port, running_server
 
 pytestmark = pytest.mark.slow
@@ -106,10 +106,10 @@ def test_a_model_bound_by_inference_reads_low_idle_and_past_one_when_requests_qu
     assert saturation(after) < 0.2  # the average forgets the load
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk)")
 def test_a_fast_model_bound_by_the_event_loop_reads_past_one_when_saturated(
     tmp_path: Path,
 ) -> None:
+    wrk_bin = require_tool("wrk", "wrk", needed_for="load fast enough to saturate the event loop")
     health_port = free_port()
     args = [str(TITANIC), "--workers", "1", "--health-port", str(health_port)]
     body = tmp_path / "body.json"
@@ -130,7 +130,7 @@ def test_a_fast_model_bound_by_the_event_loop_reads_past_one_when_saturated(
         )
         idle = poll(health_port, lambda v: sampled_and_idle(v, 0.3))
         wrk = subprocess.Popen(
-            ["wrk", "-t2", "-c64", f"-d{int(WAIT_S) + 10}s", "-s", str(lua),
+            [wrk_bin, "-t2", "-c64", f"-d{int(WAIT_S) + 10}s", "-s", str(lua),
              f"{server.url}/v1/models/titanic/predict", "--", str(body)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip

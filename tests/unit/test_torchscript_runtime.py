@@ -1,6 +1,6 @@
 """The torchscript runtime: tiny modules scripted or traced here, served and called directly.
 
-torch is an optional extra (`pip install 'fastinfer[torch]'`); without it these tests skip.
+torch is optional (the `torch` extra, or `pip install torch`); without it these tests skip.
 """
 
 from __future__ import annotations

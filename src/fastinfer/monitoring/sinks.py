@@ -147,7 +147,8 @@ class PostgresSink:
             import psycopg
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise RuntimeError(
-                "the postgres prediction log needs psycopg: pip install 'fastinfer[postgres]'"
+                "the postgres prediction log needs psycopg (the postgres extra): "
+                "pip install 'psycopg[binary]'"
             ) from exc
         self._psycopg = psycopg
         self._dsn = dsn

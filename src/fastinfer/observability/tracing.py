@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, SpanKind, Status, Tracer
 
 log = get_logger("fastinfer.tracing")
-INSTALL_HINT = "pip install 'fastinfer[otel]'"
+# fastinfer is not on a package index: name the extra's packages (README: "Installing fastinfer").
+INSTALL_HINT = "pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http"
 # Probes and scrapes: frequent, uninteresting, and they would drown the traces that matter.
 UNTRACED_PATHS = frozenset({"/livez", "/readyz", "/health", "/metrics", "/favicon.ico"})
 
@@ -49,7 +50,7 @@ def require_otel() -> None:
     except ImportError as exc:
         raise TracingUnavailableError(
             f"FASTINFER_TRACING is on but OpenTelemetry is not installed ({exc}): "
-            f"install the extra with `{INSTALL_HINT}`, or turn tracing off"
+            f"install the otel extra with `{INSTALL_HINT}`, or turn tracing off"
         ) from exc
 
 
