@@ -55,7 +55,8 @@ def create_runtime(
             raise
         raise RuntimeUnavailable(
             f"runtime {kind!r} needs the {framework!r} package, which is not installed; "
-            f"install it with: pip install 'fastinfer[{framework}]'"
+            f"install it with: pip install {framework} (or the wheel's extra: "
+            f"pip install 'fastinfer-<version>-py3-none-any.whl[{framework}]')"
         ) from None
     return runtime_class(output, options or {}, directory=directory)
 
