@@ -19,7 +19,7 @@ from rich.table import Table
 from fastinfer import __version__
 from fastinfer.cli.loadgen import LevelStats, Target, event_loop_factory, run_level
 
-_PLOT_HINT = "the plot needs matplotlib: pip install 'fastinfer[bench]'"
+_PLOT_HINT = "the plot needs matplotlib: pip install matplotlib"
 _TIMING_SHOWN = ("queue", "batch-wait", "infer")
 
 
