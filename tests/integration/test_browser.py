@@ -209,11 +209,6 @@ def test_redoc_renders_every_model_operation(server: RunningServer) -> None:
     print(f"screenshot: {path}")
 
 
-@pytest.mark.xfail(
-    strict=True,  # fixed: remove this mark
-    reason="redoc.standalone.js loads its logo from https://cdn.redoc.ly (the CSP blocks it and "
-    "the console shows the refusal); src/fastinfer/api/docs.py should serve it locally",
-)
 def test_redoc_asks_nothing_beyond_the_server(server: RunningServer) -> None:
     with chromium() as page:
         tools = page()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from functools import cache
 from pathlib import Path
 
 import fastapi_offline
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import HTMLResponse, RedirectResponse
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from fastinfer.api.routes import DOCS, requires
 
@@ -33,6 +34,13 @@ _SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
+
+
+# ReDoc's bundle shows a "powered by" logo fetched from its CDN: the one request the docs would make
+# beyond this server (refused by the CSP, an error in the console). Served with an empty image.
+_REDOC_JS = "redoc.standalone.js"
+_REDOC_CDN_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+_EMPTY_IMAGE = b"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
 
 
 def _secured(page: HTMLResponse) -> HTMLResponse:
@@ -66,6 +74,21 @@ async def swagger_ui(request: Request) -> HTMLResponse:
     )
 
 
+@cache
+def _patched_redoc_bundle() -> bytes:
+    return (_ASSETS_DIR / _REDOC_JS).read_bytes().replace(_REDOC_CDN_LOGO, _EMPTY_IMAGE)
+
+
+@router.get(f"{ASSETS_URL}/{_REDOC_JS}")
+async def redoc_bundle() -> Response:
+    """ReDoc's script, its CDN logo replaced (read and patched once, then kept)."""
+    return Response(
+        _patched_redoc_bundle(),
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=3600", **_SECURITY_HEADERS},
+    )
+
+
 @router.get("/redoc")
 async def redoc(request: Request) -> HTMLResponse:
     root = request.scope.get("root_path", "")
@@ -81,5 +104,5 @@ async def redoc(request: Request) -> HTMLResponse:
 
 
 def install_docs(app: FastAPI) -> None:
+    app.include_router(router)  # first: its patched ReDoc bundle wins over the static file
     app.mount(ASSETS_URL, StaticFiles(directory=_ASSETS_DIR), name="docs-assets")
-    app.include_router(router)
