@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -227,7 +228,9 @@ class Supervisor:
             try:
                 # SIGUSR1 ignored until its server handles it: a sibling's rebalance must not
                 # kill this one.
-                _child_signals(interrupt=signal.SIG_DFL)
+                # A stop before its server takes the signals over: nothing is in flight, exit 0
+                # (killed by the default action, it counted as a failed exit).
+                _child_signals(interrupt=_exit_before_serving, terminate=_exit_before_serving)
                 _leave_terminal_group()
                 die_with_parent(parent)  # a supervisor killed -9 takes its workers with it
                 if self._health_sock is not None:
@@ -329,13 +332,21 @@ def _fork() -> int:
     return pid
 
 
-def _child_signals(*, interrupt: signal.Handlers) -> None:
-    """In a child of `_fork`: default dispositions, then the held signals are delivered."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def _child_signals(
+    *,
+    interrupt: signal.Handlers | Callable[[int, FrameType | None], None],
+    terminate: signal.Handlers | Callable[[int, FrameType | None], None] = signal.SIG_DFL,
+) -> None:
+    """In a child of `_fork`: its own dispositions, then the held signals are delivered."""
+    signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+def _exit_before_serving(_sig: int, _frame: FrameType | None) -> None:
+    os._exit(0)
 
 
 def _leave_terminal_group() -> None:
