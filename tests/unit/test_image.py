@@ -39,9 +39,11 @@ def _context(tmp_path: Path, *models: Path, **options: Any) -> Any:
 
 def test_pinned_models_are_copied_and_served_from_models(tmp_path: Path) -> None:
     tiny = build_tiny_model(tmp_path / "tiny")
+    tiny.chmod(0o700)  # as pytest's and mkdtemp's directories are: the service's UID is not root
     context = _context(tmp_path, tiny)
     baked = context.directory / "models" / "tiny" / "1"
     assert (baked / "model.joblib").read_bytes() == (tiny / "model.joblib").read_bytes()
+    assert {oct(p.stat().st_mode & 0o777) for p in baked.parent.rglob("*")} == {"0o755", "0o644"}
     dockerfile = context.dockerfile.read_text()
     assert 'CMD ["/models/tiny/1"]' in dockerfile
     assert "COPY models/ /models/" in dockerfile

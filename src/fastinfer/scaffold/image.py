@@ -193,6 +193,14 @@ def _copy_wheels(sources: Sequence[Path], destination: Path) -> None:
                 shutil.copy2(wheel, destination / wheel.name)
 
 
+def _world_readable(root: Path) -> None:
+    """Directories 0755, files 0644: COPY keeps modes, and the service's UID owns none of them
+    (a model made under a 0700 temporary directory would otherwise be unreadable to it)."""
+    root.chmod(0o755)
+    for path in root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 def write_context(
     directory: Path,
     *,
@@ -230,6 +238,7 @@ def write_context(
     shutil.copytree(project / "src", directory / "src", ignore=_IGNORED)
     for model in baked:
         shutil.copytree(model.source, directory / model.target.lstrip("/"), ignore=_IGNORED)
+    _world_readable(directory / "models")
     _copy_wheels(offline_wheels, directory / "wheels")
     context = BuildContext(
         directory,
