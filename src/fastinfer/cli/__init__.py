@@ -1,11 +1,12 @@
 """The `fastinfer` command: serve models, score files locally, inspect and scaffold model
-directories."""
+directories, build images for them."""
 
 from __future__ import annotations
 
 import typer
 
 from fastinfer import __version__
+from fastinfer.cli.build import build_command
 from fastinfer.cli.config import config_command
 from fastinfer.cli.init import init_command
 from fastinfer.cli.inspect import models_command
@@ -26,6 +27,7 @@ app.command("serve")(serve_command)
 app.command("predict")(predict_command)
 app.command("models")(models_command)
 app.command("init")(init_command)
+app.command("build")(build_command)
 app.command("new-key")(new_key_command)
 app.command("hash-key")(hash_key_command)
 app.add_typer(rollout_app, name="rollout")
