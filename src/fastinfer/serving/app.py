@@ -46,6 +46,7 @@ from fastinfer.serving.heartbeat import HeartbeatBoard as Board
 from fastinfer.serving.rundir import remove_run_dir, run_dir
 
 log = get_logger("fastinfer.app")
+_IDLE_BUSY = 0.02  # a loop busy less than this share of a sample is idle: no probes next time
 _SAMPLE_SECONDS = 0.25  # the gauges' sampling interval
 _LOOP_PROBES = 5  # event-loop queue probes per sample
 
@@ -258,12 +259,18 @@ async def _sample_metrics(metrics: Metrics, registry: ModelRegistry) -> None:
     """Queue and in-flight gauges, the saturation average and model info, 4 times a second;
     between samples the event loop's queue is probed 5 times (a callback each: cheap)."""
     meter = LoopMeter()
+    idle = False
     while True:
-        for _ in range(_LOOP_PROBES):
-            meter.probe()
-            await asyncio.sleep(_SAMPLE_SECONDS / _LOOP_PROBES)
+        if idle:  # nothing can be waiting on an idle loop: one wake-up, not five (idle CPU)
+            await asyncio.sleep(_SAMPLE_SECONDS)
+        else:
+            for _ in range(_LOOP_PROBES):
+                meter.probe()
+                await asyncio.sleep(_SAMPLE_SECONDS / _LOOP_PROBES)
         try:
-            metrics.sample([_sample(model) for model in registry], meter.read())
+            loop = meter.read()
+            idle = loop.busy_seconds < _IDLE_BUSY * loop.seconds
+            metrics.sample([_sample(model) for model in registry], loop)
         except Exception:  # a metrics bug must not stop the sampling, nor anything else
             log.exception("metrics_sampling_failed")
 
