@@ -38,7 +38,8 @@ from fastinfer.repository.state import DesiredState, ModelEntry, Unloaded, Versi
 from fastinfer.repository.sync import RepositorySync
 
 log = get_logger("fastinfer.repository")
-_WATCH_S = 0.2  # how soon a change made through another process is applied here (each check is a wake-up of an idle loop)
+# How soon a change made through another process is applied here (each check wakes an idle loop).
+_WATCH_S = 0.2
 _ACK_POLL_S = 0.02
 
 # ChangeRefused and ChangeResult live in `changes` (the sync raises and returns them too); the
