@@ -28,6 +28,7 @@ from tests.integration.test_container import (
     WHEELHOUSE,
     Container,
     _bootstrap_base,
+    _choose_runtime,
     _fill_wheelhouse,
     _install_podman,
     _machine_lock,
@@ -81,6 +82,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
     with _machine_lock():
         _install_podman()
         _bootstrap_base()
+        _choose_runtime()  # podman's default, or the project's runc configuration
         _fill_wheelhouse()
         _fill_extras_wheelhouse()
     model_dir = _scaffold_xgboost(tmp_path_factory.mktemp("build") / "churn")
