@@ -72,6 +72,31 @@ def test_an_idle_loop_reads_its_busy_fraction() -> None:
     assert meter.loop_stage(loop(0.0, 0.0), answered=0, now=1.0) == 0.0
 
 
+def test_the_loop_and_the_inference_threads_share_one_gil_so_the_plateau_reads_one() -> None:
+    """At a fast model's plateau the loop is busy 89% of the time: the inference thread holds
+    the GIL the rest. Counted together, the plateau reads 1.0 and half of it 0.5."""
+    meter = SaturationMeter()
+    workers_busy = 0.0
+    meter.inference_stage([engine(0, 0, 0)], now=0.0)
+    for step in range(1, 40):  # the plateau: 1,000 requests per 0.25 s
+        workers_busy += 0.05
+        meter.inference_stage([engine(workers_busy, workers_busy, 1000 * step)], now=step * 0.25)
+        plateau = meter.loop_stage(loop(0.25, 0.89 * 0.25), answered=1000, now=step * 0.25)
+    assert plateau == pytest.approx(1.0, abs=0.01)
+    workers_busy += 0.03  # half the plateau: the loop dearer per request (fewer per wake-up)
+    meter.inference_stage([engine(workers_busy, workers_busy, 40000)], now=10.0)
+    half = meter.loop_stage(loop(0.25, 0.6 * 0.25), answered=500, now=10.0)
+    assert half == pytest.approx(0.5, abs=0.01)
+
+
+def test_the_loop_meter_reads_the_lower_quartile_of_its_probe_waits() -> None:
+    # Most probes landed in a burst of answers; a quarter found the loop idle: no standing queue.
+    assert saturation.lower_quartile([0.0, 0.0, 0.0, 5.0, 5.0, 6.0, 7.0, 9.0]) == 0.0
+    # Every probe waited: a standing queue.
+    assert saturation.lower_quartile([2.0, 2.0, 3.0, 3.0, 4.0, 5.0, 5.0, 9.0]) == 2.75
+    assert saturation.lower_quartile([1.5]) == 1.5
+
+
 def engine(
     busy: float, batch_seconds: float, rows: int, queued: float = 0.0, workers: int = 1
 ) -> EngineCounters:

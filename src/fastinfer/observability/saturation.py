@@ -9,16 +9,21 @@ A request goes through two stages of its server process, and either can be the b
 
 Each stage reads utilisation * (1 + wait / service):
 
-- utilisation is the work done over the most the stage has shown it can do: requests per second
-  over the best requests per busy second of the loop; rows per second over the best rows per
-  busy second of the workers. A busy fraction alone misleads both ways: per-call costs (a
-  model's fixed cost per batch, the loop's cost per wake-up) shrink per request as load grows,
-  so a stage busy with small batches at low load is far from full; and the loop's busy
-  fraction tops out below 1 at capacity (the inference threads hold the GIL part of the time).
+- utilisation is the work done over the most the stage has shown it can do. For the workers:
+  rows per second over the best rows per busy second. For the event loop: requests per second
+  over the best requests per second of the process's one GIL, i.e. per second the loop and the
+  inference threads were busy together (at most the interval: one GIL). A busy fraction alone
+  misleads both ways: per-call costs (a model's fixed cost per batch, the loop's cost per
+  wake-up) shrink per request as load grows, so a stage busy with small batches at low load is
+  far from full; and the loop alone tops out below 1 at capacity, because the inference threads
+  hold the GIL the rest of the time (counting them with the loop is what makes the plateau read
+  1.0, not 0.9).
 - wait / service is how long work queues for the stage relative to the time it takes: for the
-  loop, the wait of a callback queued now over the loop time one request costs; for the
-  workers, the queued rows in full batches per worker (each batch one service time). Below
-  capacity it is small; at capacity it grows with every extra request, so the reading passes 1.
+  loop, the lower quartile of the waits of callbacks queued at random moments of the interval,
+  over the loop time one request costs; for the workers, the queued rows in full batches per
+  worker (each batch one service time). The lower quartile, not the median: a batch's answers
+  reach the loop together, so below capacity most moments fall in such a burst, yet some find
+  the loop idle; at capacity none does, and the quartile grows with every extra request.
 
 The process reads the larger stage; the exposition averages the processes. 1.0: the pod serves
 as fast as it can; above 1.0 requests wait for it. Until a stage has been loaded, its best rate
@@ -58,6 +63,13 @@ def stage_saturation(utilisation: float, wait: float, service: float) -> float:
     return utilisation * (1.0 + max(wait, 0.0) / service)
 
 
+def lower_quartile(values: list[float]) -> float:
+    """The value a quarter of the way up the sorted values (the only one, for one)."""
+    if len(values) < 2:
+        return values[0]
+    return statistics.quantiles(values, n=4, method="inclusive")[0]
+
+
 def ema(previous: float | None, value: float, weight: float) -> float:
     """An exponential moving average step (the first value starts it)."""
     return value if previous is None else previous + weight * (value - previous)
@@ -90,7 +102,7 @@ class LoopSample:
 
     seconds: float  # the interval
     busy_seconds: float  # the loop thread's CPU time plus run-queue wait in it
-    wait: float | None  # typical seconds a callback queued in it waited to run (None: no probe)
+    wait: float | None  # lower-quartile seconds a callback queued in it waited (None: no probe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +131,15 @@ class SaturationMeter:
     def __init__(self) -> None:
         self._loop_best = BestRate()
         self._engines: dict[tuple[str, str], _EngineState] = {}
+        self._engine_busy = 0.0  # the workers' busy seconds in the last inference_stage interval
 
     def loop_stage(self, loop: LoopSample, answered: int, now: float) -> float:
-        """The event loop's reading; `answered`: predictions answered in the interval."""
+        """The event loop's reading; `answered`: predictions answered in the interval. Read
+        after `inference_stage` of the same sample (its workers' busy time is the GIL's too)."""
         if loop.seconds <= 0 or loop.busy_seconds <= 0 or not answered:
             return stage_saturation(loop.busy_seconds / loop.seconds if loop.seconds else 0, 0, 0)
-        rate = answered / loop.busy_seconds  # requests per second of loop time
+        gil_seconds = min(loop.busy_seconds + self._engine_busy, loop.seconds)
+        rate = answered / gil_seconds  # requests per second the process's GIL was taken
         best = (
             self._loop_best.update(rate, now)
             if answered >= _MIN_LOOP_REQUESTS or not self._loop_best.value
@@ -136,6 +151,7 @@ class SaturationMeter:
     def inference_stage(self, engines: list[EngineCounters], now: float) -> float:
         """The busiest model's reading (0 without one, or on its first sample)."""
         reading, live = 0.0, {}
+        self._engine_busy = 0.0
         for counters in engines:
             state = self._engines.get(counters.key)
             if state is None or counters.workers <= 0:
@@ -148,9 +164,9 @@ class SaturationMeter:
             if batch_seconds > 0:
                 rate = (counters.rows - state.counters.rows) / batch_seconds
                 state.efficiency = rate / state.best.update(rate, now) if rate > 0 else 0.0
-            busy = (counters.busy_seconds - state.counters.busy_seconds) / (
-                (now - state.at) * counters.workers
-            )
+            busy_seconds = counters.busy_seconds - state.counters.busy_seconds
+            self._engine_busy += max(busy_seconds, 0.0)
+            busy = busy_seconds / ((now - state.at) * counters.workers)
             queued = counters.queued_batches / counters.workers
             reading = max(reading, stage_saturation(busy * state.efficiency, queued, 1.0))
             state.at, state.counters = now, counters
@@ -177,8 +193,9 @@ class LoopMeter:
         self._waits.append(time.perf_counter() - queued_at)
 
     def read(self) -> LoopSample:
-        """The interval since the last read. The median wait: one slow callback (a /metrics
-        scrape, a garbage collection) must not read as a queue."""
+        """The interval since the last read. The lower quartile of the waits: one slow callback
+        (a /metrics scrape, a garbage collection) or a burst of answers must not read as a
+        queue; a queue that stands through the interval does."""
         if threading.get_ident() != self._thread:
             raise RuntimeError("LoopMeter.read must run on its event loop's thread")
         now, busy = time.perf_counter(), thread_busy_seconds()
@@ -186,7 +203,7 @@ class LoopMeter:
         sample = LoopSample(
             seconds=now - self._at,
             busy_seconds=busy - self._busy,
-            wait=statistics.median(waits) if waits else None,
+            wait=lower_quartile(waits) if waits else None,
         )
         self._at, self._busy = now, busy
         return sample

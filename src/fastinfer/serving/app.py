@@ -48,7 +48,7 @@ from fastinfer.serving.rundir import remove_run_dir, run_dir
 log = get_logger("fastinfer.app")
 _IDLE_BUSY = 0.02  # a loop busy less than this share of a sample is idle: no probes next time
 _SAMPLE_SECONDS = 0.25  # the gauges' sampling interval
-_LOOP_PROBES = 5  # event-loop queue probes per sample
+_LOOP_PROBES = 8  # event-loop queue probes per sample
 
 DESCRIPTION = """Inference for the models below, served by fastinfer.
 
@@ -257,7 +257,7 @@ async def _stop_tracing(plane: DataPlane, tracing: Tracing | None) -> None:
 
 async def _sample_metrics(metrics: Metrics, registry: ModelRegistry) -> None:
     """Queue and in-flight gauges, the saturation average and model info, 4 times a second;
-    between samples the event loop's queue is probed 5 times (a callback each: cheap)."""
+    between samples the event loop's queue is probed 8 times (a callback each: cheap)."""
     meter = LoopMeter()
     idle = False
     while True:
