@@ -1,14 +1,24 @@
-"""Closed-loop clients on persistent connections, as a connection pool uses them: each sends a
-request, reads the answer, and sends the next on the same connection until it is told
-`Connection: close` (then it moves on, as it would to another replica) or the connection fails.
+"""Closed-loop clients on persistent connections, kept predicting while a test changes the
+server under them (a version switch, a SIGTERM, a killed worker), then stopped and counted.
+
+Two kinds: `keep_alive_clients`, on raw connections as a connection pool uses them (each sends
+a request, reads the answer, and sends the next on the same connection until it is told
+`Connection: close`, then moves on as it would to another replica, or the connection fails);
+and `predicting`, httpx clients that record every answer with its timing and version.
 """
 
 from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2 as httpx
 
 
 @dataclass
@@ -83,16 +93,18 @@ def _one_connection(
         connection.close()
 
 
-def run_clients(
+@contextmanager
+def keep_alive_clients(
     port: int,
     path: str,
     body: bytes,
     clients: int,
-    stop: threading.Event,
     *,
     routed_here: threading.Event | None = None,
-) -> tuple[KeepAliveReport, list[threading.Thread]]:
-    report = KeepAliveReport()
+) -> Iterator[KeepAliveReport]:
+    """`clients` keep-alive clients posting `body` until the block ends; what they saw (read it
+    after the block: the clients are stopped and joined then)."""
+    report, stop = KeepAliveReport(), threading.Event()
     threads = [
         threading.Thread(
             target=keep_alive_client,
@@ -101,6 +113,79 @@ def run_clients(
         )
         for _ in range(clients)
     ]
+    with _running(threads, stop):
+        yield report
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One prediction as a client saw it: `status` 0 when the connection failed, `version` the
+    answering version (or the error, when not 200)."""
+
+    sent: float
+    received: float
+    status: int
+    version: str | None
+
+
+def keep_predicting(
+    url: str,
+    path: str,
+    body: Any,
+    stop: threading.Event,
+    answers: list[Answer],
+    *,
+    timeout: float = 10,
+    pause_s: float = 0.0,
+) -> None:
+    """One client: predictions back to back (`pause_s` apart) until `stop`, each recorded."""
+    with httpx.Client(base_url=url, timeout=timeout) as client:
+        while not stop.is_set():
+            sent = time.monotonic()
+            try:
+                response = client.post(path, json=body)
+                status = response.status_code
+                version = response.json().get("version") if status == 200 else response.text
+            except httpx.TransportError as exc:
+                status, version = 0, repr(exc)
+            answers.append(Answer(sent, time.monotonic(), status, version))
+            if pause_s:
+                stop.wait(pause_s)
+
+
+@contextmanager
+def predicting(
+    url: str, clients: int, path: str, body: Any, *, timeout: float = 10, pause_s: float = 0.0
+) -> Iterator[list[Answer]]:
+    """`clients` closed-loop clients predicting until the block ends; every answer, in the
+    order received (complete once the block ends: the clients are stopped and joined then)."""
+    answers: list[Answer] = []
+    stop = threading.Event()
+    threads = [
+        threading.Thread(
+            target=keep_predicting,
+            args=(url, path, body, stop, answers),
+            kwargs={"timeout": timeout, "pause_s": pause_s},
+        )
+        for _ in range(clients)
+    ]
+    with _running(threads, stop):
+        yield answers
+
+
+def assert_none_failed(answers: list[Answer]) -> None:
+    failed = [a for a in answers if a.status != 200]
+    assert not failed, f"{len(failed)} of {len(answers)} failed, e.g. {failed[:3]}"
+
+
+@contextmanager
+def _running(threads: list[threading.Thread], stop: threading.Event) -> Iterator[None]:
+    """The clients' threads started, then stopped and joined when the block ends."""
     for thread in threads:
         thread.start()
-    return report, threads
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)

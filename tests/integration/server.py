@@ -33,6 +33,12 @@ class RunningServer:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def admin(self, token: str, timeout: float = 60) -> httpx.Client:
+        """A client of the server's admin API (use it as a context manager)."""
+        return httpx.Client(
+            base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+        )
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         self.process.send_signal(sig)
         return self.process.wait(timeout=timeout)

@@ -8,19 +8,18 @@ weighted round robin, so the split is 90/10 within a few requests; no request fa
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
-import httpx2 as httpx
 import pytest
 
-from tests.api.test_repository import build_repository
+from tests.api.test_repository import ROW, build_repository
+from tests.integration.keepalive import assert_none_failed, predicting
 from tests.integration.server import running_server
-from tests.integration.test_zero_downtime import Answer, keep_predicting
 
 pytestmark = pytest.mark.slow
 TOKEN = "canary-token"
+PREDICT = "/v1/models/tiny/predict"
 
 
 def test_a_split_holds_its_weights_and_promotion_and_rollback_lose_nothing(
@@ -33,27 +32,16 @@ def test_a_split_holds_its_weights_and_promotion_and_rollback_lose_nothing(
         "FASTINFER_NEW_VERSIONS": "stage",
     }
     with running_server(["--workers", "2"], tmp_path / "server.log", env=env) as server:
-        answers: list[Answer] = []
-        stop = threading.Event()
-        clients = [
-            threading.Thread(target=keep_predicting, args=(server.url, stop, answers))
-            for _ in range(16)
-        ]
-        for thread in clients:
-            thread.start()
-        admin = httpx.Client(
-            base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}
-        )
         marks: dict[str, tuple[float, float]] = {}  # step → (sent, answered)
+        with predicting(server.url, 16, PREDICT, ROW) as answers, server.admin(TOKEN) as admin:
 
-        def step(name: str, method: str, path: str, body: object = None) -> None:
-            sent = time.monotonic()
-            response = admin.request(method, path, json=body)
-            marks[name] = (sent, time.monotonic())
-            assert response.status_code == 200, response.text
-            assert response.json()["workers"] == {"worker-0": "applied", "worker-1": "applied"}
+            def step(name: str, method: str, path: str, body: object = None) -> None:
+                sent = time.monotonic()
+                response = admin.request(method, path, json=body)
+                marks[name] = (sent, time.monotonic())
+                assert response.status_code == 200, response.text
+                assert response.json()["workers"] == {"worker-0": "applied", "worker-1": "applied"}
 
-        try:
             time.sleep(1.0)
             build_repository(repository, {"tiny": ["2"]})
             step("stage", "POST", "/admin/repository/sync")
@@ -64,14 +52,8 @@ def test_a_split_holds_its_weights_and_promotion_and_rollback_lose_nothing(
             time.sleep(1.5)
             step("rollback", "PUT", "/admin/models/tiny/default", {"version": "1"})
             time.sleep(1.0)
-        finally:
-            stop.set()
-            for thread in clients:
-                thread.join(timeout=30)
-            admin.close()
 
-        failed = [a for a in answers if a.status != 200]
-        assert not failed, f"{len(failed)} of {len(answers)} failed, e.g. {failed[:3]}"
+        assert_none_failed(answers)
 
         def between(start: str, end: str) -> list[str | None]:
             """Versions of the answers sent after `start` was applied, answered before `end`

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CAR_VALUES, build_scripted_model
-from tests.integration.keepalive import run_clients
+from tests.integration.keepalive import keep_alive_clients
 from tests.integration.server import RunningServer, running_server
 
 pytestmark = pytest.mark.slow
@@ -183,14 +183,10 @@ def test_sigterm_loses_no_request_of_keep_alive_clients(tmp_path: Path) -> None:
     closed under a request on its way)."""
     for _run in range(5):
         with running_server([str(CAR), "--workers", "2"], tmp_path / "server.log") as server:
-            stop = threading.Event()
-            report, threads = run_clients(_port(server.url), PREDICT, BODY, 64, stop)
-            time.sleep(1.0)
-            server.process.send_signal(signal.SIGTERM)
-            assert server.process.wait(timeout=30) == 0
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=30)
+            with keep_alive_clients(_port(server.url), PREDICT, BODY, 64) as report:
+                time.sleep(1.0)
+                server.process.send_signal(signal.SIGTERM)
+                assert server.process.wait(timeout=30) == 0
             assert report.lost == 0, report.errors[:5]
             assert report.told_to_close == 64
             assert set(report.statuses) == {200}
@@ -203,19 +199,15 @@ def test_sigterm_with_a_drain_delay_serves_clients_that_reconnect(tmp_path: Path
     for _run in range(5):
         args = [str(CAR), "--workers", "2"]
         with running_server(args, tmp_path / "server.log", env=env) as server:
-            stop, routed = threading.Event(), threading.Event()
+            routed = threading.Event()
             routed.set()
-            report, threads = run_clients(
-                _port(server.url), PREDICT, BODY, 64, stop, routed_here=routed
-            )
-            time.sleep(1.0)
-            server.process.send_signal(signal.SIGTERM)
-            time.sleep(0.5)
-            routed.clear()
-            assert server.process.wait(timeout=30) == 0
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=30)
+            port = _port(server.url)
+            with keep_alive_clients(port, PREDICT, BODY, 64, routed_here=routed) as report:
+                time.sleep(1.0)
+                server.process.send_signal(signal.SIGTERM)
+                time.sleep(0.5)
+                routed.clear()
+                assert server.process.wait(timeout=30) == 0
             assert report.lost == 0, report.errors[:5]
             assert report.told_to_close > 64  # reconnected clients were served, then told too
 
@@ -244,28 +236,24 @@ def test_an_idle_keep_alive_connection_is_not_closed_under_a_request_on_its_way(
 
 def test_a_replaced_worker_gets_its_share_of_keep_alive_connections(tmp_path: Path) -> None:
     with running_server([str(CAR), "--workers", "2"], tmp_path / "server.log") as server:
-        stop, routed = threading.Event(), threading.Event()
+        routed = threading.Event()
         routed.set()
-        report, threads = run_clients(
-            _port(server.url), PREDICT, BODY, 32, stop, routed_here=routed
-        )
-        time.sleep(1.0)
-        victim, survivor = _worker_pids(server)
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            workers = _worker_pids(server)
-            if len(workers) == 2 and victim not in workers:
-                break
-            time.sleep(0.05)
-        (replacement,) = set(_worker_pids(server)) - {survivor}
-        time.sleep(3.0)  # it loads, listens, and the survivor hands connections over
-        before = {pid: _cpu_ticks(pid) for pid in (survivor, replacement)}
-        time.sleep(2.0)
-        used = {pid: _cpu_ticks(pid) - before[pid] for pid in before}
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+        port = _port(server.url)
+        with keep_alive_clients(port, PREDICT, BODY, 32, routed_here=routed) as report:
+            time.sleep(1.0)
+            victim, survivor = _worker_pids(server)
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                workers = _worker_pids(server)
+                if len(workers) == 2 and victim not in workers:
+                    break
+                time.sleep(0.05)
+            (replacement,) = set(_worker_pids(server)) - {survivor}
+            time.sleep(3.0)  # it loads, listens, and the survivor hands connections over
+            before = {pid: _cpu_ticks(pid) for pid in (survivor, replacement)}
+            time.sleep(2.0)
+            used = {pid: _cpu_ticks(pid) - before[pid] for pid in before}
         assert report.answered > 0
         share = used[replacement] / max(1, sum(used.values()))
         assert share > 0.2, (used, report.statuses)

@@ -10,16 +10,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx2 as httpx
 import pytest
 
-from tests.api.test_repository import build_repository, touch_config
+from tests.api.test_repository import ROW, build_repository, touch_config
 from tests.conftest import build_tiny_model
 from tests.integration.server import running_server
 
 pytestmark = pytest.mark.slow
 TOKEN = "operator-token"
-ROW = {"inputs": [{"x": 1, "colour": 0}]}
 TRIES = 12  # requests per check: with two workers, each is asked several times
 
 
@@ -41,9 +39,7 @@ def test_operator_unloads_stand_and_load_back_in_every_worker(tmp_path: Path) ->
     args = ["--workers", "2", "--poll", "0.1", str(solo)]
     with (
         running_server(args, tmp_path / "server.log", env=env) as server,
-        httpx.Client(
-            base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}
-        ) as client,
+        server.admin(TOKEN, timeout=30) as client,
     ):
 
         def status(path: str) -> int:

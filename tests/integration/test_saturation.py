@@ -6,12 +6,9 @@ loop. Behaviour, not timings: each phase polls the gauge (bounded) until it says
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -19,11 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import build_scripted_model
 from tests.integration.debian import require_tool
+from tests.integration.keepalive import assert_none_failed, predicting
 from tests.integration.server import free_port, running_server
 
 pytestmark = pytest.mark.slow
 
 TITANIC = Path(__file__).resolve().parents[2] / "examples" / "titanic"
+PREDICT = "/v1/models/scripted/predict"
 WAIT_S = 20.0  # a phase's bound: the gauge averages over a few seconds
 
 
@@ -45,28 +44,6 @@ def poll(health_port: int, done: Callable[[dict[str, float]], bool]) -> dict[str
         time.sleep(0.5)
         values = gauges(health_port)
     return values
-
-
-@contextmanager
-def clients(url: str, count: int, body: Any, pause_s: float = 0.0) -> Iterator[None]:
-    """`count` closed-loop clients: each sends its next request when the last is answered."""
-    stop = threading.Event()
-
-    def run() -> None:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            while not stop.is_set():
-                assert client.post("/v1/models/scripted/predict", json=body).status_code == 200
-                stop.wait(pause_s)
-
-    threads = [threading.Thread(target=run, daemon=True) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
 
 
 def saturation(values: dict[str, float]) -> float:
@@ -93,10 +70,14 @@ def test_a_model_bound_by_inference_reads_low_idle_and_past_one_when_requests_qu
     with running_server(args, tmp_path / "log") as server:
         idle = poll(health_port, lambda v: sampled_and_idle(v, 0.2))
         assert sampled_and_idle(idle, 0.2)
-        with clients(server.url, 1, body, pause_s=0.04):  # a third of the worker's time
+        # Closed-loop clients: one, pausing (a third of the worker's time), then 8 at once (7
+        # always wait for the worker).
+        with predicting(server.url, 1, PREDICT, body, timeout=30, pause_s=0.04) as answers:
             light = poll(health_port, lambda v: stage(v, "inference") > 0.2)
-        with clients(server.url, 8, body):  # 8 at once: 7 always wait for the worker
+        assert_none_failed(answers)
+        with predicting(server.url, 8, PREDICT, body, timeout=30) as answers:
             full = poll(health_port, lambda v: saturation(v) >= 1.5)
+        assert_none_failed(answers)
         after = poll(health_port, lambda v: saturation(v) < 0.2)
     assert saturation(idle) < saturation(light) < 0.8 < 1.5 <= saturation(full)
     assert (

@@ -6,41 +6,18 @@ repository; the admin API loads a new version, then reloads it, while clients pr
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2 as httpx
 import pytest
 
-from tests.api.test_repository import build_repository
+from tests.api.test_repository import ROW, build_repository
+from tests.integration.keepalive import assert_none_failed, predicting
 from tests.integration.server import running_server
 
 pytestmark = pytest.mark.slow
 TOKEN = "zero-downtime-token"
-ROW = {"inputs": [{"x": 1, "colour": 0}]}
-
-
-@dataclass(frozen=True)
-class Answer:
-    sent: float
-    received: float
-    status: int
-    version: str | None
-
-
-def keep_predicting(url: str, stop: threading.Event, answers: list[Answer]) -> None:
-    with httpx.Client(base_url=url, timeout=10) as client:
-        while not stop.is_set():
-            sent = time.monotonic()
-            try:
-                response = client.post("/v1/models/tiny/predict", json=ROW)
-                status = response.status_code
-                version = response.json().get("version") if status == 200 else response.text
-            except httpx.TransportError as exc:
-                status, version = 0, repr(exc)
-            answers.append(Answer(sent, time.monotonic(), status, version))
+PREDICT = "/v1/models/tiny/predict"
 
 
 def test_switching_versions_under_load_fails_no_request(tmp_path: Path) -> None:
@@ -48,18 +25,7 @@ def test_switching_versions_under_load_fails_no_request(tmp_path: Path) -> None:
     args = ["--workers", "2"]
     env = {"FASTINFER_MODEL_REPOSITORY": str(repository), "FASTINFER_ADMIN_TOKEN": TOKEN}
     with running_server(args, tmp_path / "server.log", env=env) as server:
-        answers: list[Answer] = []
-        stop = threading.Event()
-        clients = [
-            threading.Thread(target=keep_predicting, args=(server.url, stop, answers))
-            for _ in range(32)
-        ]
-        for thread in clients:
-            thread.start()
-        admin = httpx.Client(
-            base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}
-        )
-        try:
+        with predicting(server.url, 32, PREDICT, ROW) as answers, server.admin(TOKEN) as admin:
             time.sleep(1.5)
             build_repository(repository, {"tiny": ["2"]})
             loaded = admin.post("/admin/models/tiny/versions/2/load")
@@ -70,13 +36,7 @@ def test_switching_versions_under_load_fails_no_request(tmp_path: Path) -> None:
             reloaded = admin.post("/admin/models/tiny/versions/2/reload")
             assert reloaded.status_code == 200, reloaded.text
             time.sleep(1.0)
-        finally:
-            stop.set()
-            for thread in clients:
-                thread.join(timeout=30)
-            admin.close()
-        failed = [a for a in answers if a.status != 200]
-        assert not failed, f"{len(failed)} of {len(answers)} failed, e.g. {failed[:3]}"
+        assert_none_failed(answers)
         assert {a.version for a in answers} == {"1", "2"}
         after = [a for a in answers if a.sent > switched]
         assert after and all(a.version == "2" for a in after)

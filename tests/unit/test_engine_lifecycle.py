@@ -2,7 +2,7 @@
 
 Draining in this codebase is layered: the server stops taking connections and lets accepted
 requests finish (uvicorn's graceful shutdown), and a retired version is detached only once its
-in-flight count reaches zero (`ModelManager._retire`). `ModelEngine.stop` is the last step: it
+in-flight count reaches zero (`Reconciler._retire`). `ModelEngine.stop` is the last step: it
 lets the batches already handed to workers finish and be answered, and refuses what is still
 queued with a 503 instead of leaving it hanging.
 """

@@ -29,7 +29,8 @@ from sklearn.preprocessing import (
 
 from fastinfer.model.spec import InputField, OutputSpec
 from fastinfer.runtimes import create_runtime
-from fastinfer.runtimes.sklearn import SklearnRuntime, _inferred_fields, refusing_encoder_fields
+from fastinfer.runtimes.sklearn import SklearnRuntime
+from fastinfer.runtimes.sklearn_schema import inferred_fields, refusing_encoder_fields
 from tests.conftest import serve_in_process, sha256_of, wait_ready, write_config
 
 COLOURS = ["blue", "green", "red"]
@@ -315,7 +316,7 @@ def test_inference_never_fails_a_load() -> None:
         def steps(self) -> list[Any]:
             raise RuntimeError("not what inference expects")
 
-    assert _inferred_fields(Pipeline(), ["a", "b"]) == [InputField(name="a"), InputField(name="b")]
+    assert inferred_fields(Pipeline(), ["a", "b"]) == [InputField(name="a"), InputField(name="b")]
 
 
 def test_refusing_encoders_are_found_wherever_they_sit() -> None:

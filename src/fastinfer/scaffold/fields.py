@@ -308,7 +308,8 @@ def _encoder_fields(runtime: Runtime) -> dict[str, InputField]:
     estimator = getattr(runtime, "estimator", None)
     if estimator is None:
         return {}
-    from fastinfer.runtimes.sklearn import refusing_encoder_fields  # the runtime that has one
+    # only the sklearn runtime has encoders
+    from fastinfer.runtimes.sklearn_schema import refusing_encoder_fields
 
     return refusing_encoder_fields(estimator)
 
