@@ -129,6 +129,25 @@ def test_scopes_and_model_lists(client: TestClient) -> None:
     assert sorted(m["name"] for m in everything) == ["other", "tiny"]
 
 
+def test_who_unloaded_a_version_is_told_to_admins_only(client: TestClient) -> None:
+    """An unload by the "ops" key: a predict key sees that (and when) an operator unloaded the
+    model, never the admin key's name; /admin/models names it."""
+    unloaded = client.post("/v2/repository/models/other/unload", headers=bearer(ADMIN_KEY))
+    assert unloaded.status_code == 200
+    listing = client.get("/v1/models", headers=bearer(PREDICT_KEY))
+    index = client.post("/v2/repository/index", headers=bearer(PREDICT_KEY))
+    assert listing.status_code == index.status_code == 200
+    other = next(m for m in listing.json()["models"] if m["name"] == "other")
+    assert other["state"] == "unloaded" and other["versions"][0]["unloaded_at"]
+    entry = next(e for e in index.json() if e["name"] == "other")
+    assert entry["reason"].startswith("unloaded by an operator at ")
+    for answer in (listing, index):
+        assert "ops" not in answer.text.replace("operator", "")
+    admin = client.get("/admin/models", headers=bearer(ADMIN_KEY)).json()["models"]
+    versions = next(m for m in admin if m["name"] == "other")["versions"]
+    assert versions[0]["unloaded_by"] == "api key 'ops'"
+
+
 def test_metrics_count_failures_and_can_need_a_key(models: list[Path]) -> None:
     with serve_in_process(*models, api_keys=KEYS, metrics_auth=True) as client:
         wait_ready(client)

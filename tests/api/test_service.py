@@ -61,7 +61,6 @@ def test_models_list_and_metadata(tiny_client: TestClient, tiny_dir: Path) -> No
                         "default": True,
                         "role": "default",
                         "weight": None,
-                        "unloaded_by": None,
                         "unloaded_at": None,
                     }
                 ],

@@ -36,10 +36,10 @@ class VersionSummary(BaseModel):
         "(loaded and reachable at its version path; the default once promoted), or null.",
     )
     weight: int | None = Field(default=None, description="Its weight in the default's split.")
-    unloaded_by: str | None = Field(
-        default=None, description="Who unloaded it: an API key's name, or the admin token."
+    unloaded_at: datetime | None = Field(
+        default=None,
+        description="When an operator unloaded it (who: `GET /admin/models`, for admins only).",
     )
-    unloaded_at: datetime | None = Field(default=None, description="When it was unloaded.")
 
 
 class ModelSummary(BaseModel):
@@ -119,7 +119,6 @@ def _unloaded(version: str, record: Unloaded) -> VersionSummary:
         state="unloaded",
         ready=False,
         default=False,
-        unloaded_by=record.by,
         unloaded_at=record.at,
     )
 

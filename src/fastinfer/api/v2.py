@@ -182,7 +182,8 @@ async def repository_index(request: Request) -> Response:
             elif model is not None and model.state.value == "loading":
                 entry = {"name": name, "version": version, "state": "LOADING", "reason": ""}
             elif model is None and record is not None:
-                reason = f"unloaded by {record.by} at {record.at.isoformat()}"
+                # Who, for admins only (GET /admin/models): not an admin key's name to any key.
+                reason = f"unloaded by an operator at {record.at.isoformat()}"
                 entry = {"name": name, "version": version, "state": "UNAVAILABLE", "reason": reason}
             else:
                 reason = (model.reason if model else None) or registry.failures.get(
