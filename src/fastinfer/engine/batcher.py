@@ -17,7 +17,7 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from fastinfer.engine.errors import DeadlineExceededError, OverloadedError
+from fastinfer.engine.errors import DeadlineExceededError, OverloadedError, WorkerDiedError
 from fastinfer.engine.service_time import ServiceTimeModel
 from fastinfer.engine.work import BatchOutcome, WorkItem
 from fastinfer.engine.workers import InferenceWorker, Job
@@ -249,9 +249,13 @@ class ModelEngine:
         if outcome is None:
             # Its worker died in the model call: the rows no longer run anywhere, so they leave
             # the running count (the wait estimate); the slot is not given back, since that
-            # worker is gone. The requests get their 504 at their deadline.
+            # worker is gone. Their requests are answered now (500), not at their deadline:
+            # no answer can come. Not run again elsewhere: the batch may hold what killed it.
             self.running_items -= len(items)
             self.running_rows -= sum(len(item.rows) for item in items)
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(WorkerDiedError(f"{self.name}: worker died"))
             return
         self._free.release()
         self.running_items -= len(items)

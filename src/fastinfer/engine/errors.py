@@ -34,6 +34,12 @@ class DeadlineExceededError(ServiceError):
         self.stage = stage
 
 
+class WorkerDiedError(Exception):
+    """Model code ended the inference worker running this request's batch (SystemExit & co.):
+    no answer can come, so the request fails now (a 500 with an error id) rather than at its
+    deadline."""
+
+
 _FAILED_ROW = "fastinfer_failed_row"
 
 
