@@ -111,3 +111,16 @@ bench: $(STAMP) models  ## Benchmark fastinfer vs a naive FastAPI app and the HT
 	@$(BIN)/python -c "import matplotlib" 2>/dev/null || \
 		$(BIN)/python -m pip install --quiet --require-hashes -r requirements/bench.lock
 	$(BIN)/python -m bench.run
+
+# The gRPC stubs are committed (the server imports them; grpcio-tools is not a dependency). This
+# regenerates them from the .proto with grpcio-tools at the locked grpcio's version, in a
+# throwaway environment: the generated code then needs at most the locked grpcio and protobuf.
+GRPC_TOOLS_VENV ?= /tmp/fastinfer-grpc-tools
+GRPC_PROTO := src/fastinfer/grpc/proto/grpc_service.proto
+.PHONY: grpc-stubs
+grpc-stubs:  ## Regenerate the committed gRPC stubs (src/fastinfer/grpc/proto) from grpc_service.proto
+	test -x $(GRPC_TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(GRPC_TOOLS_VENV)
+	$(GRPC_TOOLS_VENV)/bin/python -m pip install --quiet \
+		"grpcio-tools==$$(sed -n 's/^grpcio==\([0-9.]*\).*/\1/p' requirements/dev.lock)"
+	$(GRPC_TOOLS_VENV)/bin/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src \
+		--grpc_python_out=src $(GRPC_PROTO)
