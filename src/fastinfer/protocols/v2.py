@@ -27,7 +27,12 @@ from fastinfer.protocols.v2_inputs import (
     inputs_to_rows,
     json_type,
 )
-from fastinfer.protocols.v2_metadata import batched_input, model_metadata, server_metadata
+from fastinfer.protocols.v2_metadata import (
+    batched_input,
+    model_metadata,
+    platform_of,
+    server_metadata,
+)
 from fastinfer.protocols.v2_tensors import V2Error, V2TooManyRows
 
 __all__ = [
@@ -43,6 +48,7 @@ __all__ = [
     "decode_infer_request",
     "model_metadata",
     "parse_header_length",
+    "platform_of",
     "server_metadata",
 ]
 

@@ -22,7 +22,6 @@ from fastinfer.api import metrics as metrics_api
 from fastinfer.api import monitoring as monitoring_api
 from fastinfer.api.errors import install_error_handlers
 from fastinfer.api.openapi import install_openapi
-from fastinfer.api.probes import ProbedState
 from fastinfer.api.service import ServiceApp
 from fastinfer.config import Settings
 from fastinfer.dataplane import DataPlane
@@ -38,6 +37,7 @@ from fastinfer.observability.tracing import Tracing
 from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.layout import VersionPolicy, repository_directories
 from fastinfer.repository.manager import ModelManager
+from fastinfer.repository.probed import ProbedState
 from fastinfer.repository.registry import ModelRegistry
 from fastinfer.repository.served import ServedModel
 from fastinfer.security.keys import build_guard
