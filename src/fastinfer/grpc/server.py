@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+
 from fastinfer.config import Settings
 from fastinfer.grpc.proto import grpc_service_pb2_grpc
 from fastinfer.grpc.servicer import InferenceServicer

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+
 from fastinfer import __version__
 from fastinfer.config import Settings
 from fastinfer.context import CLIENT_GONE_STATUS, RequestContext

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
+
 from fastinfer.errors import ServiceError
 from fastinfer.protocols.v2_tensors import V2Error, V2TooManyRows
 from fastinfer.repository.changes import ChangeRefused
