@@ -72,11 +72,12 @@ format: $(STAMP)  ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format src tests examples bench
 	$(BIN)/ruff check --fix src tests examples bench
 
+# runtime.lock (the image's) includes the grpc extra: the image can serve gRPC when asked to.
 lock: ## Re-resolve requirements/*.lock from pyproject.toml
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet pip-tools
 	.lock-venv/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras \
-		--generate-hashes -o requirements/runtime.lock pyproject.toml
+		--generate-hashes --extra grpc -o requirements/runtime.lock pyproject.toml
 	.lock-venv/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras \
 		--generate-hashes --extra dev -o requirements/dev.lock pyproject.toml
 	.lock-venv/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras \
