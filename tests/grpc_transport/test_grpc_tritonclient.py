@@ -10,6 +10,8 @@ in typed contents.
 from __future__ import annotations
 
 import itertools
+import json
+import time
 from typing import Any
 
 import numpy as np
@@ -108,6 +110,18 @@ def rest_answers(
     result = client.infer(model, inputs)
     client.close()
     return result.as_numpy("label").tolist(), result.as_numpy("probabilities")
+
+
+def test_every_server_process_serves_grpc(server: Any) -> None:
+    """Each worker made its own grpc.aio server after the fork, on the one shared port."""
+    deadline = time.monotonic() + 30  # the second may still be loading its models
+    while True:
+        listening = [line for line in server.logs().splitlines() if "grpc_listening" in line]
+        if len(listening) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(listening) == 2, listening
+    assert {json.loads(line)["port"] for line in listening} == {int(server.grpc.split(":")[1])}
 
 
 def test_liveness_readiness_and_metadata(server: Any) -> None:
