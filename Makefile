@@ -72,11 +72,12 @@ format: $(STAMP)  ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format src tests examples bench
 	$(BIN)/ruff check --fix src tests examples bench
 
+# runtime.lock (the image's) includes the grpc extra: the image can serve gRPC when asked to.
 lock: ## Re-resolve requirements/*.lock from pyproject.toml
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet pip-tools
 	.lock-venv/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras \
-		--generate-hashes -o requirements/runtime.lock pyproject.toml
+		--generate-hashes --extra grpc -o requirements/runtime.lock pyproject.toml
 	.lock-venv/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras \
 		--generate-hashes --extra dev -o requirements/dev.lock pyproject.toml
 	.lock-venv/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --strip-extras \
@@ -111,3 +112,17 @@ bench: $(STAMP) models  ## Benchmark fastinfer vs a naive FastAPI app and the HT
 	@$(BIN)/python -c "import matplotlib" 2>/dev/null || \
 		$(BIN)/python -m pip install --quiet --require-hashes -r requirements/bench.lock
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.grpc_v2  # v2 over gRPC beside v2 over REST -> bench/results/grpc.md
+
+# The gRPC stubs are committed (the server imports them; grpcio-tools is not a dependency). This
+# regenerates them from the .proto with grpcio-tools at the locked grpcio's version, in a
+# throwaway environment: the generated code then needs at most the locked grpcio and protobuf.
+GRPC_TOOLS_VENV ?= /tmp/fastinfer-grpc-tools
+GRPC_PROTO := src/fastinfer/grpc/proto/grpc_service.proto
+.PHONY: grpc-stubs
+grpc-stubs:  ## Regenerate the committed gRPC stubs (src/fastinfer/grpc/proto) from grpc_service.proto
+	test -x $(GRPC_TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(GRPC_TOOLS_VENV)
+	$(GRPC_TOOLS_VENV)/bin/python -m pip install --quiet \
+		"grpcio-tools==$$(sed -n 's/^grpcio==\([0-9.]*\).*/\1/p' requirements/dev.lock)"
+	$(GRPC_TOOLS_VENV)/bin/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src \
+		--grpc_python_out=src $(GRPC_PROTO)

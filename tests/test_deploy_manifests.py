@@ -31,7 +31,7 @@ RENDERS = {
 IMAGE_UID = 10001  # the image's documented user and group (docs/container.md)
 SATURATION = "fastinfer_saturation"
 SATURATION_TARGET = Decimal("0.7")  # docs/observability.md, docs/deployment.md
-HTTP_PORT, HEALTH_PORT = 8000, 8001
+HTTP_PORT, HEALTH_PORT, GRPC_PORT = 8000, 8001, 8002
 # On SIGTERM, after the drain, each server process gives a failing prediction-log sink up to
 # 10 s before it counts the rest as dropped (docs/observability.md); +5 s for the processes to exit.
 FLUSH_S, EXIT_S = 10, 5
@@ -182,9 +182,10 @@ def test_a_read_only_root_still_has_writable_tmp_and_shared_memory(docs: list[Do
 def test_probes_ask_the_health_process_on_its_own_port(docs: list[Doc]) -> None:
     main = container(docs)
     ports = {port["name"]: port["containerPort"] for port in main["ports"]}
-    assert ports == {"http": HTTP_PORT, "health": HEALTH_PORT}
+    assert ports == {"http": HTTP_PORT, "health": HEALTH_PORT, "grpc": GRPC_PORT}
     assert env_int(main, "FASTINFER_PORT") == HTTP_PORT
     assert env_int(main, "FASTINFER_HEALTH_PORT") == HEALTH_PORT
+    assert env_int(main, "FASTINFER_GRPC_PORT") == GRPC_PORT
     assert env(main)["FASTINFER_HOST"]["value"] == "0.0.0.0"
 
     def target(probe: str) -> tuple[str, int]:
@@ -268,7 +269,7 @@ def test_workers_follow_the_cpu_limit_and_requests_equal_limits(docs: list[Doc])
     assert quantity(shm["emptyDir"]["sizeLimit"]) * 2 <= quantity(resources["limits"]["memory"])
 
 
-def test_network_policy_opens_http_to_all_and_metrics_to_monitoring_only(
+def test_network_policy_opens_http_and_grpc_to_all_and_metrics_to_monitoring_only(
     docs: list[Doc],
 ) -> None:
     policy = only(docs, "NetworkPolicy")["spec"]
@@ -280,8 +281,9 @@ def test_network_policy_opens_http_to_all_and_metrics_to_monitoring_only(
         (port,) = rule["ports"]
         assert port["protocol"] == "TCP"
         rules[port["port"]] = rule.get("from")
-    assert set(rules) == {HTTP_PORT, HEALTH_PORT}
+    assert set(rules) == {HTTP_PORT, HEALTH_PORT, GRPC_PORT}
     assert rules[HTTP_PORT] is None  # from anywhere
+    assert rules[GRPC_PORT] is None
     assert rules[HEALTH_PORT] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ]
@@ -292,7 +294,9 @@ def test_service_and_service_monitor_scrape_the_health_port(docs: list[Doc]) -> 
     pod_labels = only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert all(pod_labels[key] == value for key, value in service["spec"]["selector"].items())
     targets = {port["name"]: port["targetPort"] for port in service["spec"]["ports"]}
-    assert targets == {"http": "http", "metrics": "health"}
+    assert targets == {"http": "http", "grpc": "grpc", "metrics": "health"}
+    grpc = next(port for port in service["spec"]["ports"] if port["name"] == "grpc")
+    assert grpc["appProtocol"] == "kubernetes.io/h2c"  # HTTP/2 without TLS, as gRPC here is
     monitor = only(docs, "ServiceMonitor")["spec"]
     assert matches(monitor["selector"], service["metadata"]["labels"])
     (endpoint,) = monitor["endpoints"]
@@ -396,6 +400,9 @@ def test_the_kserve_example_serves_the_image_over_the_v2_protocol(
     assert main["image"].split(":")[0] == deployment_image.split(":")[0].split("@")[0]
     assert main["securityContext"]["runAsUser"] == image_uid()[0]
     assert main["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # gRPC on the port KServe routes it to (named h2c), the one FASTINFER_GRPC_PORT sets.
+    grpc_port = next(p["containerPort"] for p in main["ports"] if p.get("name") == "h2c")
+    assert {e["name"]: e["value"] for e in main["env"]}["FASTINFER_GRPC_PORT"] == str(grpc_port)
 
 
 def test_the_image_is_pinned(rendered: dict[str, list[Doc]]) -> None:

@@ -194,6 +194,13 @@ class Settings(BaseSettings):
         "/metrics, answered from every server process's heartbeat (never queued behind "
         "requests). Default: the serving port + 1.",
     )
+    grpc_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve the Open Inference Protocol (v2) over gRPC on this port too, from every "
+        "server process (needs grpcio: pip install 'fastinfer[grpc]'). Off by default.",
+    )
     health_process: bool = Field(
         default=True,
         description="Run the health process (off: probes only on the serving port, answered by "

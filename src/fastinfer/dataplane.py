@@ -96,14 +96,20 @@ class DataPlane:
         exchange: Exchange[Encoded],
         context: RequestContext,
         timeout: str | None = None,
+        *,
+        timeout_s: float | None = None,
     ) -> Encoded:
         """Every step of a prediction, in order; raises ServiceError for each 4xx/5xx.
 
-        `timeout` is the client's `X-Request-Timeout` value, if it sent one: the deadline
-        counts from now, before the body is read."""
+        `timeout` is the client's `X-Request-Timeout` value, if it sent one; `timeout_s`, the
+        seconds a transport's own deadline leaves (gRPC's), capped alike. The deadline counts
+        from now, before the body is read."""
         with self.serving(name, version) as model:
             context.model, context.version = model.name, model.version
-            deadline = self.deadline(timeout)
+            if timeout_s is None:
+                deadline = self.deadline(timeout)
+            else:
+                deadline = time.monotonic() + min(timeout_s, self.settings.max_request_timeout_s)
             if model.engine is not None:
                 try:  # shed before reading or validating the body: a refusal costs little
                     model.engine.admit(1, deadline)

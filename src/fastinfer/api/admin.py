@@ -8,7 +8,6 @@ that fails to load changes nothing and the answer says why.
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,17 +17,11 @@ from pydantic import BaseModel, Field, PositiveInt, model_validator
 from fastinfer.api.context import context_for
 from fastinfer.api.errors import ErrorBody, error_content, error_example
 from fastinfer.api.routes import ADMIN, requires
-from fastinfer.config import Settings
 from fastinfer.errors import ServiceError
 from fastinfer.repository.layout import scan_repository, version_key
 from fastinfer.repository.manager import ChangeRefused, ChangeResult, ModelManager
 from fastinfer.repository.registry import ModelRegistry
-from fastinfer.security.keys import Unauthorized
-
-
-class AdminDisabled(ServiceError):  # noqa: N818
-    status = 403
-    code = "admin_disabled"
+from fastinfer.security.admin_token import check_admin_token
 
 
 class ChangeFailed(ServiceError):  # noqa: N818
@@ -47,26 +40,6 @@ def require_admin(request: Request) -> None:
         context_for(request.scope).api_scopes,
         request.headers.get("authorization", ""),
     )
-
-
-def check_admin_token(
-    settings: Settings, scopes: frozenset[str] | None, authorization: str
-) -> None:
-    """With API keys the guard already checked the key and its `admin` scope (`scopes`);
-    without, the admin token alone guards the admin routes: 401/403 otherwise."""
-    if scopes is not None:
-        if "admin" not in scopes:  # the guard answers 403 first; this is a second lock
-            raise Unauthorized("this API key lacks the admin scope")
-        return
-    if settings.admin_token is None:
-        raise AdminDisabled("the admin API is off; set FASTINFER_ADMIN_TOKEN to turn it on")
-    expected = settings.admin_token.get_secret_value().encode()
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
-        raise Unauthorized(
-            "a valid admin token is required: Authorization: Bearer <token>",
-            headers={"WWW-Authenticate": 'Bearer realm="fastinfer-admin"'},
-        )
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -21,11 +21,9 @@ from fastinfer import __version__
 from fastinfer.api.context import request_id_of
 from fastinfer.api.errors import ErrorBody, error_content, error_example
 from fastinfer.api.routes import OPEN, PREDICT, requires
-from fastinfer.engine import Engine
 from fastinfer.errors import public_reason
-from fastinfer.repository.manager import ModelManager
+from fastinfer.repository.probed import ProbedState, readiness_problems
 from fastinfer.repository.registry import ModelRegistry
-from fastinfer.repository.served import ModelState
 
 router = APIRouter(tags=["probes"], dependencies=[requires(OPEN)])
 
@@ -60,32 +58,6 @@ class Health(BaseModel):
     rss_bytes: int | None
     models: list[ModelHealth]
     engine: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ProbedState:
-    """What the probes read: the process's models, its engine, and whether startup is over."""
-
-    registry: ModelRegistry
-    engine: Engine
-    manager: ModelManager
-
-    @classmethod
-    def of(cls, state: Any) -> ProbedState:
-        """From the app's `state` (FastAPI's untyped namespace), once, typed from here on."""
-        return cls(state.registry, state.engine, state.manager)
-
-
-def readiness_problems(state: ProbedState) -> dict[str, str]:
-    """Everything that should keep traffic away from this process, by model (or `_server`)."""
-    registry, engine = state.registry, state.engine
-    problems = registry.not_ready()
-    if not state.manager.started:  # until every version of the starting state has loaded
-        for model in registry:
-            if not model.serving and model.state is not ModelState.FAILED:
-                problems.setdefault(model.name, model.reason or "loading")
-    problems.update(engine.not_ready())
-    return problems
 
 
 ProbeAnswer = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, extra headers

@@ -21,11 +21,10 @@ from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
 
-from fastinfer.api.admin import check_admin_token
 from fastinfer.api.context import incoming_request_id
 from fastinfer.api.errors import service_error_body
 from fastinfer.api.http import header, read_body, send_json
-from fastinfer.api.probes import ProbeAnswer, ProbedState, liveness, readiness
+from fastinfer.api.probes import ProbeAnswer, liveness, readiness
 from fastinfer.api.routes import ADMIN, PREDICT, Match, RouteTable
 from fastinfer.api.v1_infer import predict_exchange
 from fastinfer.api.v2_infer import infer_exchange
@@ -33,6 +32,8 @@ from fastinfer.context import CLIENT_GONE, CLIENT_GONE_STATUS, RequestContext
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import ServiceError
 from fastinfer.observability.metrics import Metrics
+from fastinfer.repository.probed import ProbedState
+from fastinfer.security.admin_token import check_admin_token
 
 if TYPE_CHECKING:
     from fastinfer.security.keys import Guard

@@ -19,26 +19,19 @@ from fastinfer import __version__
 from fastinfer.api.admin import operator, require_admin
 from fastinfer.api.context import context_for, request_id_of
 from fastinfer.api.errors import v2_error
-from fastinfer.api.probes import ProbedState, liveness, readiness
+from fastinfer.api.probes import liveness, readiness
 from fastinfer.api.routes import ADMIN, OPEN, requires
 from fastinfer.api.v1_infer import run_after
 from fastinfer.api.v2_infer import infer_exchange
 from fastinfer.dataplane import DataPlane
-from fastinfer.errors import ServiceError, public_reason
+from fastinfer.errors import ServiceError
 from fastinfer.protocols import v2
-from fastinfer.repository.layout import scan_repository, version_key
+from fastinfer.repository import index as repository
 from fastinfer.repository.manager import ChangeRefused, ModelManager
+from fastinfer.repository.probed import ProbedState
 from fastinfer.repository.registry import ModelRegistry
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
-_PLATFORMS = {
-    "sklearn": "sklearn",
-    "onnx": "onnxruntime_onnx",
-    "xgboost": "xgboost",
-    "lightgbm": "lightgbm",
-    "python": "python",
-    "torchscript": "pytorch_libtorch",
-}
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -91,7 +84,7 @@ def _metadata(request: Request, name: str, version: str | None) -> Response:
         v2.model_metadata(
             model.name,
             [m.version for m in group.ordered()],
-            _PLATFORMS.get(model.config.runtime, model.config.runtime),
+            v2.platform_of(model.config.runtime),
             model.schema.fields,
             model.config.output.kind,
             model.runtime.output_labels(),
@@ -167,37 +160,7 @@ async def repository_index(request: Request) -> Response:
     except orjson.JSONDecodeError:
         return _error(400, 'the body must be JSON, e.g. {"ready": true}')
     ready_only = isinstance(options, dict) and bool(options.get("ready"))
-    on_disk = scan_repository(manager.repository) if manager.repository is not None else {}
-    index = []
-    for name in sorted(set(registry.names()) | set(on_disk) | set(registry.unloaded)):
-        group = registry.get(name)
-        loaded = group.versions if group is not None else {}
-        held = registry.unloaded.get(name, {})
-        versions = set(loaded) | set(on_disk.get(name, {})) | set(held)
-        for version in sorted(versions, key=version_key):
-            model = loaded.get(version)
-            record = held.get(version)
-            if model is not None and model.serving:
-                entry = {"name": name, "version": version, "state": "READY", "reason": ""}
-            elif model is not None and model.state.value == "loading":
-                entry = {"name": name, "version": version, "state": "LOADING", "reason": ""}
-            elif model is None and record is not None:
-                # Who, for admins only (GET /admin/models): not an admin key's name to any key.
-                reason = f"unloaded by an operator at {record.at.isoformat()}"
-                entry = {"name": name, "version": version, "state": "UNAVAILABLE", "reason": reason}
-            else:
-                reason = (model.reason if model else None) or registry.failures.get(
-                    (name, version), "not loaded"
-                )
-                entry = {
-                    "name": name,
-                    "version": version,
-                    "state": "UNAVAILABLE",
-                    "reason": public_reason(reason),
-                }
-            if not ready_only or entry["state"] == "READY":
-                index.append(entry)
-    return _json(index)
+    return _json(repository.repository_index(registry, manager, ready_only=ready_only))
 
 
 async def _change(change: Any) -> Response:

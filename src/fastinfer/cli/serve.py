@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,6 +33,7 @@ OPTIONS = {
     "repository_poll_s": "--poll",
     "workers": "--workers",
     "health_port": "--health-port",
+    "grpc_port": "--grpc-port",
     "health_process": "--health-process",
     "allow_no_models": "--allow-no-models",
 }
@@ -54,6 +56,7 @@ def settings_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
         "repository_poll_s": params.get("poll"),
         "workers": params.get("workers"),
         "health_port": params.get("health_port"),
+        "grpc_port": params.get("grpc_port"),
         "health_process": params.get("health_process"),
         "allow_no_models": params.get("allow_no_models") or None,  # unset: the environment's
     }
@@ -122,6 +125,13 @@ def serve_command(
             show_default=False,
         ),
     ] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Also serve the v2 protocol over gRPC on this port (needs grpcio) [default: off].",
+            show_default=False,
+        ),
+    ] = None,
     health_process: Annotated[
         bool | None,
         typer.Option(
@@ -158,6 +168,14 @@ def serve_command(
         except TracingUnavailableError as exc:
             typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
             raise typer.Exit(2) from None
+    if settings.grpc_port is not None and importlib.util.find_spec("grpc") is None:
+        typer.secho(
+            "error: --grpc-port (FASTINFER_GRPC_PORT) needs grpcio, which is not installed: "
+            "pip install 'fastinfer[grpc]'",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(2)
     configure_logging(settings.log_level, settings.log_format)
     log = get_logger("fastinfer.cli")
     try:

@@ -3,7 +3,8 @@
 Pure functions between wire bytes and the data plane: `decode_infer_request` turns a v2 infer
 body into fastinfer rows (which `RowSchema.validate_rows` then validates, exactly as for v1), and
 `model_metadata` / `server_metadata` describe a model and the server in v2's terms. The way back,
-predictions into output tensors and a v2 response body, is `fastinfer.protocols.v2_outputs`.
+predictions into output tensors and a v2 response body, is `fastinfer.protocols.v2_outputs`; the
+input tensors' decoding, which gRPC shares (`decode_infer_document`), is `v2_inputs`.
 
 Tabular models take one input tensor per field (name = field name, shape [N] or [N, 1]); a field
 with a per-row `shape` S takes [N, *S]. A model whose inputs are all numeric scalars also takes
@@ -14,26 +15,25 @@ inputs, columns in the model's input order, any name that is not an input's): se
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
 import orjson
 
 from fastinfer.model.spec import InputField
-from fastinfer.protocols.v2_metadata import batched_input, model_metadata, server_metadata
-from fastinfer.protocols.v2_tensors import (
-    ACCEPTED_DATATYPES,
-    DATATYPES,
-    V2Error,
-    V2TooManyRows,
-    binary_column,
-    datatype_names,
-    expected_binary_size,
-    json_column,
+from fastinfer.protocols.v2_inputs import (
+    HEADER_LENGTH_HEADER,
+    check_parameters,
+    inputs_to_rows,
+    json_type,
 )
-from fastinfer.protocols.v2_values import Datatype
+from fastinfer.protocols.v2_metadata import (
+    batched_input,
+    model_metadata,
+    platform_of,
+    server_metadata,
+)
+from fastinfer.protocols.v2_tensors import V2Error, V2TooManyRows
 
 __all__ = [
     "BINARY_CONTENT_TYPE",
@@ -44,22 +44,16 @@ __all__ = [
     "V2Error",
     "V2TooManyRows",
     "batched_input",
+    "decode_infer_document",
     "decode_infer_request",
     "model_metadata",
     "parse_header_length",
+    "platform_of",
     "server_metadata",
 ]
 
-HEADER_LENGTH_HEADER = "Inference-Header-Content-Length"
 JSON_CONTENT_TYPE = "application/json"
 BINARY_CONTENT_TYPE = "application/octet-stream"
-MAX_PARAMETER_DEPTH = 8  # parameters are scalars in the protocol; the tensors' depth is their shape
-_UNSUPPORTED_PARAMETERS = {
-    "shared_memory_region": "shared memory",
-    "shared_memory_byte_size": "shared memory",
-    "shared_memory_offset": "shared memory",
-    "classification": "the classification extension",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,19 +74,6 @@ class InferRequest:
     rows: list[dict[str, Any]]
     outputs: list[RequestedOutput] | None = None  # None: every output
     binary_outputs: bool = False  # the request-level `binary_data_output` parameter
-
-
-@dataclass(slots=True)
-class _Input:
-    """One request input, checked for form but not yet decoded."""
-
-    name: str
-    datatype: Datatype
-    dims: tuple[int, ...]
-    data: Any = None
-    binary_size: int | None = None
-    binary_offset: int = 0
-    spec: InputField | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,67 +97,39 @@ def decode_infer_request(
 
     `header_length` is the `Inference-Header-Content-Length` header: the body's first that many
     bytes are the JSON header and the rest is binary tensor data for the inputs that carry
-    `parameters.binary_data_size`, in input order. Only the tensors' form is checked here
-    (names, datatypes, shapes, sizes); the values are left to the row schema. In a nullable
-    scalar float column, NaN means missing (None), since tensors cannot hold nulls.
+    `parameters.binary_data_size`, in input order (see `v2_inputs.inputs_to_rows`).
     """
     header, binary = _split_body(body, header_length)
     document = _parse_json(header, whole_body=header_length is None)
+    return decode_infer_document(
+        document, binary, fields, has_binary=header_length is not None, max_rows=max_rows
+    )
+
+
+def decode_infer_document(
+    document: Any,
+    binary: memoryview,
+    fields: list[InputField],
+    *,
+    has_binary: bool,
+    max_rows: int,
+) -> InferRequest:
+    """A v2 infer request document (the REST body's JSON; a gRPC request in its form) → the
+    request. `binary` is the tensor data `binary_data_size` parameters index into."""
     if not isinstance(document, dict):
-        raise V2Error(
-            f"the request must be a JSON object with 'inputs', not {_json_type(document)}"
-        )
+        raise V2Error(f"the request must be a JSON object with 'inputs', not {json_type(document)}")
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise V2Error(f"'id' must be a string, not {_json_type(request_id)}")
-    parameters = _parameters(document.get("parameters"), "the request")
+        raise V2Error(f"'id' must be a string, not {json_type(request_id)}")
+    parameters = check_parameters(document.get("parameters"), "the request")
     binary_outputs = parameters.get("binary_data_output", False)
     if not isinstance(binary_outputs, bool):
         raise V2Error("parameter 'binary_data_output' must be true or false")
     outputs = _requested_outputs(document.get("outputs"))
-
-    raw_inputs = document.get("inputs")
-    matrix = _batched(raw_inputs, fields)
-    if matrix is not None:
-        _row_count([matrix], max_rows)
-        _place_binary([matrix], binary, has_header=header_length is not None)
-        return InferRequest(
-            id=request_id,
-            parameters=parameters,
-            rows=_matrix_rows(matrix, fields, binary),
-            outputs=outputs,
-            binary_outputs=binary_outputs,
-        )
-    inputs = _inputs(raw_inputs, fields)
-    rows_count = _row_count(inputs, max_rows)
-    _place_binary(inputs, binary, has_header=header_length is not None)
-
-    columns: dict[str, list[Any]] = {}
-    for item in inputs:
-        assert item.spec is not None
-        row_dims = tuple(item.spec.shape or ())
-        if item.binary_size is not None:
-            view = binary[item.binary_offset : item.binary_offset + item.binary_size]
-            columns[item.name] = binary_column(item.name, item.datatype, item.dims, row_dims, view)
-        else:
-            columns[item.name] = json_column(
-                item.name, item.datatype, item.dims, row_dims, item.data
-            )
-        is_float = item.datatype.name.startswith(("FP", "BF"))
-        if item.spec.nullable and item.spec.shape is None and is_float:
-            # Tensors have no null: NaN is how a float column says "missing" (as in pandas).
-            columns[item.name] = [None if v != v else v for v in columns[item.name]]  # noqa: PLR0124
-    names = tuple(f.name for f in fields)
-    ordered = [columns[name] if name in columns else repeat(None, rows_count) for name in names]
-    # map/zip keep the per-row work in C: this is most of the decoding time for tabular requests
-    rows = list(map(dict, map(zip, repeat(names), zip(*ordered, strict=False))))
-    return InferRequest(
-        id=request_id,
-        parameters=parameters,
-        rows=rows,
-        outputs=outputs,
-        binary_outputs=binary_outputs,
+    rows = inputs_to_rows(
+        document.get("inputs"), fields, binary, has_binary=has_binary, max_rows=max_rows
     )
+    return InferRequest(request_id, parameters, rows, outputs, binary_outputs)
 
 
 def _split_body(body: bytes, header_length: int | None) -> tuple[bytes, memoryview]:
@@ -197,36 +150,11 @@ def _parse_json(data: bytes, *, whole_body: bool) -> Any:
         raise V2Error(f"{what} is not valid JSON: {exc}") from None
 
 
-def _parameters(value: Any, owner: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise V2Error(f"'parameters' of {owner} must be an object, not {_json_type(value)}")
-    if not _shallow(value, MAX_PARAMETER_DEPTH):
-        raise V2Error(
-            f"'parameters' of {owner} nest deeper than {MAX_PARAMETER_DEPTH} levels; "
-            "parameters hold scalars (or small objects)"
-        )
-    for key, feature in _UNSUPPORTED_PARAMETERS.items():
-        if key in value:
-            raise V2Error(f"{owner}: parameter {key!r} asks for {feature}, which is not supported")
-    return value
-
-
-def _shallow(value: Any, limit: int) -> bool:
-    """Whether `value` nests at most `limit` containers deep (parameters are kept as given)."""
-    if type(value) is dict:
-        return limit > 0 and all(_shallow(v, limit - 1) for v in value.values())
-    if type(value) is list:
-        return limit > 0 and all(_shallow(v, limit - 1) for v in value)
-    return True
-
-
 def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise V2Error(f"'outputs' must be a list, not {_json_type(value)}")
+        raise V2Error(f"'outputs' must be a list, not {json_type(value)}")
     requested: list[RequestedOutput] = []
     seen: set[str] = set()
     for index, item in enumerate(value):
@@ -236,231 +164,9 @@ def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
         if name in seen:
             raise V2Error(f"output {name!r} is requested twice")
         seen.add(name)
-        parameters = _parameters(item.get("parameters"), f"output {name!r}")
+        parameters = check_parameters(item.get("parameters"), f"output {name!r}")
         binary = parameters.get("binary_data")
         if binary is not None and not isinstance(binary, bool):
             raise V2Error(f"output {name!r}: parameter 'binary_data' must be true or false")
         requested.append(RequestedOutput(name, binary))
     return requested or None  # an empty list asks for nothing in particular: every output
-
-
-def _inputs(value: Any, fields: list[InputField]) -> list[_Input]:
-    """Check each input's form and match it to its field; nothing is decoded yet."""
-    if value is None:
-        raise V2Error("the request has no 'inputs' (a list of input tensors)")
-    if not isinstance(value, list):
-        raise V2Error(f"'inputs' must be a list of input tensors, not {_json_type(value)}")
-    if not value:
-        raise V2Error("'inputs' is empty; the request needs at least one input tensor")
-    by_name = {f.name: f for f in fields}
-    inputs: list[_Input] = []
-    seen: set[str] = set()
-    for index, item in enumerate(value):
-        parsed = _input(index, item)
-        if parsed.name in seen:
-            raise V2Error(f"input {parsed.name!r} appears twice")
-        seen.add(parsed.name)
-        spec = by_name.get(parsed.name)
-        if spec is None:
-            raise V2Error(
-                f"input {parsed.name!r} is not an input of this model (inputs: {_names(by_name)})"
-            )
-        accepted = ACCEPTED_DATATYPES[spec.type]
-        if parsed.datatype.name not in accepted:
-            raise V2Error(
-                f"input {parsed.name!r}: datatype {parsed.datatype.name} cannot hold the field's "
-                f"type {spec.type} (use {_datatype_hint(accepted)})"
-            )
-        _check_shape(parsed, spec)
-        parsed.spec = spec
-        inputs.append(parsed)
-    missing = [f.name for f in fields if f.name not in seen and not f.nullable]
-    if missing:
-        raise V2Error(f"required input(s) missing: {', '.join(map(repr, missing))}")
-    return inputs
-
-
-def _batched(value: Any, fields: list[InputField]) -> _Input | None:
-    """The request's one [N, F] tensor for every input at once; None when it sends per-input
-    tensors (or is not for a model that takes one: then `_inputs` says what is wrong)."""
-    if type(value) is not list or len(value) != 1 or type(value[0]) is not dict:
-        return None
-    name = value[0].get("name")
-    if not isinstance(name, str) or any(f.name == name for f in fields):
-        return None  # a field's own tensor (the per-column form)
-    if batched_input(fields) is None:
-        return None
-    item = _input(0, value[0])
-    if item.datatype.kind not in ("int", "float"):
-        raise V2Error(
-            f"input {name!r}: one tensor for all of this model's inputs must be numeric "
-            f"(FP32, FP64 or an integer datatype), not {item.datatype.name}"
-        )
-    width = len(fields)
-    if len(item.dims) != 2 or item.dims[1] != width:
-        columns = ", ".join(f.name for f in fields)
-        raise V2Error(
-            f"input {name!r} has shape {list(item.dims)}; one tensor for all of this model's "
-            f"inputs must be [N, {width}] ({width} columns, in this order: {columns}), or send "
-            "one tensor per input, named after it"
-        )
-    return item
-
-
-def _matrix_rows(
-    item: _Input, fields: list[InputField], binary: memoryview
-) -> list[dict[str, Any]]:
-    """An [N, F] tensor → rows keyed by field name, the values exactly those the same numbers
-    sent as per-input tensors give (FP32 rounded alike; NaN is None in a nullable column)."""
-    row_dims = (len(fields),)
-    if item.binary_size is not None:
-        view = binary[item.binary_offset : item.binary_offset + item.binary_size]
-        matrix = binary_column(item.name, item.datatype, item.dims, row_dims, view)
-    else:
-        matrix = json_column(item.name, item.datatype, item.dims, row_dims, item.data)
-    if item.datatype.kind == "float":
-        # Integer columns of a float tensor: whole numbers become ints (a per-input integer
-        # tensor gives ints); in a nullable column NaN means missing, as in a per-input one.
-        special = [(i, f) for i, f in enumerate(fields) if f.type == "integer" or f.nullable]
-        if special:
-            matrix = [list(row) for row in matrix]
-            for number, row in enumerate(matrix):
-                for index, spec in special:
-                    row[index] = _matrix_value(item.name, number, spec, row[index])
-    names = tuple(f.name for f in fields)
-    return list(map(dict, map(zip, repeat(names), matrix)))
-
-
-def _matrix_value(name: str, row: int, spec: InputField, value: Any) -> Any:
-    if value is None:
-        return None
-    if value != value:  # noqa: PLR0124 - NaN
-        return None if spec.nullable else value
-    if spec.type == "integer":
-        if not float(value).is_integer():
-            raise V2Error(
-                f"input {name!r}, row {row}: column {spec.name!r} takes integers, not {value!r}"
-            )
-        return int(value)
-    return value
-
-
-def _input(index: int, item: Any) -> _Input:
-    if not isinstance(item, dict):
-        raise V2Error(f"inputs[{index}] must be an object, not {_json_type(item)}")
-    name = item.get("name")
-    if not isinstance(name, str):
-        raise V2Error(f"inputs[{index}] needs a string 'name'")
-    datatype_name = item.get("datatype")
-    if not isinstance(datatype_name, str):
-        raise V2Error(f"input {name!r} needs a 'datatype' (one of {datatype_names()})")
-    datatype = DATATYPES.get(datatype_name)
-    if datatype is None:
-        raise V2Error(
-            f"input {name!r}: unknown datatype {datatype_name!r}; expected one of "
-            f"{datatype_names()}"
-        )
-    shape = item.get("shape")
-    if not isinstance(shape, list) or not shape:
-        raise V2Error(f"input {name!r} needs a 'shape': a list of dimensions, the first the rows")
-    if not all(type(d) is int and d >= 0 for d in shape):
-        raise V2Error(f"input {name!r}: shape {shape} must hold whole numbers >= 0")
-    parameters = _parameters(item.get("parameters"), f"input {name!r}")
-    size = parameters.get("binary_data_size")
-    data = item.get("data")
-    if size is not None:
-        if type(size) is not int or size < 0:
-            raise V2Error(f"input {name!r}: binary_data_size must be a whole number of bytes")
-        if data is not None:
-            raise V2Error(f"input {name!r} has both 'data' and binary_data_size; give one")
-    elif data is None:
-        raise V2Error(
-            f"input {name!r} has no data: give 'data', or binary data after the JSON header "
-            "with parameters.binary_data_size"
-        )
-    return _Input(name, datatype, tuple(shape), data, size)
-
-
-def _check_shape(item: _Input, spec: InputField) -> None:
-    dims = item.dims
-    if spec.shape is None:
-        if len(dims) == 1 or (len(dims) == 2 and dims[1] == 1):
-            return
-        raise V2Error(
-            f"input {item.name!r} has shape {list(dims)}; a scalar column takes [N] or [N, 1]"
-        )
-    if list(dims[1:]) != spec.shape:
-        expected = ", ".join(map(str, spec.shape))
-        raise V2Error(
-            f"input {item.name!r} has shape {list(dims)}; expected [N, {expected}] "
-            f"(N rows of the field's shape {spec.shape})"
-        )
-
-
-def _row_count(inputs: list[_Input], max_rows: int) -> int:
-    first = inputs[0]
-    rows = first.dims[0]
-    for item in inputs[1:]:
-        if item.dims[0] != rows:
-            raise V2Error(
-                f"inputs disagree on the number of rows: {first.name!r} has {rows}, "
-                f"{item.name!r} has {item.dims[0]}"
-            )
-    if rows == 0:
-        raise V2Error("the inputs hold 0 rows; a request needs at least one")
-    if rows > max_rows:
-        raise V2TooManyRows(rows, max_rows)
-    return rows
-
-
-def _place_binary(inputs: list[_Input], binary: memoryview, *, has_header: bool) -> None:
-    """Give each binary input its slice of the data after the header; the sizes must add up."""
-    offset = 0
-    for item in inputs:
-        if item.binary_size is None:
-            continue
-        if not has_header:
-            raise V2Error(
-                f"input {item.name!r} has binary_data_size but the request has no "
-                f"{HEADER_LENGTH_HEADER} header saying where the JSON ends"
-            )
-        needed = expected_binary_size(item.datatype, item.dims)
-        if needed is not None and needed != item.binary_size:
-            raise V2Error(
-                f"input {item.name!r}: binary_data_size is {item.binary_size} but shape "
-                f"{list(item.dims)} of {item.datatype.name} needs {needed} bytes"
-            )
-        item.binary_offset = offset
-        offset += item.binary_size
-    if offset != len(binary):
-        raise V2Error(
-            f"the binary data after the JSON header is {len(binary)} bytes but the inputs' "
-            f"binary_data_size add up to {offset}"
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-def _names(names: Collection[str], limit: int = 20) -> str:
-    shown = list(names)[:limit]
-    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(shown) + more if shown else "none"
-
-
-def _datatype_hint(accepted: frozenset[str]) -> str:
-    return " or ".join(n for n in DATATYPES if n in accepted)
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    return "null" if value is None else type(value).__name__

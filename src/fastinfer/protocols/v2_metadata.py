@@ -11,6 +11,21 @@ from typing import Any
 from fastinfer.model.spec import InputField
 from fastinfer.protocols.v2_tensors import FIELD_DATATYPES
 
+PLATFORMS = {
+    "sklearn": "sklearn",
+    "onnx": "onnxruntime_onnx",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+    "python": "python",
+    "torchscript": "pytorch_libtorch",
+}
+
+
+def platform_of(runtime: str) -> str:
+    """The v2 `platform` of a fastinfer runtime (Triton's names where it has one)."""
+    return PLATFORMS.get(runtime, runtime)
+
+
 EXTENSIONS = ("binary_tensor_data", "model_repository")
 # The name advertised for the one [N, F] tensor of an all-numeric model (any name that is not an
 # input's is taken as it: clients send `input-0`, `input__0`, `float_input`, ...).

@@ -28,6 +28,7 @@ __all__ = [
     "OutputTensor",
     "available_outputs",
     "check_requested_outputs",
+    "choose_outputs",
     "encode_infer_response",
     "predictions_to_outputs",
 ]
@@ -116,6 +117,19 @@ def _classifier_outputs(
     ]
 
 
+def choose_outputs(
+    outputs: list[OutputTensor], requested: list[RequestedOutput] | None, binary_outputs: bool
+) -> list[tuple[OutputTensor, bool]]:
+    """The outputs to answer with, each with whether it goes as binary data: the requested
+    ones in their order (every output when none are), binary if the output's `binary_data`
+    says so, else if the request's `binary_data_output` does."""
+    if requested is None:
+        return [(tensor, binary_outputs) for tensor in outputs]
+    by_name = {tensor.name: tensor for tensor in outputs}
+    check_requested_outputs(requested, by_name)
+    return [(by_name[r.name], binary_outputs if r.binary is None else r.binary) for r in requested]
+
+
 def encode_infer_response(
     model_name: str,
     model_version: str,
@@ -134,14 +148,7 @@ def encode_infer_response(
     Requested outputs pick and order the outputs; each goes binary if its `binary_data` says so,
     else if the request's `binary_data_output` does.
     """
-    if requested is None:
-        chosen = [(tensor, binary_outputs) for tensor in outputs]
-    else:
-        by_name = {tensor.name: tensor for tensor in outputs}
-        check_requested_outputs(requested, by_name)
-        chosen = [
-            (by_name[r.name], binary_outputs if r.binary is None else r.binary) for r in requested
-        ]
+    chosen = choose_outputs(outputs, requested, binary_outputs)
     entries: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for tensor, binary in chosen:

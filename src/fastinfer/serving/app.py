@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -22,7 +23,6 @@ from fastinfer.api import metrics as metrics_api
 from fastinfer.api import monitoring as monitoring_api
 from fastinfer.api.errors import install_error_handlers
 from fastinfer.api.openapi import install_openapi
-from fastinfer.api.probes import ProbedState
 from fastinfer.api.service import ServiceApp
 from fastinfer.config import Settings
 from fastinfer.dataplane import DataPlane
@@ -38,12 +38,16 @@ from fastinfer.observability.tracing import Tracing
 from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.layout import VersionPolicy, repository_directories
 from fastinfer.repository.manager import ModelManager
+from fastinfer.repository.probed import ProbedState
 from fastinfer.repository.registry import ModelRegistry
 from fastinfer.repository.served import ServedModel
 from fastinfer.security.keys import build_guard
 from fastinfer.serving.heartbeat import Heartbeat
 from fastinfer.serving.heartbeat import HeartbeatBoard as Board
 from fastinfer.serving.rundir import remove_run_dir, run_dir
+
+if TYPE_CHECKING:
+    from fastinfer.grpc.server import GrpcTransport
 
 log = get_logger("fastinfer.app")
 _IDLE_BUSY = 0.02  # a loop busy less than this share of a sample is idle: no probes next time
@@ -201,9 +205,12 @@ def _lifespan(
             # Uvicorn listens once startup is over: a worker joins the port's SO_REUSEPORT group
             # only when it can answer, so a restarted worker never answers 503 "loading".
             await asyncio.shield(loading)
+        grpc = await _start_grpc(app) if parts.settings.grpc_port is not None else None
         try:
             yield
         finally:
+            if grpc is not None:  # begun with the HTTP drain (server.py): its calls finish
+                await grpc.stop()
             for task in (loading, beating, sampling):
                 if task is not None and not task.done():
                     task.cancel()
@@ -216,6 +223,22 @@ def _lifespan(
             log.info("stopped")
 
     return lifespan
+
+
+async def _start_grpc(app: FastAPI) -> GrpcTransport:
+    """This process's gRPC server, on the data plane, guard and metrics HTTP uses (grpcio is
+    imported here, after the fork, and only when a gRPC port is set: it is optional)."""
+    from fastinfer.grpc.server import GrpcTransport
+    from fastinfer.grpc.servicer import InferenceServicer
+
+    state = app.state
+    servicer = InferenceServicer(
+        state.dataplane, ProbedState.of(state), state.metrics, state.service.guard
+    )
+    transport = GrpcTransport(servicer, state.settings)
+    await transport.start()
+    state.grpc = transport
+    return transport
 
 
 def _install_routes(app: FastAPI, registry: ModelRegistry, settings: Settings) -> None:

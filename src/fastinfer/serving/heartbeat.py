@@ -15,7 +15,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from fastinfer.api.probes import ProbedState, readiness_problems
+from fastinfer.repository.probed import ProbedState, readiness_problems
 from fastinfer.seqlock import SeqlockBoard, SharedInt
 
 PHASE_LOADING, PHASE_SERVING, PHASE_STOPPING = 0, 1, 2

@@ -24,6 +24,14 @@ def check_ports(settings: Settings) -> None:
             f"the serving port and the health port are both {settings.port}: set another "
             "--health-port, or --no-health-process"
         )
+    if settings.grpc_port is not None:
+        wanted.append(("gRPC", settings.grpc_port, "--grpc-port / FASTINFER_GRPC_PORT"))
+    taken = [port for _, port, _ in wanted if port != 0]
+    if len(taken) != len(set(taken)):
+        raise PortUnavailableError(
+            f"two of the serving, health and gRPC ports are the same ({', '.join(map(str, taken))})"
+            ": give each its own"
+        )
     for role, port, setting in wanted:
         if port != 0:  # ephemeral: the kernel picks a free one
             _try_bind(settings.host, port, role, setting)

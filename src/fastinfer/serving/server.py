@@ -74,6 +74,9 @@ class DrainingServer(uvicorn.Server):
         # sending) a request: accept them before the listener closes, which would reset them.
         for _ in range(3):
             await asyncio.sleep(0)
+        grpc = getattr(self._app.state, "grpc", None)
+        if grpc is not None:  # gRPC drains beside HTTP: no new calls, those in flight finish
+            grpc.begin_stop()
         await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:

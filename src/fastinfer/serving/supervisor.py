@@ -98,6 +98,7 @@ class Supervisor:
         self._health_sock: socket.socket | None = None
         self._health_pid: int | None = None
         self._reuse_port = False
+        self._grpc_sock: socket.socket | None = None
 
     def run(self) -> int:
         self.board.set_phase(PHASE_LOADING)
@@ -159,6 +160,15 @@ class Supervisor:
             reuse_port=self._reuse_port,
             listen=not self._reuse_port,
         )
+        if self.settings.grpc_port is not None and self._reuse_port:
+            # Held the same way for every worker's gRPC server (SO_REUSEPORT); port 0 is
+            # chosen once, here, so that they all share the one port.
+            self._grpc_sock = bind_socket(
+                self.settings.host, self.settings.grpc_port, reuse_port=True, listen=False
+            )
+            port = int(self._grpc_sock.getsockname()[1])
+            self.settings = self.settings.model_copy(update={"grpc_port": port})
+            log.info("grpc_port", port=port)
 
     def _on_health_exit(self, status: int) -> None:
         self._health_pid = None
@@ -235,6 +245,8 @@ class Supervisor:
                 die_with_parent(parent)  # a supervisor killed -9 takes its workers with it
                 if self._health_sock is not None:
                     self._health_sock.close()
+                if self._grpc_sock is not None:
+                    self._grpc_sock.close()  # its gRPC server binds the port itself
                 configure_logging(self.settings.log_level, self.settings.log_format)
                 log.info("worker_started", worker=index, pid=os.getpid())
                 app = create_app(
@@ -277,6 +289,8 @@ class Supervisor:
             self.board.set_phase(PHASE_STOPPING)
             if self._sock is not None:
                 self._sock.close()  # the children keep their copies until they stop accepting
+            if self._grpc_sock is not None:
+                self._grpc_sock.close()
             settings = self.settings
             signal.alarm(int(settings.drain_delay_s + settings.drain_timeout_s + _KILL_GRACE_S))
         for pid in list(self.children):
