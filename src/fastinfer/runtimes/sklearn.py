@@ -26,20 +26,18 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 from fastinfer.model.spec import FieldType, InputField, OutputSpec
 from fastinfer.observability.logging import get_logger
 from fastinfer.runtimes.base import Prediction, Row, Runtime
-from fastinfer.runtimes.detect import UntrustedTypesError
-from fastinfer.runtimes.frames import build_frame, column_builders
-from fastinfer.runtimes.outputs import class_labels, classifier_predictions, regressor_predictions
-from fastinfer.runtimes.sklearn_classify import SklearnClassifier
-from fastinfer.runtimes.sklearn_compiled import (
+from fastinfer.runtimes.compiled import (
     CompiledPipeline,
     NotCompilable,
     check_compiled,
     check_rows,
     compile_pipeline,
 )
-from fastinfer.runtimes.sklearn_compiled import (
-    sklearn_class as _sklearn_class,
-)
+from fastinfer.runtimes.compiled import sklearn_class as _sklearn_class
+from fastinfer.runtimes.detect import UntrustedTypesError
+from fastinfer.runtimes.frames import build_frame, column_builders
+from fastinfer.runtimes.outputs import class_labels, classifier_predictions, regressor_predictions
+from fastinfer.runtimes.sklearn_classify import SklearnClassifier
 
 _ZIP_MAGIC = b"PK\x03\x04"  # a skops file is a zip archive; a joblib pickle starts with 0x80
 # Types skops reports as untrusted but builds without calling them. `numpy.dtype` (a fitted
@@ -114,7 +112,7 @@ class SklearnRuntime(Runtime):
         self._fields = fields
 
     def prepare(self, examples: list[Row], columns: list[str]) -> None:
-        """Compile the pipeline (`runtimes/sklearn_compiled.py`) and keep the compiled path only
+        """Compile the pipeline (`runtimes/compiled/`) and keep the compiled path only
         if it gives the pipeline's own answers on the example, reference and synthetic rows."""
         self._compiled = None
         details: dict[str, Any] = {}
