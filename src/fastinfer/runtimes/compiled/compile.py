@@ -1,21 +1,22 @@
 """Walking fitted scikit-learn estimators into a compiled pipeline.
 
 `compile_pipeline` reads the fitted estimators' learned attributes once, at load, into a `Plan`
-of NumPy steps (`steps.py`) and a compiled model (`linear.py`). Only scikit-learn's own classes
-are compiled (exact class, not subclasses); anything else raises `NotCompilable`, naming the
-first step (or column) it cannot reproduce exactly, and the caller keeps the pipeline.
+of NumPy steps (`steps.py`) and a compiled model (`linear.py`, `trees.py`). Only scikit-learn's
+own classes are compiled (exact class, not subclasses); anything else raises `NotCompilable`,
+naming the first step (or column) it cannot reproduce exactly, and the caller keeps the pipeline.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from fastinfer.model.spec import InputField
 from fastinfer.runtimes.compiled.linear import Logistic
-from fastinfer.runtimes.compiled.pipeline import CompiledPipeline
+from fastinfer.runtimes.compiled.pipeline import CompiledPipeline, Model
 from fastinfer.runtimes.compiled.steps import (
     IGNORED,
     REFUSED,
@@ -27,7 +28,18 @@ from fastinfer.runtimes.compiled.steps import (
     OneHot,
     Plan,
 )
+from fastinfer.runtimes.compiled.trees import DecisionTree, GradientBoosting, RandomForest
 from fastinfer.runtimes.frames import column_kind
+
+# The final estimators compiled (exact scikit-learn classes), each from its fitted model and the
+# number of features the walk found.
+MODELS: dict[str, Callable[[Any, int], Model]] = {
+    "LogisticRegression": Logistic,
+    "DecisionTreeClassifier": DecisionTree,
+    "RandomForestClassifier": RandomForest,
+    "ExtraTreesClassifier": RandomForest,
+    "GradientBoostingClassifier": GradientBoosting,
+}
 
 
 def compile_pipeline(
@@ -49,8 +61,9 @@ def compile_pipeline(
         raise NotCompilable("the estimator was not fitted on a frame with the schema's columns")
     steps = _flattened(estimator)
     *transforms, final = steps
-    if sklearn_class(final) != "LogisticRegression":
-        raise NotCompilable(f"final step {type(final).__name__} (compiled: LogisticRegression)")
+    build = MODELS.get(sklearn_class(final) or "")
+    if build is None:
+        raise NotCompilable(f"final step {type(final).__name__} (compiled: {', '.join(MODELS)})")
     plan = Plan(columns)
     tail: list[Affine] = []
     while transforms and (affine := _affine(transforms[-1])) is not None:
@@ -61,15 +74,18 @@ def compile_pipeline(
         _numbers(columns, [], plan, kinds)
     else:
         try:
-            if len(transforms) > 1 or sklearn_class(transforms[0]) != "ColumnTransformer":
+            if sklearn_class(transforms[-1]) == "OneHotEncoder":  # on every column
+                _encoded(columns, transforms[:-1], transforms[-1], plan, kinds)
+            elif len(transforms) == 1 and sklearn_class(transforms[0]) == "ColumnTransformer":
+                _column_transformer(transforms[0], plan, kinds)
+            else:
                 raise NotCompilable(f"step {type(transforms[-1]).__name__} before the model")
-            _column_transformer(transforms[0], plan, kinds)
         except NotCompilable as exc:
             if frame is None or not all(hasattr(step, "transform") for step in transforms):
                 raise
             plan = Plan(columns, matrix_steps=tail, prefix=transforms, why_prefix=str(exc))
-            plan.width = int(final.coef_.shape[1]) if hasattr(final, "coef_") else 0
-    return CompiledPipeline(plan, Logistic(final, plan.width), frame)
+            plan.width = int(getattr(final, "n_features_in_", 0))
+    return CompiledPipeline(plan, build(final, plan.width), frame)
 
 
 def _flattened(estimator: Any) -> list[Any]:

@@ -7,7 +7,9 @@ from collections.abc import Callable, Sequence
 from fastinfer.runtimes.base import Row
 from fastinfer.runtimes.compiled.steps import Features, Float64Array, Frame, Plan
 
-Model = Callable[[Float64Array], tuple[Float64Array, list[int]]]
+# The compiled final estimator: the features → (probabilities, class columns), or None where the
+# pipeline must answer (the tree models' float32 features that are not finite).
+Model = Callable[[Float64Array], tuple[Float64Array, list[int]] | None]
 
 
 class CompiledPipeline:
