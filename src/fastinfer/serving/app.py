@@ -48,6 +48,7 @@ from fastinfer.serving.rundir import remove_run_dir, run_dir
 log = get_logger("fastinfer.app")
 _IDLE_BUSY = 0.02  # a loop busy less than this share of a sample is idle: no probes next time
 _SAMPLE_SECONDS = 0.25  # the gauges' sampling interval
+_IDLE_SAMPLE_SECONDS = 1.0  # ... while the loop is idle (nothing queues: the gauges hold still)
 _LOOP_PROBES = 5  # event-loop queue probes per sample
 
 DESCRIPTION = """Inference for the models below, served by fastinfer.
@@ -256,13 +257,14 @@ async def _stop_tracing(plane: DataPlane, tracing: Tracing | None) -> None:
 
 
 async def _sample_metrics(metrics: Metrics, registry: ModelRegistry) -> None:
-    """Queue and in-flight gauges, the saturation average and model info, 4 times a second;
-    between samples the event loop's queue is probed 5 times (a callback each: cheap)."""
+    """Queue and in-flight gauges, the saturation average and model info, 4 times a second
+    (once a second while the loop is idle); between samples the event loop's queue is probed 5
+    times (a callback each: cheap)."""
     meter = LoopMeter()
     idle = False
     while True:
-        if idle:  # nothing can be waiting on an idle loop: one wake-up, not five (idle CPU)
-            await asyncio.sleep(_SAMPLE_SECONDS)
+        if idle:  # nothing can be waiting on an idle loop: one wake-up, not twenty (idle CPU)
+            await asyncio.sleep(_IDLE_SAMPLE_SECONDS)
         else:
             for _ in range(_LOOP_PROBES):
                 meter.probe()
