@@ -195,8 +195,14 @@ def _lifespan(
         await parts.monitor.start()
         beating = None
         if heartbeat is not None:
-            beat = Heartbeat(heartbeat[0], heartbeat[1], ProbedState.of(app.state))
+            beat = Heartbeat(
+                heartbeat[0],
+                heartbeat[1],
+                ProbedState.of(app.state),
+                loop_block_s=parts.settings.loop_block_s,
+            )
             beating = asyncio.create_task(beat.run())
+            loading.add_done_callback(lambda _: beat.nudge())  # ready: say so at once
         log.info("starting", models=[m.name for m in parts.registry], version=__version__)
         if listen_when_loaded:
             # Uvicorn listens once startup is over: a worker joins the port's SO_REUSEPORT group
