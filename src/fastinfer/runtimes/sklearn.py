@@ -20,7 +20,6 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
-import skops.io
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from fastinfer.model.spec import FieldType, InputField, OutputSpec
@@ -197,7 +196,12 @@ class SklearnRuntime(Runtime):
 
 
 def _load_skops(data: bytes, trusted: list[str]) -> Any:
-    """The object in a skops file, refusing any type neither skops nor the config trusts."""
+    """The object in a skops file, refusing any type neither skops nor the config trusts.
+
+    skops is imported here, for skops files only: importing it imports every scikit-learn
+    estimator (about a second), which a joblib pickle does not need."""
+    import skops.io
+
     try:
         found = skops.io.get_untrusted_types(data=data)
     except Exception as exc:  # a zip that is not a skops file: skops raises many kinds
