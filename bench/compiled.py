@@ -1,25 +1,29 @@
 """In-process cost of one `runtime.predict` call, pipeline vs compiled path (issue 15).
 
-    .venv/bin/python -m bench.compiled [--models tabular,titanic] [--repeat 9]
+    .venv/bin/python -m bench.compiled [--models tabular,titanic,car_evaluation] [--repeat 9]
+        [--rows 1,16,128]
 
 Loads each model as the server does, validates the rows once (not timed), then times
 `runtime.predict(rows, columns)` — row dicts in, predictions out, so the cost of building the
-DataFrame or the compiled path's arrays is included — for 1, 16 and 128 rows, with the compiled
-path on and off (the same loaded runtime, its `_compiled` set aside), interleaved; it prints the
-median of `--repeat` timings of each. Run by hand on a quiet machine.
+DataFrame or the compiled path's arrays is included — for 1, 16 and 128 rows (`--rows`), with
+the compiled path on and off (the same loaded runtime, its `_compiled` set aside), interleaved;
+it prints the median of `--repeat` timings of each. Run by hand on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.common import TABULAR_DIR, model_dir, model_rows, quiet_logging
 
 BATCHES = (1, 16, 128)
+CAR_DIR = Path(__file__).resolve().parent.parent / "examples" / "car_evaluation"
 
 
 def _per_call(call: Callable[[], Any], seconds: float = 0.05) -> float:
@@ -33,19 +37,26 @@ def _per_call(call: Callable[[], Any], seconds: float = 0.05) -> float:
             return elapsed / calls
 
 
-def measure(model: str, repeat: int) -> list[dict[str, Any]]:
+def measure(model: str, repeat: int, batches: tuple[int, ...] = BATCHES) -> list[dict[str, Any]]:
     from fastinfer.model.spec import load_model_directory
     from fastinfer.repository.local import load_local
 
-    served = load_local(load_model_directory(model_dir(model)))
+    directory = CAR_DIR if model == "car_evaluation" else model_dir(model)
+    served = load_local(load_model_directory(directory))
     runtime, schema = served.runtime, served.schema
     assert runtime is not None and schema is not None
     compiled = getattr(runtime, "_compiled", None)
     if compiled is None:
         raise SystemExit(f"{model}: not compiled: {runtime.describe()}")
-    rows = schema.validate_rows(model_rows(model, max(BATCHES), exact=False))
+    if model == "car_evaluation":  # the attribute grid, every 7th car (all kinds of car)
+        grid = itertools.product(*(f.allowed or [] for f in schema.fields))
+        cars = [dict(zip(schema.columns, values, strict=True)) for values in grid][::7]
+        raw = [cars[i % len(cars)] for i in range(max(batches))]
+    else:
+        raw = model_rows(model, max(batches), exact=False)
+    rows = schema.validate_rows(raw)
     results = []
-    for size in BATCHES:
+    for size in batches:
         batch = [rows[i % len(rows)] for i in range(size)]
         timings: dict[str, list[float]] = {"pipeline": [], "compiled": []}
         for _ in range(repeat):
@@ -64,7 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--models", default="tabular,titanic")
     parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--rows", default=",".join(map(str, BATCHES)), help="batch sizes")
     args = parser.parse_args(argv)
+    batches = tuple(int(n) for n in args.rows.split(",") if n.strip())
     quiet_logging()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if "tabular" in models and not (TABULAR_DIR / "model.yaml").exists():
@@ -74,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| model | rows | pipeline µs/call | compiled µs/call | speed-up |")
     print("|---|---:|---:|---:|---:|")
     for model in models:
-        for r in measure(model, args.repeat):
+        for r in measure(model, args.repeat, batches):
             print(f"| {r['model']} | {r['rows']} | {r['pipeline_us']:.0f} | "
                   f"{r['compiled_us']:.0f} | {r['speedup']:.1f}x |")  # fmt: skip
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from types import SimpleNamespace
@@ -9,6 +10,8 @@ from typing import Any
 
 from fastinfer.serving.heartbeat import (
     DRAINING,
+    HEARTBEAT_S,
+    HEARTBEAT_STEADY_S,
     PHASE_LOADING,
     PHASE_SERVING,
     READY,
@@ -136,3 +139,43 @@ def test_stalled_inference_is_flagged_and_is_the_reason() -> None:
     beat = _beat(_Engine(stalled={"iris": 31.5}), _Registry({"car": "loading"}))
     assert beat.flags == STALLED
     assert beat.reason == "iris: 31.5"
+
+
+def _counting(engine: _Engine, **options: Any) -> tuple[Heartbeat, list[tuple[int, str]]]:
+    """A heartbeat whose beats are recorded (as written) in the list it returns."""
+    state = SimpleNamespace(
+        engine=engine, registry=_Registry(), manager=SimpleNamespace(started=True)
+    )
+    heartbeat = Heartbeat(HeartbeatBoard(1), 0, state, **options)
+    beats: list[tuple[int, str]] = []
+    write = heartbeat.beat
+
+    def recorded() -> tuple[int, str]:
+        beats.append(write())
+        return beats[-1]
+
+    heartbeat.beat = recorded  # type: ignore[method-assign]
+    return heartbeat, beats
+
+
+def test_a_nudge_writes_a_beat_at_once() -> None:
+    heartbeat, beats = _counting(_Engine())
+
+    async def run() -> None:
+        task = asyncio.create_task(heartbeat.run())
+        await asyncio.sleep(0)  # the first beat
+        assert len(beats) == 1
+        heartbeat.nudge()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert len(beats) == 2  # long before any interval ran out
+        task.cancel()
+
+    asyncio.run(run())
+
+
+def test_a_steady_state_beats_less_often_but_well_inside_loop_block_s() -> None:
+    assert Heartbeat(HeartbeatBoard(1), 0, SimpleNamespace())._steady_s == HEARTBEAT_STEADY_S
+    quick = Heartbeat(HeartbeatBoard(1), 0, SimpleNamespace(), loop_block_s=0.4)
+    assert quick._steady_s <= 0.4 / 4 + 1e-9 or quick._steady_s == HEARTBEAT_S
+    assert HEARTBEAT_STEADY_S < 10.0 / 4  # the default loop_block_s

@@ -27,14 +27,14 @@ from bench.models.tabular import build_tabular_model_dir, tabular_rows
 from fastinfer.model.spec import InputField, OutputSpec, load_model_directory
 from fastinfer.repository.local import load_local
 from fastinfer.runtimes import create_runtime
-from fastinfer.runtimes.sklearn import SklearnRuntime
-from fastinfer.runtimes.sklearn_compiled import (
+from fastinfer.runtimes.compiled import (
     TOLERANCE,
     NotCompilable,
     check_compiled,
     check_rows,
     compile_pipeline,
 )
+from fastinfer.runtimes.sklearn import SklearnRuntime
 from tests.conftest import serve_in_process, sha256_of, wait_ready, write_config
 
 COLOURS = ["blue", "green", "red"]
@@ -339,7 +339,8 @@ def test_the_check_refuses_a_path_that_differs() -> None:
 
     rows = check_rows(compiled, FIELDS, [], None, count=40)
     assert check_compiled(compiled, pipeline, rows).mismatch is None
-    compiled._intercept = compiled._intercept + 1e-9  # one ulp-scale slip is enough to refuse
+    model: Any = compiled.model
+    model._intercept = model._intercept + 1e-9  # one ulp-scale slip is enough to refuse
     result = check_compiled(compiled, pipeline, rows)
     assert result.mismatch is not None and "differ" in result.mismatch
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -410,3 +413,24 @@ def test_frame_dtypes_come_from_the_schema(
         pd.testing.assert_frame_equal(together.iloc[:1], alone)
     if field.type == "integer" and not field.nullable:
         assert alone["v"].tolist() == [value]  # int64 holds it exactly
+
+
+def test_a_joblib_model_loads_without_importing_skops(tmp_path: Path) -> None:
+    """skops imports every scikit-learn estimator (about a second of startup): only skops
+    files need it."""
+    script = (
+        "import io, sys, joblib\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "from fastinfer.model.spec import OutputSpec\n"
+        "from fastinfer.runtimes import create_runtime\n"
+        "model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])\n"
+        "buffer = io.BytesIO(); joblib.dump(model, buffer)\n"
+        "runtime = create_runtime('sklearn', OutputSpec(kind='classifier'))\n"
+        "runtime.load(buffer.getvalue())\n"
+        "print('skops' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -31,6 +31,9 @@ log = get_logger("fastinfer.monitoring")
 FEEDBACK_INDEX = "feedback.sqlite"
 WATCH_INTERVAL_S = 5.0  # gauges: live accuracy and drift
 FOLD_INTERVAL_S = 1.0  # drift: bin new rows, publish this process's window
+# With no new rows, the windows are republished (and old files pruned) only this often: enough
+# to keep this process's files younger than `prune`'s age limit (drift_window_s + 60 s).
+REFRESH_INTERVAL_S = 30.0
 
 
 def make_sink(settings: Settings) -> Sink | None:
@@ -66,6 +69,8 @@ class Monitor:
         # entry holds the model, so its id is not reused while it is here.
         self._windows: dict[int, tuple[ServedModel, DriftWindow | None]] = {}
         self._reports_at = 0.0
+        self._observed = 0  # calls to `observe`, so far ...
+        self._shared = (-1, 0.0)  # ... and when the windows were last published: (count, time)
         self.log: PredictionLog | None = None
         self.feedback: FeedbackIndex | None = None
         sink = make_sink(settings)
@@ -107,6 +112,7 @@ class Monitor:
         window = entry[1]
         if window is not None:
             window.observe(rows, predictions)
+        self._observed += 1
         return written
 
     def _drift_window(self, model: ServedModel) -> DriftWindow | None:
@@ -128,12 +134,17 @@ class Monitor:
         self._task = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
-        """Live accuracy into the metrics, every few seconds (off the request path)."""
+        """Live accuracy into the metrics, every few seconds (off the request path). The
+        windows are published each second that brought new rows, else every
+        `REFRESH_INTERVAL_S` (an idle process wakes no thread for them)."""
         while True:
             await asyncio.sleep(FOLD_INTERVAL_S)
             try:
-                await asyncio.to_thread(self._share_windows)
                 now = time.monotonic()
+                count, shared_at = self._shared
+                if count != self._observed or now - shared_at >= REFRESH_INTERVAL_S:
+                    self._shared = (self._observed, now)
+                    await asyncio.to_thread(self._share_windows)
                 if now - self._reports_at >= WATCH_INTERVAL_S:
                     self._reports_at = now
                     await asyncio.to_thread(self._update_gauges)

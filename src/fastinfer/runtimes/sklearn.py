@@ -17,22 +17,21 @@ from typing import Any
 
 import joblib
 import pandas as pd
-import skops.io
 
 from fastinfer.model.spec import InputField, OutputSpec
 from fastinfer.observability.logging import get_logger
 from fastinfer.runtimes.base import Prediction, Row, Runtime
-from fastinfer.runtimes.detect import UntrustedTypesError
-from fastinfer.runtimes.frames import build_frame, column_builders
-from fastinfer.runtimes.outputs import class_labels, classifier_predictions, regressor_predictions
-from fastinfer.runtimes.sklearn_classify import SklearnClassifier
-from fastinfer.runtimes.sklearn_compiled import (
+from fastinfer.runtimes.compiled import (
     CompiledPipeline,
     NotCompilable,
     check_compiled,
     check_rows,
     compile_pipeline,
 )
+from fastinfer.runtimes.detect import UntrustedTypesError
+from fastinfer.runtimes.frames import build_frame, column_builders
+from fastinfer.runtimes.outputs import class_labels, classifier_predictions, regressor_predictions
+from fastinfer.runtimes.sklearn_classify import SklearnClassifier
 from fastinfer.runtimes.sklearn_schema import inferred_fields
 
 _ZIP_MAGIC = b"PK\x03\x04"  # a skops file is a zip archive; a joblib pickle starts with 0x80
@@ -108,7 +107,7 @@ class SklearnRuntime(Runtime):
         self._fields = fields
 
     def prepare(self, examples: list[Row], columns: list[str]) -> None:
-        """Compile the pipeline (`runtimes/sklearn_compiled.py`) and keep the compiled path only
+        """Compile the pipeline (`runtimes/compiled/`) and keep the compiled path only
         if it gives the pipeline's own answers on the example, reference and synthetic rows."""
         self._compiled = None
         details: dict[str, Any] = {}
@@ -193,7 +192,12 @@ class SklearnRuntime(Runtime):
 
 
 def _load_skops(data: bytes, trusted: list[str]) -> Any:
-    """The object in a skops file, refusing any type neither skops nor the config trusts."""
+    """The object in a skops file, refusing any type neither skops nor the config trusts.
+
+    skops is imported here, for skops files only: importing it imports every scikit-learn
+    estimator (about a second), which a joblib pickle does not need."""
+    import skops.io
+
     try:
         found = skops.io.get_untrusted_types(data=data)
     except Exception as exc:  # a zip that is not a skops file: skops raises many kinds

@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from fastinfer.model.spec import FieldType, InputField
-from fastinfer.runtimes.sklearn_compiled import sklearn_class as _sklearn_class
+from fastinfer.runtimes.compiled import sklearn_class as _sklearn_class
 
 _ENCODERS = {"OneHotEncoder", "OrdinalEncoder", "TargetEncoder"}
 _IMPUTERS = {"SimpleImputer", "KNNImputer", "IterativeImputer"}

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 log = get_logger("fastinfer.app")
 _IDLE_BUSY = 0.02  # a loop busy less than this share of a sample is idle: no probes next time
 _SAMPLE_SECONDS = 0.25  # the gauges' sampling interval
+_IDLE_SAMPLE_SECONDS = 1.0  # ... while the loop is idle (nothing queues: the gauges hold still)
 _LOOP_PROBES = 8  # event-loop queue probes per sample
 
 DESCRIPTION = """Inference for the models below, served by fastinfer.
@@ -198,8 +199,14 @@ def _lifespan(
         await parts.monitor.start()
         beating = None
         if heartbeat is not None:
-            beat = Heartbeat(heartbeat[0], heartbeat[1], ProbedState.of(app.state))
+            beat = Heartbeat(
+                heartbeat[0],
+                heartbeat[1],
+                ProbedState.of(app.state),
+                loop_block_s=parts.settings.loop_block_s,
+            )
             beating = asyncio.create_task(beat.run())
+            loading.add_done_callback(lambda _: beat.nudge())  # ready: say so at once
         log.info("starting", models=[m.name for m in parts.registry], version=__version__)
         if listen_when_loaded:
             # Uvicorn listens once startup is over: a worker joins the port's SO_REUSEPORT group
@@ -279,13 +286,14 @@ async def _stop_tracing(plane: DataPlane, tracing: Tracing | None) -> None:
 
 
 async def _sample_metrics(metrics: Metrics, registry: ModelRegistry) -> None:
-    """Queue and in-flight gauges, the saturation average and model info, 4 times a second;
-    between samples the event loop's queue is probed 8 times (a callback each: cheap)."""
+    """Queue and in-flight gauges, the saturation average and model info, 4 times a second
+    (once a second while the loop is idle); between samples the event loop's queue is probed 8
+    times (a callback each: cheap)."""
     meter = LoopMeter()
     idle = False
     while True:
-        if idle:  # nothing can be waiting on an idle loop: one wake-up, not five (idle CPU)
-            await asyncio.sleep(_SAMPLE_SECONDS)
+        if idle:  # nothing can be waiting on an idle loop: one wake-up, not twenty (idle CPU)
+            await asyncio.sleep(_IDLE_SAMPLE_SECONDS)
         else:
             for _ in range(_LOOP_PROBES):
                 meter.probe()

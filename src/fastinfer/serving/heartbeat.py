@@ -1,15 +1,18 @@
 """The heartbeat board: every server process's last sign of life, in memory they all share.
 
 The supervisor makes the board before it forks anything, so the health process and every server
-process map the same pages. Each server process writes its own slot every `HEARTBEAT_S` from a
-task on its event loop (an old tick therefore means a blocked loop), with flags for ready,
-draining and stalled inference and a short reason. The supervisor sets the phase; the health
-process only reads (see `verdict.py`).
+process map the same pages. Each server process writes its own slot from a task on its event
+loop (an old tick therefore means a blocked loop), with flags for ready, draining and stalled
+inference and a short reason: every `HEARTBEAT_S` while its state changes, every
+`HEARTBEAT_STEADY_S` (or a quarter of `loop_block_s`, if less) once the same state has been
+written a few times in a row (idle CPU), and at once when nudged (a model load finishing). The
+supervisor sets the phase; the health process only reads (see `verdict.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import struct
 import time
@@ -22,6 +25,8 @@ PHASE_LOADING, PHASE_SERVING, PHASE_STOPPING = 0, 1, 2
 PHASE_NAMES = {PHASE_LOADING: "loading", PHASE_SERVING: "serving", PHASE_STOPPING: "stopping"}
 READY, DRAINING, STALLED = 1, 2, 4
 HEARTBEAT_S = 0.2
+HEARTBEAT_STEADY_S = 1.0  # the interval once the state holds still: a change shows within it
+_STEADY_BEATS = 5  # the same flags and reason this many times in a row: the state holds still
 _BEAT = struct.Struct("<qdq96s")  # pid, tick (time.monotonic), flags, reason (UTF-8, cut)
 
 
@@ -69,16 +74,40 @@ class HeartbeatBoard:
 class Heartbeat:
     """The server side: a loop task that writes this process's state into its slot."""
 
-    def __init__(self, board: HeartbeatBoard, index: int, state: ProbedState) -> None:
+    def __init__(
+        self,
+        board: HeartbeatBoard,
+        index: int,
+        state: ProbedState,
+        *,
+        loop_block_s: float = 10.0,
+    ) -> None:
         self._board, self._index, self._state = board, index, state
+        # Well inside the age at which the health process calls this loop blocked.
+        self._steady_s = min(HEARTBEAT_STEADY_S, max(HEARTBEAT_S, loop_block_s / 4))
+        self._wake: asyncio.Event | None = None
+
+    def nudge(self) -> None:
+        """Beat now (from the event loop's thread), not at the next interval."""
+        if self._wake is not None:
+            self._wake.set()
 
     async def run(self) -> None:
+        self._wake = wake = asyncio.Event()
+        last, same = (-1, ""), 0
         while True:
-            self.beat()
-            await asyncio.sleep(HEARTBEAT_S)
+            written = self.beat()
+            same = same + 1 if written == last else 0
+            last = written
+            interval = self._steady_s if same >= _STEADY_BEATS else HEARTBEAT_S
+            if not wake.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), interval)
+            wake.clear()
 
-    def beat(self) -> None:
-        """One write of the slot: readiness as `/readyz` judges it in this process."""
+    def beat(self) -> tuple[int, str]:
+        """One write of the slot: readiness as `/readyz` judges it in this process. Returns the
+        flags and reason written."""
         engine = self._state.engine
         problems = readiness_problems(self._state)
         flags = (0 if problems else READY) | (DRAINING if engine.draining else 0)
@@ -87,3 +116,4 @@ class Heartbeat:
             flags |= STALLED
         reason = "; ".join(f"{k}: {v}" for k, v in (stalled or problems).items())
         self._board.write(self._index, os.getpid(), flags, reason)
+        return flags, reason

@@ -12,6 +12,7 @@ clients spread over every worker again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import signal
@@ -32,12 +33,19 @@ from fastinfer.serving.protocol import (
 )
 
 log = get_logger("fastinfer.server")
+_TICK_S = 1.0  # the main loop's idle cadence: the Date header is refreshed at each tick
 
 
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, stopping as the module docstring says, through its public hooks only:
-    `handle_exit` (its signal handler), `on_tick` (its main loop, every 0.1 s), and the
-    `should_exit` / `force_exit` flags it polls."""
+    `handle_exit` (its signal handler), `main_loop` and `on_tick`, and the `should_exit` /
+    `force_exit` flags it polls.
+
+    uvicorn's own main loop wakes every 0.1 s to poll those flags (and refreshes the Date header
+    every tenth time): ten wake-ups a second in an idle process. Here it wakes once a second
+    (the Date header's resolution), at the drain deadline, and at once when `handle_exit` sets a
+    flag, so a stop is handled as soon as before.
+    """
 
     def __init__(
         self,
@@ -55,6 +63,8 @@ class DrainingServer(uvicorn.Server):
         self._announce_listening = announce_listening
         self._exit_at: float | None = None
         self._drain_signal: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -81,7 +91,12 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # A signal handler: it may interrupt the main thread anywhere, even inside a logging
-        # call holding the log queue's lock, so it only sets flags. on_tick does the rest.
+        # call holding the log queue's lock, so it only sets flags (and wakes the main loop,
+        # which takes no lock). on_tick does the rest.
+        self._set_exit_flags(sig)
+        self._wake_main_loop()
+
+    def _set_exit_flags(self, sig: int) -> None:
         engine = getattr(self._app.state, "engine", None)
         self._policy.draining = True  # every response from now on says Connection: close
         if engine is not None and not engine.draining:
@@ -97,6 +112,31 @@ class DrainingServer(uvicorn.Server):
             self.force_exit = True  # a second Ctrl+C: stop waiting for connections
         else:
             self.should_exit = True
+
+    def _wake_main_loop(self) -> None:
+        """Have the main loop tick now. `call_soon_threadsafe` appends to the loop's queue and
+        writes its wake-up pipe: what asyncio itself does from a signal."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)
+
+    async def main_loop(self) -> None:
+        """uvicorn's `main_loop`, ticking every `_TICK_S` rather than every 0.1 s, and also
+        at the drain deadline and whenever `handle_exit` wakes it."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = wake = asyncio.Event()
+        counter = 0  # on_tick counts tenths of a second: each tick here is a whole second
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 10) % 864000
+            timeout = _TICK_S
+            if self._exit_at is not None:
+                timeout = min(timeout, max(0.0, self._exit_at - time.monotonic()))
+            if not wake.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout)
+            wake.clear()
+            should_exit = await self.on_tick(counter)
 
     async def on_tick(self, counter: int) -> bool:
         if self._drain_signal is not None:
