@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 import fastinfer
 from fastinfer.cli import app as cli_app
 from fastinfer.config import Settings
-from fastinfer.context import RequestContext
+from fastinfer.context import RequestContext, RpcCall
 from fastinfer.engine.work import WorkItem
 from fastinfer.observability.tracing import (
     INSTALL_HINT,
@@ -293,3 +293,31 @@ def test_work_item_times_become_children_inside_the_request() -> None:
         "fastinfer.infer_seconds": 0.003,
     }
     assert queue.attributes == {"fastinfer.batch_wait_seconds": 0.001}
+
+
+def test_a_grpc_call_is_an_rpc_span_and_its_probes_are_not_traced() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(exporter)
+    service = "inference.GRPCInferenceService"
+    headers = [(b"traceparent", TRACEPARENT.encode())]
+    infer = _context(f"/{service}/ModelInfer", model="m", version="2", headers=headers)
+    infer.rpc = RpcCall(service, "ModelInfer", 14, "UNAVAILABLE")
+    tracing(infer, 503, 0.001)
+    live = _context(f"/{service}/ServerLive", rpc=RpcCall(service, "ServerLive"))
+    tracing(live, 200, 0.001)
+    spans = _finished(tracing, exporter)
+    assert set(spans) == {f"{service}/ModelInfer"}
+    span = spans[f"{service}/ModelInfer"]
+    assert span.kind == SpanKind.SERVER
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes == {
+        "rpc.system": "grpc",
+        "rpc.service": service,
+        "rpc.method": "ModelInfer",
+        "rpc.grpc.status_code": 14,
+        "fastinfer.request_id": "r-1",
+        "fastinfer.model": "m",
+        "fastinfer.model_version": "2",
+        "error.type": "UNAVAILABLE",
+    }
