@@ -40,6 +40,17 @@ class BatchTiming(Protocol):
     def batch_requests(self) -> int: ...
 
 
+@dataclass(slots=True)
+class RpcCall:
+    """A gRPC call's name and answer, for observers that describe calls as calls (tracing's
+    `rpc.*` attributes): its HTTP-like status alone would call every refusal a POST's."""
+
+    service: str  # e.g. inference.GRPCInferenceService
+    method: str  # e.g. ModelInfer
+    code: int = 0  # the gRPC status code's number once answered (0: OK)
+    code_name: str = "OK"
+
+
 @dataclass(slots=True, eq=False)
 class RequestContext:
     """One request, as far as the service has taken it."""
@@ -68,6 +79,7 @@ class RequestContext:
     # Shed under overload: how long the transport holds the 503 before sending it (see
     # DataPlane.infer), so clients that retry at once cannot spend the capacity on refusals.
     shed_hold: float = 0.0
+    rpc: RpcCall | None = None  # a gRPC call (None: an HTTP request)
 
     @classmethod
     def of_scope(cls, scope: Scope, request_id: str, started: float) -> RequestContext:

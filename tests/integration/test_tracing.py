@@ -5,27 +5,16 @@ accepts) and a real server process pointed at it."""
 
 from __future__ import annotations
 
-import gzip
 import os
 import subprocess
 import sys
-import threading
 import time
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
 import yaml
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -35,7 +24,7 @@ from typer.testing import CliRunner
 import fastinfer
 from fastinfer.cli import app as cli_app
 from fastinfer.config import Settings
-from fastinfer.context import RequestContext
+from fastinfer.context import RequestContext, RpcCall
 from fastinfer.engine.work import WorkItem
 from fastinfer.observability.tracing import (
     INSTALL_HINT,
@@ -45,82 +34,14 @@ from fastinfer.observability.tracing import (
 )
 from fastinfer.serving.app import create_app
 from tests.conftest import REPO, TITANIC
+from tests.integration.otlp import (
+    CALLER_SPAN_ID,
+    TRACE_ID,
+    TRACEPARENT,
+    attributes_of,
+    receiving,
+)
 from tests.integration.server import running_server
-
-TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
-CALLER_SPAN_ID = "b7ad6b7169203331"
-TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN_ID}-01"
-
-
-# -- a real OTLP/HTTP receiver ----------------------------------------------------------------
-
-
-class Receiver:
-    """Accepts `POST /v1/traces` (protobuf, maybe gzip'd) as a collector does; keeps the spans."""
-
-    def __init__(self) -> None:
-        self.exports: list[ExportTraceServiceRequest] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                encoding = self.headers.get("Content-Encoding", "")
-                if encoding == "gzip":
-                    body = gzip.decompress(body)
-                elif encoding == "deflate":
-                    body = zlib.decompress(body)
-                if self.path != "/v1/traces":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver.exports.append(request)
-                answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
-
-    def spans(self) -> list[tuple[dict[str, Any], Span]]:
-        """(resource attributes, span) for every span received."""
-        return [
-            (attributes_of(resource_spans.resource.attributes), span)
-            for export in self.exports
-            for resource_spans in export.resource_spans
-            for scope_spans in resource_spans.scope_spans
-            for span in scope_spans.spans
-        ]
-
-
-@contextmanager
-def receiving() -> Iterator[Receiver]:
-    receiver = Receiver()
-    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
-
-
-def value_of(value: AnyValue) -> Any:
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind is not None else None
-
-
-def attributes_of(attributes: Any) -> dict[str, Any]:
-    pairs: list[KeyValue] = list(attributes)
-    return {pair.key: value_of(pair.value) for pair in pairs}
 
 
 def titanic_row() -> dict[str, Any]:
@@ -372,3 +293,31 @@ def test_work_item_times_become_children_inside_the_request() -> None:
         "fastinfer.infer_seconds": 0.003,
     }
     assert queue.attributes == {"fastinfer.batch_wait_seconds": 0.001}
+
+
+def test_a_grpc_call_is_an_rpc_span_and_its_probes_are_not_traced() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(exporter)
+    service = "inference.GRPCInferenceService"
+    headers = [(b"traceparent", TRACEPARENT.encode())]
+    infer = _context(f"/{service}/ModelInfer", model="m", version="2", headers=headers)
+    infer.rpc = RpcCall(service, "ModelInfer", 14, "UNAVAILABLE")
+    tracing(infer, 503, 0.001)
+    live = _context(f"/{service}/ServerLive", rpc=RpcCall(service, "ServerLive"))
+    tracing(live, 200, 0.001)
+    spans = _finished(tracing, exporter)
+    assert set(spans) == {f"{service}/ModelInfer"}
+    span = spans[f"{service}/ModelInfer"]
+    assert span.kind == SpanKind.SERVER
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes == {
+        "rpc.system": "grpc",
+        "rpc.service": service,
+        "rpc.method": "ModelInfer",
+        "rpc.grpc.status_code": 14,
+        "fastinfer.request_id": "r-1",
+        "fastinfer.model": "m",
+        "fastinfer.model_version": "2",
+        "error.type": "UNAVAILABLE",
+    }

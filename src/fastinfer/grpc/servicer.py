@@ -21,12 +21,12 @@ import grpc
 
 from fastinfer import __version__
 from fastinfer.config import Settings
-from fastinfer.context import CLIENT_GONE_STATUS, RequestContext
+from fastinfer.context import CLIENT_GONE_STATUS, RequestContext, RpcCall
 from fastinfer.dataplane import DataPlane
 from fastinfer.errors import ServiceError, new_error_id
 from fastinfer.grpc.exchange import GrpcExchange
 from fastinfer.grpc.proto import grpc_service_pb2 as pb
-from fastinfer.grpc.status import REQUEST_ID, Refusal, expected, refusal
+from fastinfer.grpc.status import REQUEST_ID, Refusal, expected, refusal, status_code
 from fastinfer.observability.logging import get_logger
 from fastinfer.observability.metrics import Metrics
 from fastinfer.protocols import v2
@@ -169,6 +169,7 @@ class InferenceServicer:
         path = f"/{SERVICE}/{method}"
         context = RequestContext(_request_id(headers), started, "POST", path, headers)
         context.route = path
+        context.rpc = rpc = RpcCall(SERVICE, method)
         status = 200
         try:
             if self._guard is not None:
@@ -188,6 +189,8 @@ class InferenceServicer:
             await call.abort(refused.code, refused.message, trailing_metadata=refused.metadata)
             raise  # abort raised already
         finally:
+            answered = grpc.StatusCode.OK if status < 400 else status_code(status)
+            rpc.code, rpc.code_name = answered.value[0], answered.name
             self._plane.answered(context, status, time.perf_counter() - started)
 
     def _refusal(self, exc: Exception, context: RequestContext) -> Refusal:

@@ -3,8 +3,9 @@
 A request's spans are made after the fact, once it has been answered, from the clock readings the
 server takes anyway (arrival, and the WorkItem's queue and batch times): nothing runs on the
 request path while it is served, and with tracing off nothing runs at all. Each traced request
-gives a SERVER span joined to the caller's trace (W3C `traceparent`) and, for a prediction, a
-`queue` and an `inference` child.
+gives a SERVER span joined to the caller's trace (W3C `traceparent`: an HTTP header, or a gRPC
+call's metadata) and, for a prediction, a `queue` and an `inference` child. HTTP requests get
+HTTP's semantic attributes; gRPC calls RPC's (`rpc.system`, `rpc.service`, `rpc.method`).
 
 Export is OTLP/HTTP through a BatchSpanProcessor (a background thread, so it is made in the
 server process's lifespan, after the fork). Endpoint, headers, sampler, service name and resource
@@ -18,7 +19,7 @@ import time
 from typing import TYPE_CHECKING
 
 from fastinfer import __version__
-from fastinfer.context import BatchTiming, RequestContext
+from fastinfer.context import BatchTiming, RequestContext, RpcCall
 from fastinfer.observability.logging import get_logger
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ log = get_logger("fastinfer.tracing")
 INSTALL_HINT = "pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http"
 # Probes and scrapes: frequent, uninteresting, and they would drown the traces that matter.
 UNTRACED_PATHS = frozenset({"/livez", "/readyz", "/health", "/metrics", "/favicon.ico"})
+UNTRACED_RPCS = frozenset({"ServerLive", "ServerReady"})  # gRPC's probes
 
 
 class TracingUnavailableError(RuntimeError):
@@ -91,7 +93,7 @@ class Tracing:
         """A RequestObserver: the spans of a request just answered (`elapsed` seconds after
         `context.started`). Never raises: tracing must not fail a request."""
         try:
-            if context.path not in UNTRACED_PATHS:
+            if context.path not in UNTRACED_PATHS and not _probe(context.rpc):
                 self._record(context, status, elapsed)
         except Exception:
             log.exception("tracing_failed", path=context.path)
@@ -104,23 +106,10 @@ class Tracing:
         start = perf_offset + int(context.started * 1e9)
         end = start + int(elapsed * 1e9)
 
-        method, route = context.method, context.route  # route: the template, low cardinality
-        attributes: dict[str, str | int] = {
-            "http.request.method": method,
-            "url.path": context.path,
-            "http.response.status_code": status,
-            "fastinfer.request_id": context.request_id,
-        }
-        if route is not None:
-            attributes["http.route"] = route
-        if context.model is not None:
-            attributes["fastinfer.model"] = context.model
-            attributes["fastinfer.model_version"] = context.version or ""
-        if status >= 500:
-            attributes["error.type"] = str(status)
+        name, attributes = _named(context, status)
         carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in context.headers or ()}
         span = self._tracer.start_span(
-            f"{method} {route}" if route is not None else method,
+            name,
             context=self._propagator.extract(carrier),
             kind=self._server,
             attributes=attributes,
@@ -167,3 +156,40 @@ class Tracing:
     def shutdown(self) -> None:
         """Export what is buffered and stop the export thread (blocks up to the export timeout)."""
         self._provider.shutdown()
+
+
+def _probe(rpc: RpcCall | None) -> bool:
+    return rpc is not None and rpc.method in UNTRACED_RPCS
+
+
+def _named(context: RequestContext, status: int) -> tuple[str, dict[str, str | int]]:
+    """A request span's name and attributes: HTTP's semantic conventions for an HTTP request,
+    RPC's for a gRPC call (named `service/method`, with its gRPC status code rather than the
+    HTTP status its refusal has in REST)."""
+    attributes: dict[str, str | int]
+    rpc = context.rpc
+    if rpc is not None:
+        name = f"{rpc.service}/{rpc.method}"
+        attributes = {
+            "rpc.system": "grpc",
+            "rpc.service": rpc.service,
+            "rpc.method": rpc.method,
+            "rpc.grpc.status_code": rpc.code,
+        }
+    else:
+        method, route = context.method, context.route  # route: the template, low cardinality
+        name = f"{method} {route}" if route is not None else method
+        attributes = {
+            "http.request.method": method,
+            "url.path": context.path,
+            "http.response.status_code": status,
+        }
+        if route is not None:
+            attributes["http.route"] = route
+    attributes["fastinfer.request_id"] = context.request_id
+    if context.model is not None:
+        attributes["fastinfer.model"] = context.model
+        attributes["fastinfer.model_version"] = context.version or ""
+    if status >= 500:
+        attributes["error.type"] = rpc.code_name if rpc is not None else str(status)
+    return name, attributes
