@@ -103,7 +103,9 @@ def run_model(model: str, wrk: str, connections: list[int], duration: int) -> li
     try:
         servers.wait_ready(server)
         time.sleep(3)  # every server process listening (each joins once its models loaded)
-        load.run_wrk(wrk, server.port, path, body, 64, 5)  # warm up: each learns its batch rate
+        # Warm up at the plateau, as a pod that has carried real load: each process learns its
+        # best rates (until then it reads conservatively high, docs/observability.md).
+        load.run_wrk(wrk, server.port, path, body, 128, 10)
         time.sleep(10)  # the gauge's average forgets the warm-up
         idle = {"connections": 0, "req_per_s": 0.0, "latency_p50_ms": 0.0, "errors": 0}
         points = [{**idle, "load_average_1m": load_average()[0], **scrape(server.probe_port)}]

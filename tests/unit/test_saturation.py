@@ -273,3 +273,20 @@ def test_the_exposition_averages_the_processes() -> None:
     Gauge("fastinfer_capacity", "", registry=registry).set(2)
     values = {s.name: s.value for f in _WithSaturation(registry).collect() for s in f.samples}
     assert values["fastinfer_saturation"] == pytest.approx(0.8)
+
+
+def test_an_idle_pod_reading_falls_as_fast_when_sampled_once_a_second() -> None:
+    """The sampler slows to 1 Hz while the loop is idle: the average weighs each sample by the
+    interval it covers, so the reading decays in the same seconds as at 4 Hz."""
+    readings = []
+    for interval, samples in ((0.25, 40), (1.0, 10)):  # 10 s of idle either way
+        metrics = Metrics()
+        metrics.sample([sample(0, 0, 0)], loop(0.25, 0.25))
+        for step in range(1, 40):  # loaded: a busy worker with full batches queued
+            metrics.sample([sample(step, step, 100 * step)], loop(0.25, 0.01))
+        busy = 39.0
+        for _ in range(samples):
+            metrics.sample([sample(busy, busy, 3900)], loop(interval, 0.0))
+        readings.append(gauges(metrics)["fastinfer_saturation{}"])
+    assert readings[0] == pytest.approx(readings[1], rel=0.05)
+    assert readings[0] < 0.1
