@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable, Container
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fastinfer.config import Settings
 from fastinfer.context import RequestContext, RequestObserver
@@ -36,6 +36,7 @@ from fastinfer.model.hooks import HookContext, Reject
 from fastinfer.model.schema import InvalidRowsError, MalformedBodyError, TooManyRowsError
 from fastinfer.monitoring.monitor import Monitor
 from fastinfer.observability.logging import get_logger
+from fastinfer.protocols import v2
 from fastinfer.repository.registry import ModelRegistry
 from fastinfer.repository.served import ModelVersions, ServedModel
 from fastinfer.runtimes import Prediction, Row
@@ -144,6 +145,15 @@ class DataPlane:
         if limit <= 0 or self.held_refusals >= self.settings.max_held_refusals:
             return 0.0
         return min(float(refused.retry_after), limit)
+
+    async def hold_refusal(self, seconds: float) -> None:
+        """Hold a shed refusal `seconds` before the transport sends it (`_hold` says why);
+        counted while held, so at most `max_held_refusals` wait at a time."""
+        self.held_refusals += 1
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.held_refusals -= 1
 
     def serving(self, name: str, version: str | None = None) -> Held:
         """The named version (default: the model's default, or the split's pick for this
@@ -272,6 +282,22 @@ class DataPlane:
         if model is None:
             raise _no_version(group, version, self.registry.unloaded.get(name, {}))
         return group, model
+
+    def v2_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        """The v2 model metadata document of a version, for REST and gRPC alike; 404, or 503
+        while it is not ready."""
+        group, model = self.version(name, version)
+        if model.schema is None or model.runtime is None:
+            raise ModelNotReady(f"model {name!r} version {model.version!r} is not ready")
+        return v2.model_metadata(
+            model.name,
+            [m.version for m in group.ordered()],
+            v2.platform_of(model.config.runtime),
+            model.schema.fields,
+            model.config.output.kind,
+            model.runtime.output_labels(),
+            model.runtime.output_schemas(),
+        )
 
     # -- once answered -------------------------------------------------------------------------
 

@@ -153,7 +153,7 @@ class ServiceApp:
                 self._plane, name, version, scope, receive, context
             )
             if context.shed_hold:
-                await self._hold_refusal(context.shed_hold)
+                await self._plane.hold_refusal(context.shed_hold)
         except asyncio.CancelledError as cancelled:
             if cancelled.args != (CLIENT_GONE,):
                 raise
@@ -168,15 +168,6 @@ class ServiceApp:
         await send_json(send, status, body, context.request_id, headers)
         _run_after_response(context)
         return status
-
-    async def _hold_refusal(self, seconds: float) -> None:
-        """Hold a 503 before sending it (`DataPlane._hold` says why and how long)."""
-        plane = self._plane
-        plane.held_refusals += 1
-        try:
-            await asyncio.sleep(seconds)
-        finally:
-            plane.held_refusals -= 1
 
     async def _probe(
         self, match: Match, scope: Scope, receive: Receive, send: Send, context: RequestContext

@@ -75,22 +75,9 @@ async def server_ready(request: Request) -> Response:
 def _metadata(request: Request, name: str, version: str | None) -> Response:
     plane: DataPlane = request.app.state.dataplane
     try:
-        group, model = plane.version(name, version)
+        return _json(plane.v2_metadata(name, version))
     except ServiceError as exc:
         return _error(exc.status, exc.message)
-    if model.schema is None or model.runtime is None:
-        return _error(503, f"model {name!r} version {model.version!r} is not ready")
-    return _json(
-        v2.model_metadata(
-            model.name,
-            [m.version for m in group.ordered()],
-            v2.platform_of(model.config.runtime),
-            model.schema.fields,
-            model.config.output.kind,
-            model.runtime.output_labels(),
-            model.runtime.output_schemas(),
-        )
-    )
 
 
 def _ready(request: Request, name: str, version: str | None) -> Response:

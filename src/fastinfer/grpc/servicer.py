@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 
@@ -23,7 +23,7 @@ from fastinfer import __version__
 from fastinfer.config import Settings
 from fastinfer.context import CLIENT_GONE_STATUS, RequestContext, RpcCall
 from fastinfer.dataplane import DataPlane
-from fastinfer.errors import ServiceError, new_error_id
+from fastinfer.errors import new_error_id
 from fastinfer.grpc.exchange import GrpcExchange
 from fastinfer.grpc.proto import grpc_service_pb2 as pb
 from fastinfer.grpc.status import REQUEST_ID, Refusal, expected, refusal, status_code
@@ -185,7 +185,7 @@ class InferenceServicer:
             refused = self._refusal(exc, context)
             status = refused.status
             if context.shed_hold:
-                await self._hold(context.shed_hold)
+                await self._plane.hold_refusal(context.shed_hold)
             await call.abort(refused.code, refused.message, trailing_metadata=refused.metadata)
             raise  # abort raised already
         finally:
@@ -211,15 +211,6 @@ class InferenceServicer:
             self._metrics.auth_failure(context.auth_failure)
         return refused
 
-    async def _hold(self, seconds: float) -> None:
-        """Hold a shed refusal before sending it, as REST does (`DataPlane._hold` says why)."""
-        plane = self._plane
-        plane.held_refusals += 1
-        try:
-            await asyncio.sleep(seconds)
-        finally:
-            plane.held_refusals -= 1
-
     def _check_admin(self, context: RequestContext, call: grpc.aio.ServicerContext) -> None:
         """The admin lock of REST's admin routes: the key's admin scope, else the token."""
         authorization = next(
@@ -230,18 +221,7 @@ class InferenceServicer:
         check_admin_token(self._settings, scopes, authorization)
 
     def _model_metadata(self, name: str, version: str | None) -> pb.ModelMetadataResponse:
-        group, model = self._plane.version(name, version)
-        if model.schema is None or model.runtime is None:
-            raise _NotReady(f"model {name!r} version {model.version!r} is not ready")
-        described: dict[str, Any] = v2.model_metadata(
-            model.name,
-            [m.version for m in group.ordered()],
-            v2.platform_of(model.config.runtime),
-            model.schema.fields,
-            model.config.output.kind,
-            model.runtime.output_labels(),
-            model.runtime.output_schemas(),
-        )
+        described = self._plane.v2_metadata(name, version)
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
             name=described["name"],
@@ -250,11 +230,6 @@ class InferenceServicer:
             inputs=[tensor(**t) for t in described["inputs"]],
             outputs=[tensor(**t) for t in described["outputs"]],
         )
-
-
-class _NotReady(ServiceError):  # noqa: N818
-    status = 503
-    code = "model_not_ready"
 
 
 def _headers(call: grpc.aio.ServicerContext) -> list[tuple[bytes, bytes]]:
