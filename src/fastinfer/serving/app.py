@@ -287,8 +287,8 @@ async def _stop_tracing(plane: DataPlane, tracing: Tracing | None) -> None:
 
 async def _sample_metrics(metrics: Metrics, registry: ModelRegistry) -> None:
     """Queue and in-flight gauges, the saturation average and model info, 4 times a second
-    (once a second while the loop is idle); between samples the event loop's queue is probed 8
-    times (a callback each: cheap)."""
+    (once a second while the process is idle: its loop and no request in flight); between
+    samples the event loop's queue is probed 8 times (a callback each: cheap)."""
     meter = LoopMeter()
     idle = False
     while True:
@@ -300,8 +300,12 @@ async def _sample_metrics(metrics: Metrics, registry: ModelRegistry) -> None:
                 await asyncio.sleep(_SAMPLE_SECONDS / _LOOP_PROBES)
         try:
             loop = meter.read()
-            idle = loop.busy_seconds < _IDLE_BUSY * loop.seconds
-            metrics.sample([_sample(model) for model in registry], loop)
+            samples = [_sample(model) for model in registry]
+            # A slow model's requests leave the loop idle: they still need the gauge at 4 Hz.
+            idle = loop.busy_seconds < _IDLE_BUSY * loop.seconds and not any(
+                s.in_flight for s in samples
+            )
+            metrics.sample(samples, loop)
         except Exception:  # a metrics bug must not stop the sampling, nor anything else
             log.exception("metrics_sampling_failed")
 
