@@ -1,7 +1,9 @@
 """Memory that processes forked from one parent share, without locks: seqlock slots and plain words.
 
-A board is an anonymous `mmap` made before the fork, so every process maps the same pages; nothing
-is named on disk and nothing outlives the processes. Each slot holds up to `capacity` bytes under
+A board is a shared `mmap` of a memfd (an anonymous in-memory file) made before the fork, so every
+forked process maps the same pages; nothing is named on disk and nothing outlives the processes.
+A process started afresh (exec'd) gets the same pages by inheriting the file descriptor (`fd`)
+and attaching to it (`fd=` in the constructors). Each slot holds up to `capacity` bytes under
 a sequence counter. The counter is odd while the slot is being written; a reader copies the slot
 and keeps the copy only if the counter was even and unchanged across it, so it never returns a
 torn slot and never makes the writer wait. Each slot has one writer at a time: that rule is the
@@ -24,8 +26,10 @@ heartbeat writes again 200 ms later).
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 import time
+import weakref
 import zlib
 
 # One native int64 at an 8-byte-aligned offset: a single load or store, never torn.
@@ -36,16 +40,39 @@ _SPIN_TRIES = 10  # tries before the reader starts pausing between attempts
 _PAUSE_S = 50e-6  # lets a writer that was preempted mid-write finish (it holds no lock to wait on)
 
 
-class SeqlockBoard:
-    """`slots` fixed-size slots of up to `capacity` bytes each; see the module docstring."""
+def _shared_memory(owner: object, size: int, fd: int | None) -> tuple[mmap.mmap, int | None]:
+    """A shared mapping of `size` bytes and its file descriptor (closed with `owner`): a new
+    memfd, zero-filled, or the one `fd` names (inherited from the process that made it). Where
+    there is no memfd (not Linux): an anonymous mapping, shared with forked children only."""
+    if fd is None:
+        if not hasattr(os, "memfd_create"):
+            return mmap.mmap(-1, size), None
+        fd = os.memfd_create("fastinfer-board", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            os.close(fd)
+            raise
+    elif os.fstat(fd).st_size < size:
+        raise ValueError(f"fd {fd} holds {os.fstat(fd).st_size} bytes, not the {size} expected")
+    memory = mmap.mmap(fd, size)  # MAP_SHARED, read and write
+    weakref.finalize(owner, os.close, fd)
+    return memory, fd
 
-    def __init__(self, slots: int, capacity: int) -> None:
+
+class SeqlockBoard:
+    """`slots` fixed-size slots of up to `capacity` bytes each; see the module docstring.
+
+    With `fd` (a board's `fd`, inherited by a process exec'd since), the same board again: the
+    same `slots` and `capacity` are the caller's to pass."""
+
+    def __init__(self, slots: int, capacity: int, *, fd: int | None = None) -> None:
         if slots < 1 or capacity < 0:
             raise ValueError(f"a board needs at least one slot and a capacity >= 0 ({slots=})")
         self.slots = slots
         self.capacity = capacity
         self._stride = _SLOT_HEAD + -(-capacity // _WORD.size) * _WORD.size  # 8-byte aligned
-        self._memory = mmap.mmap(-1, slots * self._stride)
+        self._memory, self.fd = _shared_memory(self, slots * self._stride, fd)
 
     def write(self, index: int, payload: bytes) -> None:
         """Replace the slot's contents; the caller is its only writer."""
@@ -86,11 +113,14 @@ class SeqlockBoard:
 
 
 class SharedInt:
-    """One int64 in shared memory. A single aligned word is never torn: it needs no counter."""
+    """One int64 in shared memory. A single aligned word is never torn: it needs no counter.
 
-    def __init__(self, value: int = 0) -> None:
-        self._memory = mmap.mmap(-1, _WORD.size)
-        self.set(value)
+    With `fd` (a word's `fd`, inherited by a process exec'd since), the same word, unchanged."""
+
+    def __init__(self, value: int = 0, *, fd: int | None = None) -> None:
+        self._memory, self.fd = _shared_memory(self, _WORD.size, fd)
+        if fd is None:
+            self.set(value)
 
     def get(self) -> int:
         return int(_WORD.unpack_from(self._memory, 0)[0])

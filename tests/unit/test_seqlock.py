@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 import time
 
 import pytest
@@ -55,6 +57,42 @@ def test_a_child_process_writes_what_the_parent_reads() -> None:
     os.waitpid(pid, 0)
     assert board.read(1) == b"from the child"
     assert word.get() == 42
+
+
+def test_a_process_exec_d_since_attaches_to_the_same_memory_by_its_fds() -> None:
+    board = SeqlockBoard(2, 32)
+    word = SharedInt(7)
+    board.write(0, b"from the parent")
+    assert board.fd is not None and word.fd is not None
+    script = (
+        "import sys\n"
+        "from fastinfer.seqlock import SeqlockBoard, SharedInt\n"
+        "board = SeqlockBoard(2, 32, fd=int(sys.argv[1]))\n"
+        "word = SharedInt(fd=int(sys.argv[2]))\n"
+        "assert board.read(0) == b'from the parent', board.read(0)\n"
+        "assert word.get() == 7, word.get()  # attaching leaves the value as it is\n"
+        "board.write(1, b'from the child')\n"
+        "word.set(42)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(board.fd), str(word.fd)],
+        pass_fds=(board.fd, word.fd),
+        check=True,
+        timeout=30,
+    )
+    assert board.read(1) == b"from the child"
+    assert word.get() == 42
+
+
+def test_attaching_to_memory_smaller_than_the_board_is_refused() -> None:
+    small = SeqlockBoard(1, 8)
+    assert small.fd is not None
+    fd = os.dup(small.fd)
+    try:
+        with pytest.raises(ValueError, match="bytes, not the"):
+            SeqlockBoard(4, 8, fd=fd)
+    finally:
+        os.close(fd)  # still the caller's: a board takes an fd over only once attached
 
 
 _SIZE = 4096
