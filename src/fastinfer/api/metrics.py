@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from fastinfer.api.routes import METRICS, requires
-from fastinfer.observability.metrics import CONTENT_TYPE, Metrics
+from fastinfer.observability.metrics import Metrics
+from fastinfer.observability.metrics_multiprocess import CONTENT_TYPE
 
 router = APIRouter(tags=["probes"], dependencies=[requires(METRICS)])
 

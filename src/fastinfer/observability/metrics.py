@@ -44,8 +44,6 @@ from fastinfer.observability.metrics_multiprocess import (
 from fastinfer.observability.metrics_pending import PendingHistogram, pending_histogram
 from fastinfer.observability.saturation import EngineCounters, LoopSample
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
 
 @dataclass(frozen=True, slots=True)
 class ModelSample:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # of the exposition
 
 
 def prepare_multiprocess_dir() -> Path | None:

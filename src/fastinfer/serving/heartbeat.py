@@ -17,9 +17,12 @@ import os
 import struct
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from fastinfer.repository.probed import ProbedState, readiness_problems
 from fastinfer.seqlock import SeqlockBoard, SharedInt
+
+if TYPE_CHECKING:  # the health process imports this module for the board alone: no engine
+    from fastinfer.repository.probed import ProbedState
 
 PHASE_LOADING, PHASE_SERVING, PHASE_STOPPING = 0, 1, 2
 PHASE_NAMES = {PHASE_LOADING: "loading", PHASE_SERVING: "serving", PHASE_STOPPING: "stopping"}
@@ -42,12 +45,24 @@ class WorkerBeat:
 
 
 class HeartbeatBoard:
-    """The supervisor's phase, and one slot per server process (one writer each)."""
+    """The supervisor's phase, and one slot per server process (one writer each).
 
-    def __init__(self, workers: int) -> None:
+    With `fds` (another board's `fds`, inherited by a process exec'd since, such as the health
+    process), that board again: the caller passes its number of `workers` too."""
+
+    def __init__(self, workers: int, *, fds: tuple[int, int] | None = None) -> None:
         self.workers = workers
-        self._phase = SharedInt(PHASE_LOADING)
-        self._slots = SeqlockBoard(workers, _BEAT.size)
+        phase_fd, slots_fd = fds if fds is not None else (None, None)
+        self._phase = SharedInt(PHASE_LOADING, fd=phase_fd)
+        self._slots = SeqlockBoard(workers, _BEAT.size, fd=slots_fd)
+
+    @property
+    def fds(self) -> tuple[int, int] | None:
+        """The file descriptors of its memory, for a process to be exec'd (None: not Linux, the
+        board is shared with forked processes only)."""
+        if self._phase.fd is None or self._slots.fd is None:
+            return None
+        return self._phase.fd, self._slots.fd
 
     def set_phase(self, phase: int) -> None:
         self._phase.set(phase)
@@ -108,6 +123,8 @@ class Heartbeat:
     def beat(self) -> tuple[int, str]:
         """One write of the slot: readiness as `/readyz` judges it in this process. Returns the
         flags and reason written."""
+        from fastinfer.repository.probed import readiness_problems  # see the imports above
+
         engine = self._state.engine
         problems = readiness_problems(self._state)
         flags = (0 if problems else READY) | (DRAINING if engine.draining else 0)

@@ -18,9 +18,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fastinfer.observability.logging import get_logger
-
-log = get_logger("fastinfer.supervisor")
 OWNER_FILE = "owner"
 PREFIXES = ("fastinfer-run-", "fastinfer-metrics-")
 _PR_SET_PDEATHSIG = 1
@@ -55,7 +52,12 @@ def remove_stale_directories() -> list[Path]:
                     shutil.rmtree(directory, ignore_errors=True)
                     removed.append(directory)
     if removed:
-        log.info("stale_directories_removed", directories=[str(d) for d in removed])
+        # Imported here: the health process imports this module for `die_with_parent` alone.
+        from fastinfer.observability.logging import get_logger
+
+        get_logger("fastinfer.supervisor").info(
+            "stale_directories_removed", directories=[str(d) for d in removed]
+        )
     return removed
 
 
