@@ -12,7 +12,7 @@ import httpx2 as httpx
 import pytest
 
 from tests.conftest import build_tiny_model
-from tests.integration.server import free_port, running_server
+from tests.integration.server import children, free_port, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -121,3 +121,53 @@ def test_no_health_process_when_turned_off(tmp_path: Path) -> None:
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port + 1}/livez", timeout=1)
         assert httpx.get(f"{server.url}/health").json()["pid"] == server.process.pid  # one process
+
+
+def _smaps_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/smaps_rollup")
+
+
+def test_the_health_process_is_a_small_interpreter_of_its_own(tmp_path: Path) -> None:
+    """Started afresh (not forked from the supervisor, which imported FastAPI, pandas...): no
+    library of the serving path is mapped, and it costs a fraction of a server process."""
+    model = build_tiny_model(tmp_path / "tiny")
+    port = free_port()
+    health = f"http://127.0.0.1:{port}"
+    args = [str(model), "--workers", "2", "--health-port", str(port)]
+    with running_server(args, tmp_path / "server.log") as server:
+        wait_for(lambda: httpx.get(f"{health}/readyz", timeout=1).status_code == 200)
+        found = [
+            pid
+            for pid in children(server.process.pid)
+            if b"fastinfer.serving.health_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        assert len(found) == 1, found
+        pid = found[0]
+        assert os.getpgid(pid) == pid  # a group of its own: a terminal's Ctrl-C is not for it
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        for library in ("numpy", "pandas", "sklearn", "pydantic_core", "uvloop", "httptools"):
+            assert f"/{library}" not in maps, f"the health process maps {library}"
+        pss_mb = _smaps_kb(pid, "Pss") / 1024
+        assert pss_mb < 40, f"health process PSS {pss_mb:.1f} MB"
+        # Everything it answered before, from the same board and metrics directory.
+        workers = httpx.get(f"{health}/health", timeout=1).json()["alive"]["workers"]
+        assert len(workers) == 2
+        metrics = httpx.get(f"{health}/metrics", timeout=5)
+        assert metrics.status_code == 200 and "fastinfer_saturation" in metrics.text
+
+        # Killed, it is started again (afresh), and the last to stop.
+        os.kill(pid, signal.SIGKILL)
+
+        def restarted() -> bool:
+            try:
+                return httpx.get(f"{health}/readyz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(restarted)
+        assert pid not in children(server.process.pid)
+        assert server.stop() == 0
+    assert "health_process_died" in server.logs()

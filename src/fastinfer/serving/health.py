@@ -1,6 +1,7 @@
 """The health process: probes answered outside the serving processes, from the heartbeat board.
 
-The supervisor forks this small process (on by default, on `--port` + 1) before anything else.
+The supervisor starts this small process (on by default, on `--port` + 1) before anything else,
+as an interpreter of its own (`health_main.py`) that imports little.
 It answers `/livez`, `/readyz` and `/health` from the board (see `heartbeat.py`, `verdict.py`)
 in well under a millisecond, whatever load the servers are under, and it sees every server
 process rather than whichever one a probe connection happens to reach. With several workers it
@@ -18,8 +19,11 @@ from typing import Any
 
 import orjson
 
-from fastinfer.observability.metrics import CONTENT_TYPE
-from fastinfer.observability.metrics_multiprocess import MULTIPROC_ENV, multiprocess_exposition
+from fastinfer.observability.metrics_multiprocess import (
+    CONTENT_TYPE,
+    MULTIPROC_ENV,
+    multiprocess_exposition,
+)
 from fastinfer.serving.heartbeat import HeartbeatBoard
 from fastinfer.serving.verdict import Verdict, judge
 

@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,8 +31,8 @@ from fastinfer.observability.metrics_multiprocess import (
 from fastinfer.repository.control import ControlBoard
 from fastinfer.repository.registry import ModelRegistry
 from fastinfer.security.keys import load_specs, warn_if_unprotected
+from fastinfer.serving import health_main
 from fastinfer.serving.app import build_registry, create_app
-from fastinfer.serving.health import serve_health
 from fastinfer.serving.heartbeat import (
     PHASE_LOADING,
     PHASE_SERVING,
@@ -96,7 +97,7 @@ class Supervisor:
         self.board = HeartbeatBoard(workers)
         self.control = ControlBoard(workers)
         self._health_sock: socket.socket | None = None
-        self._health_pid: int | None = None
+        self._health: subprocess.Popen[bytes] | None = None
         self._reuse_port = False
         self._grpc_sock: socket.socket | None = None
 
@@ -130,7 +131,7 @@ class Supervisor:
                 pid, status = os.wait()
             except ChildProcessError:
                 break
-            if pid == self._health_pid:
+            if self._health is not None and pid == self._health.pid:
                 self._on_health_exit(status)
             elif pid in self.children:
                 self._on_worker_exit(pid, status, registry)
@@ -171,9 +172,13 @@ class Supervisor:
             log.info("grpc_port", port=port)
 
     def _on_health_exit(self, status: int) -> None:
-        self._health_pid = None
+        """The health process was reaped (by `os.wait`): replaced unless the server stops."""
+        assert self._health is not None
+        code = os.waitstatus_to_exitcode(status)
+        self._health.returncode = code  # reaped here: its Popen must never wait for the pid
+        self._health = None
         if not self.stopping:
-            log.error("health_process_died", code=os.waitstatus_to_exitcode(status))
+            log.error("health_process_died", code=code)
             self._spawn_health()
 
     def _on_worker_exit(self, pid: int, status: int, registry: ModelRegistry) -> None:
@@ -196,36 +201,27 @@ class Supervisor:
 
     def _finish(self) -> int:
         signal.alarm(0)
-        if self._health_pid is not None:  # last: probes answer until every worker is gone
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._health_pid, signal.SIGTERM)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self._health_pid, 0)
+        if self._health is not None:  # last: probes answer until every worker is gone
+            self._health.terminate()
+            self._health.wait()
+            self._health = None
         log.info("stopped", failed_exits=self.failed_exits)
         return 0 if self.failed_exits == 0 else 1
 
     def _spawn_health(self) -> None:
+        """Start the health process: a fresh interpreter (`health_main`), not a fork, so that it
+        holds none of what the supervisor imported. It inherits the socket and the board's
+        memory, in a process group of its own (as `_leave_terminal_group`), and dies with the
+        supervisor (`die_with_parent`, in the child)."""
         assert self._health_sock is not None
-        flush_logging()
-        parent = os.getpid()
-        pid = _fork()
-        if pid == 0:
-            code = 1
-            try:
-                _child_signals(interrupt=signal.SIG_IGN)  # the supervisor decides when to stop
-                _leave_terminal_group()
-                die_with_parent(parent)
-                serve_health(
-                    self.board,
-                    self._health_sock,
-                    self.settings.loop_block_s,
-                    detailed=not load_specs(self.settings),
-                )
-                code = 0
-            finally:
-                os._exit(code)
-        self._health_pid = pid
-        configure_logging(self.settings.log_level, self.settings.log_format, background=False)
+        argv, fds = health_main.command(
+            self.board,
+            self._health_sock,
+            self.settings.loop_block_s,
+            detailed=not load_specs(self.settings),
+            parent=os.getpid(),
+        )
+        self._health = subprocess.Popen(argv, pass_fds=fds, process_group=0)  # noqa: S603
 
     def _spawn(self, index: int, registry: ModelRegistry) -> None:
         assert self._sock is not None
