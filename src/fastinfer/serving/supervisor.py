@@ -179,7 +179,9 @@ class Supervisor:
         self._health = None
         if not self.stopping:
             log.error("health_process_died", code=code)
-            self._spawn_health()
+            self._throttle_restarts()  # one that cannot start (a broken install) must not spin
+            if not self.stopping:
+                self._spawn_health()
 
     def _on_worker_exit(self, pid: int, status: int, registry: ModelRegistry) -> None:
         """Forget the worker's shared state; replace it unless the server is stopping."""
