@@ -16,6 +16,7 @@ import argparse
 import signal
 import socket
 import sys
+from pathlib import Path
 
 from fastinfer.serving.health import serve_health
 from fastinfer.serving.heartbeat import HeartbeatBoard
@@ -35,10 +36,16 @@ def command(
     if fds is None:
         raise RuntimeError("the health process needs a board in a memfd (Linux)")
     phase_fd, slots_fd = fds
+    # The same fastinfer as the supervisor's, wherever it was imported from (an embedder may
+    # have put it on sys.path at run time): its root goes first on the child's path.
+    root = str(Path(__file__).resolve().parents[2])
+    bootstrap = (
+        f"import sys; sys.path.insert(0, {root!r}); from {__name__} import main; main(sys.argv[1:])"
+    )
     argv = [
         sys.executable,
-        "-m",
-        __name__,
+        "-c",
+        bootstrap,
         f"--socket-fd={sock.fileno()}",
         f"--phase-fd={phase_fd}",
         f"--slots-fd={slots_fd}",
