@@ -43,7 +43,7 @@ from bench.inprocess import BATCH_SIZES, in_process_limit
 from bench.probe import Prober
 
 MODELS = ("titanic", "mlp", "tabular")
-DEFAULT_MODELS = ("titanic", "mlp")  # tabular (issue 15's bare sklearn pipeline): on request
+DEFAULT_MODELS = MODELS  # tabular: issue 15's bare ColumnTransformer pipeline
 ROWS_PER_REQUEST = (1, 32)
 CONNECTIONS = (1, 32, 128)
 WARMUP_CONNECTIONS = 32
@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--models",
         type=_csv(str, MODELS),
         default=list(DEFAULT_MODELS),
-        help="comma-separated: titanic,mlp,tabular [default titanic,mlp]",
+        help="comma-separated: titanic,mlp,tabular [default: all three]",
     )
     parser.add_argument(
         "--connections",
