@@ -141,7 +141,8 @@ def test_serve_help_is_its_options_short_and_points_to_the_settings() -> None:
 
 
 def test_configuration_doc_lists_every_setting() -> None:
-    from fastinfer.config import Settings, variable_name
+    from fastinfer.config import Settings
+    from fastinfer.config.explain import variable_name
     from tests.conftest import REPO
 
     doc = (REPO / "docs" / "configuration.md").read_text()

@@ -11,7 +11,8 @@ from pydantic import SecretStr
 
 from fastinfer.cli.serve import OPTIONS, serve_command, settings_overrides
 from fastinfer.cli.settings import env_file_values, load_settings
-from fastinfer.config import Settings, variable_name
+from fastinfer.config import Settings
+from fastinfer.config.explain import variable_name
 
 _serve = typer.Typer()
 _serve.command()(serve_command)

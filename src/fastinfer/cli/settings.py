@@ -10,7 +10,8 @@ from typing import Any
 import typer
 from dotenv import dotenv_values
 
-from fastinfer.config import Settings, explain_settings_error, unknown_variables
+from fastinfer.config import Settings
+from fastinfer.config.explain import explain_settings_error, unknown_variables
 
 
 def env_file_values() -> dict[str, str]:

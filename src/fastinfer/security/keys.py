@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from fastinfer.config import ADMIN, METRICS, PREDICT, ApiKeySpec, Scope_, Settings
+from fastinfer.config import Settings
+from fastinfer.config.api_keys import ADMIN, METRICS, PREDICT, ApiKeySpec, Scope_
 from fastinfer.errors import ServiceError
 from fastinfer.observability.logging import get_logger
 from fastinfer.security.ratelimit import TokenBucket, retry_after, share
