@@ -84,6 +84,23 @@ def http_request(
         conn.close()
 
 
+# The v2 datatype of each Titanic column (as the server's v2 metadata declares them): what REST and
+# gRPC clients send for the example.
+TITANIC_V2_DATATYPES = {
+    "PassengerId": "INT64",
+    "Pclass": "INT64",
+    "Name": "BYTES",
+    "Sex": "BYTES",
+    "Age": "FP64",
+    "SibSp": "INT64",
+    "Parch": "INT64",
+    "Ticket": "BYTES",
+    "Fare": "FP64",
+    "Cabin": "BYTES",
+    "Embarked": "BYTES",
+}
+
+
 def titanic_rows(count: int, *, exact: bool = True) -> list[dict[str, Any]]:
     """The first `count` holdout passengers as typed JSON rows (the label column dropped).
 

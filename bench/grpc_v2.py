@@ -33,25 +33,12 @@ import numpy as np
 import orjson
 
 from bench import servers
-from bench.common import BUILD, HOST, RESULTS, TITANIC_DIR, titanic_rows
+from bench.common import BUILD, HOST, RESULTS, TITANIC_DIR, TITANIC_V2_DATATYPES, titanic_rows
 from bench.load import ensure_wrk, run_wrk
 
 WORKERS = 2
 BODIES = BUILD / "grpc-bodies"
 MODEL = "titanic"
-_TYPES = {
-    "PassengerId": "INT64",
-    "Pclass": "INT64",
-    "Name": "BYTES",
-    "Sex": "BYTES",
-    "Age": "FP64",
-    "SibSp": "INT64",
-    "Parch": "INT64",
-    "Ticket": "BYTES",
-    "Fare": "FP64",
-    "Cabin": "BYTES",
-    "Embarked": "BYTES",
-}
 _NUMPY = {"INT64": "<i8", "FP64": "<f8"}
 _CONTENTS = {"INT64": "int64_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents"}
 
@@ -66,13 +53,17 @@ def _rows(count: int) -> list[dict[str, Any]]:
 
 def _column(rows: list[dict[str, Any]], name: str) -> list[Any]:
     values = [row.get(name) for row in rows]
-    return [math.nan if v is None else v for v in values] if _TYPES[name] == "FP64" else values
+    return (
+        [math.nan if v is None else v for v in values]
+        if TITANIC_V2_DATATYPES[name] == "FP64"
+        else values
+    )
 
 
 def rest_body(rows: list[dict[str, Any]]) -> bytes:
     inputs = [
         {"name": n, "datatype": t, "shape": [len(rows)], "data": _column(rows, n)}
-        for n, t in _TYPES.items()
+        for n, t in TITANIC_V2_DATATYPES.items()
     ]
     return orjson.dumps({"inputs": inputs})
 
@@ -81,7 +72,7 @@ def grpc_message(rows: list[dict[str, Any]], *, raw: bool) -> Any:
     from fastinfer.grpc.proto import grpc_service_pb2 as pb
 
     request = pb.ModelInferRequest(model_name=MODEL)
-    for name, datatype in _TYPES.items():
+    for name, datatype in TITANIC_V2_DATATYPES.items():
         values = _column(rows, name)
         tensor = request.inputs.add(name=name, datatype=datatype, shape=[len(rows)])
         if datatype == "BYTES":

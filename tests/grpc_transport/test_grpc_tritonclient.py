@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.common import TITANIC_V2_DATATYPES
 from tests.conftest import CAR, CAR_VALUES, TITANIC
 from tests.integration.server import free_port, running_server
 
@@ -29,19 +30,6 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
 pytestmark = pytest.mark.slow
 _NUMPY = {"BYTES": np.object_, "INT64": np.int64, "FP64": np.float64}
 _CONTENTS = {"BYTES": "bytes_contents", "INT64": "int64_contents", "FP64": "fp64_contents"}
-TITANIC_TYPES = {
-    "PassengerId": "INT64",
-    "Pclass": "INT64",
-    "Name": "BYTES",
-    "Sex": "BYTES",
-    "Age": "FP64",
-    "SibSp": "INT64",
-    "Parch": "INT64",
-    "Ticket": "BYTES",
-    "Fare": "FP64",
-    "Cabin": "BYTES",
-    "Embarked": "BYTES",
-}
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +163,9 @@ def test_titanic_rows_with_missing_ages_over_grpc_equal_rest(server: Any, binary
     frame = pd.read_csv(TITANIC / "holdout.csv").drop(columns=["Survived"])
     frame = frame[frame["Cabin"].notna() & frame["Embarked"].notna()]  # BYTES has no null
     assert frame["Age"].isna().any()  # NaN in FP64 is "missing" for a nullable field
-    columns = {name: (datatype, frame[name].tolist()) for name, datatype in TITANIC_TYPES.items()}
+    columns = {
+        name: (datatype, frame[name].tolist()) for name, datatype in TITANIC_V2_DATATYPES.items()
+    }
     labels, probabilities = grpc_answers(server.grpc, "titanic", columns, binary=binary)
     expected_labels, expected = rest_answers(server.url, "titanic", columns)
     assert labels == expected_labels

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import tritonclient.http as triton
 
+from bench.common import TITANIC_V2_DATATYPES
 from tests.conftest import CAR, CAR_VALUES, TITANIC, build_tiny_model
 from tests.integration.server import running_server
 
@@ -119,20 +120,9 @@ def test_titanic_with_missing_ages_equals_v1(server: Any) -> None:
             {k: v for k, v in record.items() if not (isinstance(v, float) and math.isnan(v))}
         )
     expected = v1_predictions(server.url, "titanic", rows)
-    types = {
-        "PassengerId": "INT64",
-        "Pclass": "INT64",
-        "Name": "BYTES",
-        "Sex": "BYTES",
-        "Age": "FP64",
-        "SibSp": "INT64",
-        "Parch": "INT64",
-        "Ticket": "BYTES",
-        "Fare": "FP64",
-        "Cabin": "BYTES",
-        "Embarked": "BYTES",
+    columns = {
+        name: (datatype, frame[name].tolist()) for name, datatype in TITANIC_V2_DATATYPES.items()
     }
-    columns = {name: (datatype, frame[name].tolist()) for name, datatype in types.items()}
     client = triton.InferenceServerClient(url=server.url.removeprefix("http://"))
     labels, probabilities = infer(client, "titanic", columns, binary=True)
     client.close()
