@@ -81,11 +81,18 @@ def test_the_loop_and_the_inference_threads_share_one_gil_so_the_plateau_reads_o
     for step in range(1, 40):  # the plateau: 1,000 requests per 0.25 s
         workers_busy += 0.05
         meter.inference_stage([engine(workers_busy, workers_busy, 1000 * step)], now=step * 0.25)
-        plateau = meter.loop_stage(loop(0.25, 0.89 * 0.25), answered=1000, now=step * 0.25)
+        plateau = meter.loop_stage(
+            loop(0.25, 0.89 * 0.25),
+            answered=1000,
+            now=step * 0.25,
+            workers_busy=meter.workers_busy_seconds,
+        )
     assert plateau == pytest.approx(1.0, abs=0.01)
     workers_busy += 0.03  # half the plateau: the loop dearer per request (fewer per wake-up)
     meter.inference_stage([engine(workers_busy, workers_busy, 40000)], now=10.0)
-    half = meter.loop_stage(loop(0.25, 0.6 * 0.25), answered=500, now=10.0)
+    half = meter.loop_stage(
+        loop(0.25, 0.6 * 0.25), answered=500, now=10.0, workers_busy=meter.workers_busy_seconds
+    )
     assert half == pytest.approx(0.5, abs=0.01)
 
 

@@ -43,7 +43,9 @@ class LoadGauges:
         weight = 1.0 - math.exp(-max(since, 0.0) / _AVERAGE_SECONDS)
         stages = {"inference": self._saturation.inference_stage(engines, now)}
         if loop is not None and loop.seconds > 0:
-            stages["event_loop"] = self._saturation.loop_stage(loop, answered, now)
+            stages["event_loop"] = self._saturation.loop_stage(
+                loop, answered, now, workers_busy=self._saturation.workers_busy_seconds
+            )
             busy = min(loop.busy_seconds / loop.seconds, 1.0)
             self._loop_busy = ema(self._loop_busy, busy, weight)
             self._metrics.loop_busy.set(self._loop_busy)

@@ -131,14 +131,18 @@ class SaturationMeter:
     def __init__(self) -> None:
         self._loop_best = BestRate()
         self._engines: dict[tuple[str, str], _EngineState] = {}
-        self._engine_busy = 0.0  # the workers' busy seconds in the last inference_stage interval
+        # The workers' busy seconds over the last `inference_stage` interval: the GIL time the
+        # loop stage adds to its own (`loop_stage(..., workers_busy=...)`).
+        self.workers_busy_seconds = 0.0
 
-    def loop_stage(self, loop: LoopSample, answered: int, now: float) -> float:
-        """The event loop's reading; `answered`: predictions answered in the interval. Read
-        after `inference_stage` of the same sample (its workers' busy time is the GIL's too)."""
+    def loop_stage(
+        self, loop: LoopSample, answered: int, now: float, *, workers_busy: float = 0.0
+    ) -> float:
+        """The event loop's reading; `answered`: predictions answered in the interval;
+        `workers_busy`: the inference threads' busy seconds in it (the GIL is theirs too)."""
         if loop.seconds <= 0 or loop.busy_seconds <= 0 or not answered:
             return stage_saturation(loop.busy_seconds / loop.seconds if loop.seconds else 0, 0, 0)
-        gil_seconds = min(loop.busy_seconds + self._engine_busy, loop.seconds)
+        gil_seconds = min(loop.busy_seconds + workers_busy, loop.seconds)
         rate = answered / gil_seconds  # requests per second the process's GIL was taken
         best = (
             self._loop_best.update(rate, now)
@@ -151,7 +155,7 @@ class SaturationMeter:
     def inference_stage(self, engines: list[EngineCounters], now: float) -> float:
         """The busiest model's reading (0 without one, or on its first sample)."""
         reading, live = 0.0, {}
-        self._engine_busy = 0.0
+        self.workers_busy_seconds = 0.0
         for counters in engines:
             state = self._engines.get(counters.key)
             if state is None or counters.workers <= 0:
@@ -165,7 +169,7 @@ class SaturationMeter:
                 rate = (counters.rows - state.counters.rows) / batch_seconds
                 state.efficiency = rate / state.best.update(rate, now) if rate > 0 else 0.0
             busy_seconds = counters.busy_seconds - state.counters.busy_seconds
-            self._engine_busy += max(busy_seconds, 0.0)
+            self.workers_busy_seconds += max(busy_seconds, 0.0)
             busy = busy_seconds / ((now - state.at) * counters.workers)
             queued = counters.queued_batches / counters.workers
             reading = max(reading, stage_saturation(busy * state.efficiency, queued, 1.0))
