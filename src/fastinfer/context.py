@@ -88,6 +88,11 @@ class RequestContext:
         scope[SCOPE_KEY] = context
         return context
 
+    def operator(self) -> str:
+        """Who asked for a change, for the record an unload leaves: the API key's name, else
+        the admin token (the one credential without a name)."""
+        return f"api key {self.api_key!r}" if self.api_key else "admin token"
+
 
 def context_of(scope: Scope) -> RequestContext | None:
     """The context the transport stored in `scope`; None for a scope it never saw (tests)."""

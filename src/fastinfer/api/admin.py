@@ -163,10 +163,8 @@ class RepositoryState(BaseModel):
 
 
 def operator(request: Request) -> str:
-    """Who asked for a change, for the record an unload leaves: the API key's name, else the
-    admin token (the one credential without a name)."""
-    key = context_for(request.scope).api_key
-    return f"api key {key!r}" if key else "admin token"
+    """Who asked for a change (`RequestContext.operator`)."""
+    return context_for(request.scope).operator()
 
 
 def _manager(request: Request) -> ModelManager:

@@ -136,7 +136,7 @@ class InferenceServicer:
         self, request: pb.RepositoryModelLoadRequest, call: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
         async def load(context: RequestContext) -> pb.RepositoryModelLoadResponse:
-            self._check_admin(context, call)
+            self._check_admin(context)
             await self._probed.manager.load_model(request.model_name)
             return pb.RepositoryModelLoadResponse()
 
@@ -146,9 +146,8 @@ class InferenceServicer:
         self, request: pb.RepositoryModelUnloadRequest, call: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelUnloadResponse:
         async def unload(context: RequestContext) -> pb.RepositoryModelUnloadResponse:
-            self._check_admin(context, call)
-            by = f"api key {context.api_key!r}" if context.api_key else "admin token"
-            await self._probed.manager.unload(request.model_name, by=by)
+            self._check_admin(context)
+            await self._probed.manager.unload(request.model_name, by=context.operator())
             return pb.RepositoryModelUnloadResponse()
 
         return await self._serve("RepositoryModelUnload", call, Access.ADMIN, None, unload)
@@ -211,10 +210,14 @@ class InferenceServicer:
             self._metrics.auth_failure(context.auth_failure)
         return refused
 
-    def _check_admin(self, context: RequestContext, call: grpc.aio.ServicerContext) -> None:
+    def _check_admin(self, context: RequestContext) -> None:
         """The admin lock of REST's admin routes: the key's admin scope, else the token."""
         authorization = next(
-            (value.decode("latin-1") for key, value in _headers(call) if key == b"authorization"),
+            (
+                value.decode("latin-1")
+                for key, value in context.headers or ()
+                if key == b"authorization"
+            ),
             "",
         )
         scopes = context.api_scopes if self._guard is not None else None
