@@ -16,6 +16,7 @@ from fastinfer.model.spec import ModelConfigError, ModelDirectory, load_model_di
 from fastinfer.repository.registry import ModelRegistry
 from fastinfer.repository.served import ModelState, ServedModel
 from fastinfer.repository.state import DesiredState, ModelEntry, VersionSource
+from fastinfer.runtimes.sklearn import SklearnRuntime
 from tests.conftest import build_tiny_model, sha256_of
 
 
@@ -162,18 +163,46 @@ def test_without_an_example_the_self_test_is_skipped(tmp_path: Path) -> None:
     assert model.self_test.startswith("skipped")
 
 
-def test_prepare_deserialises_but_does_not_activate(tmp_path: Path) -> None:
-    """prepare_all runs before the server forks: it must leave the self-test (and any thread
-    the runtime starts) to `load` in the serving process."""
+def test_prepare_builds_before_fork_what_may_cross_it(tmp_path: Path) -> None:
+    """prepare_all runs before the server forks: a runtime with nothing that must not cross a
+    fork (scikit-learn) is built there once (schema, faster path, self-test) and its workers
+    share it; `load` in each serving process starts it without building it again."""
     models = registry(tiny(tmp_path))
     models.prepare_all()
     (model,) = models
-    assert model.prepared and model.runtime is not None
-    assert (model.state, model.self_test, model.schema) == (ModelState.LOADING, "pending", None)
-    runtime = model.runtime
+    assert model.prepared and model.built and model.runtime is not None
+    assert model.self_test == "passed" and model.schema is not None
+    assert model.state is ModelState.LOADING  # ready only once a serving process loaded it
+    runtime, schema, seconds = model.runtime, model.schema, model.self_test_seconds
     models.load(model)
     assert model.state is ModelState.READY
-    assert model.runtime is runtime  # not deserialised twice
+    assert model.runtime is runtime and model.schema is schema  # not deserialised twice
+    assert model.self_test_seconds == seconds  # nor self-tested twice
+    assert model.load_seconds is not None and model.load_seconds >= model.build_seconds > 0
+
+
+def test_prepare_leaves_runtimes_that_start_threads_to_the_serving_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SklearnRuntime, "builds_before_fork", False)  # as ONNX, XGBoost...
+    models = registry(tiny(tmp_path))
+    models.prepare_all()
+    (model,) = models
+    assert model.prepared and not model.built
+    assert (model.state, model.self_test, model.schema) == (ModelState.LOADING, "pending", None)
+    models.load(model)
+    assert model.state is ModelState.READY and model.self_test == "passed"
+
+
+def test_a_failed_build_before_fork_is_told_by_the_serving_process(tmp_path: Path) -> None:
+    models = registry(tiny(tmp_path, expected_example_output="low"))
+    models.prepare_all()
+    (model,) = models
+    assert model.prepared and model.state is ModelState.FAILED
+    models.load(model)
+    assert model.state is ModelState.FAILED
+    assert "the example row predicted 'high'" in (model.reason or "")
+    assert "the example row predicted" in models.failures[("tiny", "1")]
 
 
 def test_the_same_version_twice_or_a_pin_to_nothing_is_a_config_error(tmp_path: Path) -> None:

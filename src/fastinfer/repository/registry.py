@@ -36,6 +36,7 @@ from fastinfer.repository.state import (
 )
 from fastinfer.runtimes import Runtime, create_runtime
 from fastinfer.runtimes.detect import HEAD_BYTES, UNPINNED_RISKS, detect_runtime, open_as
+from fastinfer.runtimes.forksafe import single_native_thread, thread_count
 
 log = get_logger("fastinfer.registry")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -249,18 +250,36 @@ class ModelRegistry:
             self.load(model)
 
     def prepare_all(self) -> None:
-        """Read, verify and deserialise every model (before forking: one shared copy)."""
+        """Read, verify and deserialise every model, and build those whose runtime allows it
+        (`Runtime.builds_before_fork`): done before forking, the workers share one copy.
+
+        Native thread pools stay single-threaded meanwhile (`single_native_thread`): a child
+        forked after an OpenMP pool started would hang in its first prediction."""
         for model in self:
-            self._guarded(model, self._prepare)
+            if not self._guarded(model, self._prepare):
+                continue
+            assert model.runtime is not None
+            if model.runtime.builds_before_fork:
+                threads = thread_count()
+                with single_native_thread():
+                    self._guarded(model, self._build)
+                if thread_count() > threads:  # model code started a thread of its own
+                    log.warning(
+                        "threads_started_before_fork",
+                        model=model.name,
+                        version=model.version,
+                        threads=thread_count() - threads,
+                    )
 
     def load(self, model: ServedModel) -> None:
         """Prepare (if not yet) and activate one model; failures are recorded, never raised."""
         started = time.perf_counter()
+        built_before = model.build_seconds if model.built else 0.0  # by the supervisor
         if not self._guarded(model, self._prepare) or not self._guarded(model, self._activate):
             self.failures[(model.name, model.version)] = model.reason or "failed"
             return
         self.failures.pop((model.name, model.version), None)
-        model.load_seconds = round(time.perf_counter() - started, 4)
+        model.load_seconds = round(time.perf_counter() - started + built_before, 4)
         model.loaded_at = datetime.now(UTC)
         model.state, model.reason = ModelState.READY, None
         log.info(
@@ -338,10 +357,17 @@ class ModelRegistry:
         return runtime
 
     def _activate(self, model: ServedModel) -> None:
-        """In the process that will predict: start the runtime, build the schema, self-test."""
+        """In the process that will predict: start the runtime, then build what is not yet."""
+        assert model.runtime is not None
+        model.runtime.start()
+        if not model.built:
+            self._build(model)
+
+    def _build(self, model: ServedModel) -> None:
+        """The row schema, the runtime's faster path, and the self-test on the example row."""
+        building = time.perf_counter()
         runtime, config = model.runtime, model.config
         assert runtime is not None
-        runtime.start()
         inputs = config.inputs or runtime.derived_inputs()
         if not inputs:
             raise ModelConfigError(
@@ -363,6 +389,8 @@ class ModelRegistry:
         model.self_test = _self_test(runtime, schema, config)
         model.self_test_seconds = time.perf_counter() - started
         model.schema = schema
+        model.built = True
+        model.build_seconds = time.perf_counter() - building
 
 
 def _self_test(runtime: Runtime, schema: RowSchema, config: ModelConfig) -> str:

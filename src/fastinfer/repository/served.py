@@ -43,6 +43,8 @@ class ServedModel:
     self_test: str = "pending"
     self_test_seconds: float | None = None
     prepared: bool = False
+    built: bool = False  # schema, faster path and self-test done (before fork where it can be)
+    build_seconds: float = 0.0
     source: VersionSource = field(default_factory=lambda: VersionSource(path=""))
     engine: ModelEngine | None = None  # attached by the engine once loaded
     in_flight: int = 0  # requests that resolved this version and have not been answered

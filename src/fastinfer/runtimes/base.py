@@ -24,6 +24,10 @@ class Runtime(ABC):
 
     name: str = "base"
     option_keys: tuple[str, ...] = ()  # the runtime_options this runtime accepts
+    # Whether `bind_schema`, `prepare` and `predict` may run before the fork (no `start` needed,
+    # nothing that must not cross a fork): a supervisor then builds the schema, the faster path
+    # and the self-test once, and its workers share them instead of each building its own copy.
+    builds_before_fork: bool = False
 
     def __init__(
         self,

@@ -48,6 +48,7 @@ class SklearnRuntime(Runtime):
     name = "sklearn"
 
     option_keys = ("trusted_types", "compile")
+    builds_before_fork = True  # no sessions or threads of its own (native pools: forksafe.py)
 
     def __init__(
         self,

@@ -40,6 +40,7 @@ from fastinfer.serving.heartbeat import (
     HeartbeatBoard,
 )
 from fastinfer.serving.orphans import die_with_parent, mark_owner, remove_stale_directories
+from fastinfer.serving.pages import release_startup_pages
 from fastinfer.serving.rundir import RUN_DIR_ENV, prepare_run_dir, remove_run_dir
 from fastinfer.serving.server import run_server
 
@@ -100,6 +101,7 @@ class Supervisor:
         self._health: subprocess.Popen[bytes] | None = None
         self._reuse_port = False
         self._grpc_sock: socket.socket | None = None
+        self._listened = 0  # workers that announced they listen (replacements included)
 
     def run(self) -> int:
         self.board.set_phase(PHASE_LOADING)
@@ -298,12 +300,29 @@ class Supervisor:
     def _on_worker_listening(self, _sig: int, _frame: FrameType | None) -> None:
         """A worker listens (one that started late, or a replacement): every worker closes its
         connections after their next response, and the clients' reconnections spread over all
-        of them (the kernel balances new connections, never existing ones)."""
+        of them (the kernel balances new connections, never existing ones).
+
+        Once every worker has listened, the supervisor hands back the pages it alone touched
+        (`pages.py`): the workers have touched what they use by then, which it keeps."""
         if self.stopping:
             return
+        self._listened += 1
+        if self._listened >= self.workers:
+            self._release_startup_pages()
         for pid in list(self.children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGUSR1)
+
+    def _release_startup_pages(self) -> None:
+        released = release_startup_pages()
+        if released is not None:
+            log.info(
+                "startup_pages_released",
+                rss_before_mb=round(released.rss_before_kb / 1024, 1),
+                rss_after_mb=round(released.rss_after_kb / 1024, 1),
+                mappings=released.mappings,
+                refused=released.refused,
+            )
 
     def _on_drain_timeout(self, _sig: int, _frame: FrameType | None) -> None:
         for pid in list(self.children):
