@@ -46,8 +46,8 @@ def test_the_supervisor_hands_back_the_pages_only_it_touched(tmp_path: Path) -> 
     model = build_tiny_model(tmp_path / "tiny")
     row = {"inputs": [{"x": 6.5, "colour": 1}]}
     with running_server([str(model), "--workers", "2"], tmp_path / "server.log") as server:
-        wait_for(lambda: len(_released(server.logs())) == 1)
-        (released,) = _released(server.logs())
+        wait_for(lambda: len(_released(server.logs())) >= 1)
+        released = _released(server.logs())[-1]
         assert released["refused"] == 0 and int(released["mappings"]) > 100  # type: ignore[call-overload]
         supervisor = server.process.pid
         # Here the test process maps most of the same libraries (so their pages are not the
@@ -61,9 +61,10 @@ def test_the_supervisor_hands_back_the_pages_only_it_touched(tmp_path: Path) -> 
             if b"health_main" not in Path(f"/proc/{pid}/cmdline").read_bytes()
         ]
         assert len(workers) == 2
+        before = len(_released(server.logs()))
         os.kill(workers[0], signal.SIGKILL)
         # The replacement forks from the trimmed supervisor, loads, listens: released again.
-        wait_for(lambda: len(_released(server.logs())) == 2)
+        wait_for(lambda: len(_released(server.logs())) > before)
         with httpx.Client(base_url=server.url, timeout=10) as client:
             for _ in range(20):  # new connections: both workers answer
                 answer = client.post(

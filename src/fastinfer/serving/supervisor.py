@@ -101,7 +101,6 @@ class Supervisor:
         self._health: subprocess.Popen[bytes] | None = None
         self._reuse_port = False
         self._grpc_sock: socket.socket | None = None
-        self._listened = 0  # workers that announced they listen (replacements included)
 
     def run(self) -> int:
         self.board.set_phase(PHASE_LOADING)
@@ -302,13 +301,14 @@ class Supervisor:
         connections after their next response, and the clients' reconnections spread over all
         of them (the kernel balances new connections, never existing ones).
 
-        Once every worker has listened, the supervisor hands back the pages it alone touched
-        (`pages.py`): the workers have touched what they use by then, which it keeps."""
+        The supervisor then hands back the pages it alone maps (`pages.py`); what the listening
+        workers use is shared by then, which it keeps. On every announcement, not after the
+        last one counted: signals sent together arrive as one, so a count could stop short.
+        The handler runs after the last of those signals was sent; the workers announce within
+        milliseconds of each other (their models were built before the fork)."""
         if self.stopping:
             return
-        self._listened += 1
-        if self._listened >= self.workers:
-            self._release_startup_pages()
+        self._release_startup_pages()
         for pid in list(self.children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGUSR1)
