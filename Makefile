@@ -113,6 +113,7 @@ bench: $(STAMP) models  ## Benchmark fastinfer vs a naive FastAPI app and the HT
 		$(BIN)/python -m pip install --quiet --require-hashes -r requirements/bench.lock
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.grpc_v2  # v2 over gRPC beside v2 over REST -> bench/results/grpc.md
+	PYTHONPATH=src $(BIN)/python -m bench.idle --runs 5 --seconds 30 --out bench/results/idle.md
 
 # The gRPC stubs are committed (the server imports them; grpcio-tools is not a dependency). This
 # regenerates them from the .proto with grpcio-tools at the locked grpcio's version, in a
