@@ -339,7 +339,7 @@ def test_titanic_features_encode_like_sklearn(
     and rows scored together equal rows scored one at a time."""
     raw = titanic_train.generate_passengers().drop(columns="Survived")
     features = titanic_features.TitanicFeatures().fit(raw)
-    categorical, numeric = features._engineer(titanic_features._Columns(raw))
+    categorical, numeric = features._engineer(titanic_features._Columns.of_frame(raw))
     encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
     encoded = encoder.fit_transform(pd.DataFrame(categorical))
     scaled = StandardScaler().fit_transform(numeric)

@@ -26,7 +26,7 @@ import math
 import re
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from typing import Any, Self, TypeVar
 
@@ -183,14 +183,25 @@ class _Columns:
     distinct values, each parsed once.
     """
 
-    def __init__(self, data: Any, names: NDArray[np.object_] | None = None) -> None:
+    @classmethod
+    def of_frame(cls, data: Any, names: NDArray[np.object_] | None = None) -> _Columns:
         frame = _as_frame(data, names)
-        self.columns = [str(c) for c in frame.columns]
+        return cls([str(c) for c in frame.columns], frame.to_numpy(dtype=object))
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> _Columns:
+        """Rows as mappings (a server's validated rows), read in the column order of `names`."""
+        values = np.empty((len(rows), len(names)), dtype=object)
+        for i, row in enumerate(rows):
+            values[i] = [row.get(name) for name in names]
+        return cls(list(names), values)
+
+    def __init__(self, columns: list[str], values: NDArray[np.object_]) -> None:
+        self.columns = columns
         missing = [c for c in REQUIRED_COLUMNS if c not in self.columns]
         if missing:
             raise ValueError(f"TitanicFeatures: missing input column(s): {', '.join(missing)}")
-        self.size = len(frame)
-        values = frame.to_numpy(dtype=object)
+        self.size = len(values)
         position = {name: i for i, name in enumerate(self.columns)}
 
         def column(name: str) -> NDArray[Any]:
@@ -228,7 +239,7 @@ class TitanicFeatures(BaseEstimator, TransformerMixin):  # type: ignore[misc]
 
     def fit(self, X: Any, y: ArrayLike | None = None) -> Self:  # noqa: N803
         """Learn the imputation values, the categories and the scaling from the training rows."""
-        raw = _Columns(X)
+        raw = _Columns.of_frame(X)
         self.sex_mode_: str = str(_mode(raw.sex, _DEFAULT_SEX))
         sexes = [s or self.sex_mode_ for s in raw.sex]
         self.title_by_sex_: dict[str, str] = {
@@ -273,7 +284,20 @@ class TitanicFeatures(BaseEstimator, TransformerMixin):  # type: ignore[misc]
     def transform(self, X: Any) -> NDArray[np.float64]:  # noqa: N803
         """The feature matrix for any number of rows (a single one is fine)."""
         check_is_fitted(self, "scale_")
-        categorical, numeric = self._engineer(_Columns(X, self.feature_names_in_))
+        return self._matrix(_Columns.of_frame(X, self.feature_names_in_))
+
+    def transform_rows(self, rows: Sequence[Mapping[str, Any]]) -> NDArray[np.float64]:
+        """`transform` for rows given as mappings (column → value), with no DataFrame between.
+
+        A server answers most requests with a few rows, where building the DataFrame cost more
+        than the features themselves. fastinfer calls this when it is present, after checking
+        at load that it gives what `transform` gives on the DataFrame (docs/model-format.md).
+        """
+        check_is_fitted(self, "scale_")
+        return self._matrix(_Columns.of_rows(rows, [str(n) for n in self.feature_names_in_]))
+
+    def _matrix(self, raw: _Columns) -> NDArray[np.float64]:
+        categorical, numeric = self._engineer(raw)
         n_rows = numeric.shape[0]
         out = np.zeros((n_rows, self.n_one_hot_ + len(NUMERIC_FEATURES)), dtype=np.float64)
         rows = np.arange(n_rows)

@@ -631,3 +631,4 @@ def test_the_matrix_serves_the_compiled_sklearn_path(server: RunningServer) -> N
     # Its own feature transformer runs as it is; the LogisticRegression after it is compiled.
     assert compiled["titanic"]["compiled"] is True, compiled["titanic"]
     assert compiled["titanic"]["compiled_steps"].startswith("TitanicFeatures run as they are")
+    assert "transform_rows" in compiled["titanic"]["compiled_steps"]  # no DataFrame per batch

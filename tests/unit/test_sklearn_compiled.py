@@ -16,6 +16,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -432,3 +433,84 @@ def test_steps_it_cannot_compile_run_as_they_are_before_a_compiled_model() -> No
         assert_same(runtime.predict(batch, COLUMNS), pipeline_answers(runtime, batch))
     with pytest.raises(NotCompilable, match="FunctionTransformer"):
         compile_pipeline(estimator, FIELDS)  # without a frame there is no way to run it
+
+
+class Engineered(BaseEstimator, TransformerMixin):  # type: ignore[misc]
+    """A feature step of one's own, as examples/titanic has: it reads a DataFrame in
+    `transform` and, with `transform_rows`, the rows themselves. `rows_offset` and `rows_raise`
+    make its `transform_rows` wrong or failing, as a user's could be."""
+
+    def __init__(self, rows_offset: float = 0.0, rows_raise: bool = False) -> None:
+        self.rows_offset = rows_offset
+        self.rows_raise = rows_raise
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> Engineered:
+        self.median_ = float(np.nanmedian(X["age"].to_numpy(dtype=np.float64, na_value=np.nan)))
+        self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
+        self.n_features_in_ = len(X.columns)
+        return self
+
+    def _features(self, age: np.ndarray, income: np.ndarray, grade: np.ndarray) -> np.ndarray:
+        age = np.where(np.isnan(age), self.median_, age)
+        return np.column_stack([age / 10, np.log1p(income), grade])
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        return self._features(
+            X["age"].to_numpy(dtype=np.float64, na_value=np.nan),
+            X["income"].to_numpy(dtype=np.float64),
+            X["grade"].to_numpy(dtype=np.float64),
+        )
+
+    def transform_rows(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        if self.rows_raise and any(row["age"] is None for row in rows):
+            raise ValueError("no age")
+        age = [np.nan if row["age"] is None else row["age"] for row in rows]
+        features = self._features(
+            np.asarray(age, dtype=np.float64),
+            np.asarray([row["income"] for row in rows], dtype=np.float64),
+            np.asarray([row["grade"] for row in rows], dtype=np.float64),
+        )
+        return features + self.rows_offset
+
+
+def engineered_runtime(**options: Any) -> SklearnRuntime:
+    return prepared(fitted(lambda: make_pipeline(Engineered(**options), LogisticRegression())))
+
+
+def test_a_step_with_transform_rows_reads_the_rows_without_a_dataframe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runtime = engineered_runtime()
+    described = runtime.describe()
+    assert described["compiled"] is True, described
+    assert "Engineered run as they are" in described["compiled_steps"]
+    assert "transform_rows" in described["compiled_steps"]
+    rows = [r for r in request_rows(120, seed=6) if r["income"] < 2**53]
+    expected = [pipeline_answers(runtime, batch) for batch in compositions(rows)]
+
+    def no_frame(*_: Any) -> None:
+        raise AssertionError("a DataFrame was built")
+
+    monkeypatch.setattr(runtime, "_frame", no_frame)
+    for batch, answers in zip(compositions(rows), expected, strict=True):
+        assert_same(runtime.predict(batch, COLUMNS), answers)
+
+
+def test_a_transform_rows_that_differs_from_transform_is_not_used() -> None:
+    runtime = engineered_runtime(rows_offset=1e-3)
+    described = runtime.describe()
+    assert described["compiled"] is True, described  # on the DataFrame, as the pipeline
+    assert "transform_rows" not in described["compiled_steps"]
+    assert described["compiled_rows_step"].startswith("not used, it differs: probabilities")
+    rows = [r for r in request_rows(120, seed=7) if r["income"] < 2**53]
+    for batch in compositions(rows):
+        assert_same(runtime.predict(batch, COLUMNS), pipeline_answers(runtime, batch))
+
+
+def test_a_batch_transform_rows_fails_on_is_answered_by_the_pipeline() -> None:
+    runtime = engineered_runtime(rows_raise=True)
+    assert "transform_rows" in runtime.describe()["compiled_steps"]
+    rows = [r for r in request_rows(120, seed=8) if r["income"] < 2**53]
+    assert any(r["age"] is None for r in rows) and any(r["age"] is not None for r in rows)
+    for batch in compositions(rows):
+        assert_same(runtime.predict(batch, COLUMNS), pipeline_answers(runtime, batch))

@@ -43,14 +43,20 @@ MODELS: dict[str, Callable[[Any, int], Model]] = {
 
 
 def compile_pipeline(
-    estimator: Any, fields: list[InputField], *, frame: Frame | None = None
+    estimator: Any,
+    fields: list[InputField],
+    *,
+    frame: Frame | None = None,
+    rows_step: bool = True,
 ) -> CompiledPipeline:
     """The compiled form of a fitted estimator whose input rows have `fields`.
 
     Steps before the compiled ones that are not scikit-learn's (a custom feature transformer,
     as in examples/titanic) still run, on the DataFrame `frame` builds, when `frame` is given;
-    what follows them is compiled. Raises NotCompilable naming the first step (or column) it
-    cannot reproduce exactly.
+    what follows them is compiled. When the first of them has `transform_rows` (and
+    `rows_step`), it is given the rows themselves and no DataFrame is built: the load-time
+    check then compares that with the pipeline, which calls `transform` on the DataFrame.
+    Raises NotCompilable naming the first step (or column) it cannot reproduce exactly.
     """
     kinds = {f.name: column_kind(f) for f in fields}
     if "tensor" in kinds.values():
@@ -84,6 +90,7 @@ def compile_pipeline(
             if frame is None or not all(hasattr(step, "transform") for step in transforms):
                 raise
             plan = Plan(columns, matrix_steps=tail, prefix=transforms, why_prefix=str(exc))
+            plan.rows_step = rows_step and callable(getattr(transforms[0], "transform_rows", None))
             plan.width = int(getattr(final, "n_features_in_", 0))
     return CompiledPipeline(plan, build(final, plan.width), frame)
 

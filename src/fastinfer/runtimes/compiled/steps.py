@@ -90,13 +90,16 @@ class Plan:
     categories: dict[str, list[Any]] = field(default_factory=dict)  # column → known values
     prefix: list[Any] = field(default_factory=list)  # steps run as they are, on the frame
     why_prefix: str = ""  # what kept them from being compiled
+    # The first of them reads the rows themselves (its `transform_rows`), with no DataFrame.
+    rows_step: bool = False
 
     def describe(self) -> str:
         if self.prefix:
             names = ", ".join(type(step).__name__ for step in self.prefix)
+            reads = " (the first reading the rows: transform_rows)" if self.rows_step else ""
             return (
-                f"{names} run as they are ({self.why_prefix}), then {len(self.matrix_steps)} "
-                "elementwise step(s) and the model"
+                f"{names} run as they are ({self.why_prefix}){reads}, then "
+                f"{len(self.matrix_steps)} elementwise step(s) and the model"
             )
         encoded = sum(isinstance(b, OneHot) for b in self.blocks)
         numeric = sum(len(b.columns) for b in self.blocks if isinstance(b, Numbers))
@@ -157,8 +160,16 @@ class Features:
         """The uncompiled steps on the frame, as the pipeline runs them, then the compiled
         elementwise steps; None for anything but a dense finite float64 matrix."""
         assert self._frame is not None
-        features = self._frame(rows)
-        for step in self._prefix:
+        steps = self._prefix
+        if self.plan.rows_step:
+            try:
+                features = steps[0].transform_rows(rows)
+            except Exception:  # the pipeline answers (or refuses) the batch itself
+                return None
+            steps = steps[1:]
+        else:
+            features = self._frame(rows)
+        for step in steps:
             features = step.transform(features)
         if not isinstance(features, np.ndarray) or features.dtype != np.float64:
             return None
