@@ -5,23 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
 from tests.conftest import build_tiny_model
-from tests.integration.server import children, free_port, running_server
+from tests.integration.server import children, free_port, running_server, smaps_kb, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_health_port_sees_every_worker(tmp_path: Path) -> None:
@@ -31,7 +23,7 @@ def test_health_port_sees_every_worker(tmp_path: Path) -> None:
     args = [str(model), "--workers", "2", "--health-port", str(port)]
     env = {"FASTINFER_LOOP_BLOCK_S": "1"}
     with running_server(args, tmp_path / "server.log", env=env) as server:
-        wait_for(lambda: httpx.get(f"{health}/readyz", timeout=1).status_code == 200)
+        wait_until(lambda: httpx.get(f"{health}/readyz", timeout=1).status_code == 200)
         assert httpx.get(f"{health}/livez", timeout=1).json() == {"status": "alive"}
         workers = httpx.get(f"{health}/health", timeout=1).json()["alive"]["workers"]
         pids = sorted(w["pid"] for w in workers.values())
@@ -40,16 +32,16 @@ def test_health_port_sees_every_worker(tmp_path: Path) -> None:
         # A worker whose event loop stops running is caught, whichever process a probe reaches.
         os.kill(pids[0], signal.SIGSTOP)
         try:
-            wait_for(lambda: httpx.get(f"{health}/livez", timeout=1).status_code == 503, 10)
+            wait_until(lambda: httpx.get(f"{health}/livez", timeout=1).status_code == 503, 10)
             body = httpx.get(f"{health}/livez", timeout=1).json()
             assert body["code"] == "stalled" and "event loop blocked" in body["message"]
         finally:
             os.kill(pids[0], signal.SIGCONT)
-        wait_for(lambda: httpx.get(f"{health}/livez", timeout=1).status_code == 200, 10)
+        wait_until(lambda: httpx.get(f"{health}/livez", timeout=1).status_code == 200, 10)
 
         # A worker that dies is replaced; readiness comes back with the new one.
         os.kill(pids[1], signal.SIGKILL)
-        wait_for(
+        wait_until(
             lambda: (
                 sorted(
                     w["pid"]
@@ -61,7 +53,7 @@ def test_health_port_sees_every_worker(tmp_path: Path) -> None:
             ),
             20,
         )
-        wait_for(lambda: httpx.get(f"{health}/readyz", timeout=1).status_code == 200)
+        wait_until(lambda: httpx.get(f"{health}/readyz", timeout=1).status_code == 200)
         response = httpx.post(
             f"{server.url}/v1/models/tiny/predict", json={"inputs": [{"x": 7, "colour": 1}]}
         )
@@ -76,7 +68,7 @@ def test_health_port_with_one_worker_stops_cleanly(tmp_path: Path) -> None:
     health = f"http://127.0.0.1:{port}"
     args = [str(model), "--workers", "1", "--health-port", str(port)]
     with running_server(args, tmp_path / "server.log") as server:
-        wait_for(lambda: httpx.get(f"{health}/readyz", timeout=1).status_code == 200)
+        wait_until(lambda: httpx.get(f"{health}/readyz", timeout=1).status_code == 200)
         assert httpx.get(f"{health}/nope", timeout=1).status_code == 404
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=30) == 0
@@ -106,7 +98,7 @@ def test_the_health_process_runs_by_default_on_the_next_port(tmp_path: Path) -> 
         [str(model), "--workers", "1"], tmp_path / "server.log", port=port
     ) as server:
         assert server.health_url == f"http://127.0.0.1:{port + 1}"
-        wait_for(lambda: httpx.get(f"{server.health_url}/readyz", timeout=1).status_code == 200)
+        wait_until(lambda: httpx.get(f"{server.health_url}/readyz", timeout=1).status_code == 200)
         workers = httpx.get(f"{server.health_url}/health", timeout=1).json()["alive"]["workers"]
         served_by = httpx.get(f"{server.url}/health").json()["pid"]
         assert [w["pid"] for w in workers.values()] == [served_by]
@@ -123,13 +115,6 @@ def test_no_health_process_when_turned_off(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/health").json()["pid"] == server.process.pid  # one process
 
 
-def _smaps_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/smaps_rollup")
-
-
 def test_the_health_process_is_a_small_interpreter_of_its_own(tmp_path: Path) -> None:
     """Started afresh (not forked from the supervisor, which imported FastAPI, pandas...): no
     library of the serving path is mapped, and it costs a fraction of a server process."""
@@ -138,7 +123,7 @@ def test_the_health_process_is_a_small_interpreter_of_its_own(tmp_path: Path) ->
     health = f"http://127.0.0.1:{port}"
     args = [str(model), "--workers", "2", "--health-port", str(port)]
     with running_server(args, tmp_path / "server.log") as server:
-        wait_for(lambda: httpx.get(f"{health}/readyz", timeout=1).status_code == 200)
+        wait_until(lambda: httpx.get(f"{health}/readyz", timeout=1).status_code == 200)
         found = [
             pid
             for pid in children(server.process.pid)
@@ -150,7 +135,7 @@ def test_the_health_process_is_a_small_interpreter_of_its_own(tmp_path: Path) ->
         maps = Path(f"/proc/{pid}/maps").read_text()
         for library in ("numpy", "pandas", "sklearn", "pydantic_core", "uvloop", "httptools"):
             assert f"/{library}" not in maps, f"the health process maps {library}"
-        pss_mb = _smaps_kb(pid, "Pss") / 1024
+        pss_mb = smaps_kb(pid, "Pss") / 1024
         assert pss_mb < 40, f"health process PSS {pss_mb:.1f} MB"
         # Everything it answered before, from the same board and metrics directory.
         workers = httpx.get(f"{health}/health", timeout=1).json()["alive"]["workers"]
@@ -167,7 +152,7 @@ def test_the_health_process_is_a_small_interpreter_of_its_own(tmp_path: Path) ->
             except httpx.TransportError:
                 return False
 
-        wait_for(restarted)
+        wait_until(restarted)
         assert pid not in children(server.process.pid)
         assert server.stop() == 0
     assert "health_process_died" in server.logs()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import httpx2 as httpx
@@ -12,23 +11,9 @@ import orjson
 import pytest
 
 from tests.conftest import build_tiny_model
-from tests.integration.server import children, running_server
+from tests.integration.server import children, running_server, smaps_kb, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
-def _smaps_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/smaps_rollup")
 
 
 def _released(logs: str) -> list[dict[str, object]]:
@@ -46,13 +31,13 @@ def test_the_supervisor_hands_back_the_pages_only_it_touched(tmp_path: Path) -> 
     model = build_tiny_model(tmp_path / "tiny")
     row = {"inputs": [{"x": 6.5, "colour": 1}]}
     with running_server([str(model), "--workers", "2"], tmp_path / "server.log") as server:
-        wait_for(lambda: len(_released(server.logs())) >= 1)
+        wait_until(lambda: len(_released(server.logs())) >= 1, 30)
         released = _released(server.logs())[-1]
         assert released["refused"] == 0 and int(released["mappings"]) > 100  # type: ignore[call-overload]
         supervisor = server.process.pid
         # Here the test process maps most of the same libraries (so their pages are not the
         # supervisor's alone): ~1.3 MB stays private to it without the release, 0 with it.
-        private_clean_mb = _smaps_kb(supervisor, "Private_Clean") / 1024
+        private_clean_mb = smaps_kb(supervisor, "Private_Clean") / 1024
         assert private_clean_mb < 0.5, f"supervisor keeps {private_clean_mb:.2f} MB only it maps"
 
         workers = [
@@ -64,7 +49,7 @@ def test_the_supervisor_hands_back_the_pages_only_it_touched(tmp_path: Path) -> 
         before = len(_released(server.logs()))
         os.kill(workers[0], signal.SIGKILL)
         # The replacement forks from the trimmed supervisor, loads, listens: released again.
-        wait_for(lambda: len(_released(server.logs())) > before)
+        wait_until(lambda: len(_released(server.logs())) > before, 30)
         with httpx.Client(base_url=server.url, timeout=10) as client:
             for _ in range(20):  # new connections: both workers answer
                 answer = client.post(
