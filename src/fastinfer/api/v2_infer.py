@@ -45,11 +45,10 @@ class V2Exchange:
         request = v2.decode_infer_request(
             body, length, model.schema.fields, max_rows=model.schema.max_rows
         )
-        available = v2_outputs.available_outputs(
-            model.config.output.kind, model.runtime.output_schemas()
+        v2_outputs.check_requested_outputs(
+            request.outputs,
+            v2_outputs.available_outputs(model.config.output.kind, model.runtime.output_schemas()),
         )
-        if available is not None:
-            v2_outputs.check_requested_outputs(request.outputs, available)
         self._request = request
         return request.rows
 

@@ -35,11 +35,10 @@ class GrpcExchange:
             has_binary=True,
             max_rows=model.schema.max_rows,
         )
-        available = v2_outputs.available_outputs(
-            model.config.output.kind, model.runtime.output_schemas()
+        v2_outputs.check_requested_outputs(
+            decoded.outputs,
+            v2_outputs.available_outputs(model.config.output.kind, model.runtime.output_schemas()),
         )
-        if available is not None:
-            v2_outputs.check_requested_outputs(decoded.outputs, available)
         self._decoded = decoded
         return decoded.rows
 

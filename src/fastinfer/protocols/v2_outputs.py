@@ -46,10 +46,11 @@ def available_outputs(
 
 
 def check_requested_outputs(
-    requested: Sequence[RequestedOutput] | None, available_names: Collection[str]
+    requested: Sequence[RequestedOutput] | None, available_names: Collection[str] | None
 ) -> None:
-    """Reject unknown requested outputs before inference is spent on the request."""
-    if not requested:
+    """Reject unknown requested outputs before inference is spent on the request (where the
+    outputs are not known before inference, None: they are checked against the answer)."""
+    if not requested or available_names is None:
         return
     unknown = [r.name for r in requested if r.name not in available_names]
     if unknown:
