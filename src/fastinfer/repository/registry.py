@@ -1,31 +1,28 @@
 """Model names and versions → loaded runtimes, with the lifecycle each version goes through.
 
-Loading verifies the artefact's pin, deserialises it, builds the row schema and runs a
-self-test prediction on the example row; only a model that passed all of that is ready.
+Loading (its steps in `loading.py`) verifies the artefact's pin, deserialises it, builds the row
+schema and runs a self-test prediction on the example row; only a model that passed all of that
+is ready. A failed step is recorded on the version (state, reason), never raised.
 """
 
 from __future__ import annotations
 
 import re
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastinfer.model.hooks import load_hooks
-from fastinfer.model.integrity import read_pinned, sha256_bytes
-from fastinfer.model.schema import InputLimits, RowSchema
+from fastinfer.model.schema import InputLimits
 from fastinfer.model.spec import (
     ArtefactSpec,
     ModelConfig,
     ModelConfigError,
     ModelDirectory,
-    OutputSpec,
     check_model_name,
 )
 from fastinfer.observability.logging import get_logger
+from fastinfer.repository.loading import VersionLoader
 from fastinfer.repository.served import ModelState, ModelVersions, ServedModel
 from fastinfer.repository.state import (
     DesiredState,
@@ -34,17 +31,10 @@ from fastinfer.repository.state import (
     VersionSource,
     source_of,
 )
-from fastinfer.runtimes import Runtime, create_runtime
-from fastinfer.runtimes.detect import HEAD_BYTES, UNPINNED_RISKS, detect_runtime, open_as
-from fastinfer.runtimes.forksafe import single_native_thread, thread_count
+from fastinfer.runtimes.detect import HEAD_BYTES, detect_runtime
 
 log = get_logger("fastinfer.registry")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_import_lock = threading.Lock()
-
-
-class SelfTestFailed(RuntimeError):  # noqa: N818
-    """The example row did not give the prediction the config expects."""
 
 
 def bare_artefact(name: str, path: Path, sha256: str | None = None) -> ModelDirectory:
@@ -108,9 +98,9 @@ class ModelRegistry:
         pins: dict[str, str] | None = None,
         limits: InputLimits | None = None,
     ) -> None:
-        self._max_rows = max_rows
-        self._limits = limits or InputLimits()
-        self._trust_unpinned = trust_unpinned
+        self._loader = VersionLoader(
+            max_rows=max_rows, limits=limits or InputLimits(), trust_unpinned=trust_unpinned
+        )
         self._models: dict[str, ModelVersions] = {}
         self.changes = 0  # bumped on every install (documents built from the registry go stale)
         self.failures: dict[tuple[str, str], str] = {}  # the last failed load of each version
@@ -251,31 +241,17 @@ class ModelRegistry:
 
     def prepare_all(self) -> None:
         """Read, verify and deserialise every model, and build those whose runtime allows it
-        (`Runtime.builds_before_fork`): done before forking, the workers share one copy.
-
-        Native thread pools stay single-threaded meanwhile (`single_native_thread`): a child
-        forked after an OpenMP pool started would hang in its first prediction."""
+        (`Runtime.builds_before_fork`): done before forking, the workers share one copy."""
         for model in self:
-            if not self._guarded(model, self._prepare):
-                continue
-            assert model.runtime is not None
-            if model.runtime.builds_before_fork:
-                threads = thread_count()
-                with single_native_thread():
-                    self._guarded(model, self._build)
-                if thread_count() > threads:  # model code started a thread of its own
-                    log.warning(
-                        "threads_started_before_fork",
-                        model=model.name,
-                        version=model.version,
-                        threads=thread_count() - threads,
-                    )
+            if self._guarded(model, self._loader.prepare):
+                self._guarded(model, self._loader.build_before_fork)
 
     def load(self, model: ServedModel) -> None:
         """Prepare (if not yet) and activate one model; failures are recorded, never raised."""
         started = time.perf_counter()
         built_before = model.build_seconds if model.built else 0.0  # by the supervisor
-        if not self._guarded(model, self._prepare) or not self._guarded(model, self._activate):
+        loader = self._loader
+        if not self._guarded(model, loader.prepare) or not self._guarded(model, loader.activate):
             self.failures[(model.name, model.version)] = model.reason or "failed"
             return
         self.failures.pop((model.name, model.version), None)
@@ -303,121 +279,3 @@ class ModelRegistry:
             )
             return False
         return True
-
-    def _prepare(self, model: ServedModel) -> None:
-        """Everything that is safe to do before fork: no threads, no sessions."""
-        if model.prepared:
-            return
-        directory, config = model.directory, model.config
-        _add_code_paths(directory)
-        runtime = create_runtime(
-            config.runtime, config.output, config.runtime_options, directory=directory.root
-        )
-        data = b""
-        if directory.artefact_path is not None and config.artefact is not None:
-            data = read_pinned(
-                directory.artefact_path,
-                config.artefact.sha256,
-                trust_unpinned=self._trust_unpinned,
-                needs_trust=runtime.needs_trust,
-                risk=UNPINNED_RISKS.get(config.runtime, UNPINNED_RISKS["sklearn"]),
-            )
-            model.sha256 = sha256_bytes(data)
-        with _import_lock:  # unpickling imports modules; keep that single-threaded
-            if directory.bare:
-                runtime = self._open_bare(model, data)
-            else:
-                runtime.load(data)
-            spec = config.hooks
-            model.hooks = load_hooks(spec.pre, spec.post, spec.timeout_ms)
-        model.runtime = runtime
-        model.prepared = True
-
-    @staticmethod
-    def _open_bare(model: ServedModel, data: bytes) -> Runtime:
-        """A bare artefact's verified bytes, loaded as the kind of model they hold.
-
-        The content is checked again, on the bytes that load: the file may have changed since
-        `--model` was parsed, and a file that is not what its runtime reads is never loaded.
-        """
-        directory, config = model.directory, model.config
-        assert directory.artefact_path is not None
-        detect_runtime(directory.artefact_path, data[:HEAD_BYTES], config.runtime)
-        kind, runtime = open_as(
-            config.runtime,
-            data,
-            options=config.runtime_options,
-            directory=directory.root,
-            start=False,  # started in the serving process, after the fork
-        )
-        output = OutputSpec(kind=kind)
-        model.directory = directory.model_copy(
-            update={"config": config.model_copy(update={"output": output})}
-        )
-        return runtime
-
-    def _activate(self, model: ServedModel) -> None:
-        """In the process that will predict: start the runtime, then build what is not yet."""
-        assert model.runtime is not None
-        model.runtime.start()
-        if not model.built:
-            self._build(model)
-
-    def _build(self, model: ServedModel) -> None:
-        """The row schema, the runtime's faster path, and the self-test on the example row."""
-        building = time.perf_counter()
-        runtime, config = model.runtime, model.config
-        assert runtime is not None
-        inputs = config.inputs or runtime.derived_inputs()
-        if not inputs:
-            raise ModelConfigError(
-                f"{model.directory.root}: the config declares no inputs and the artefact names none"
-            )
-        schema = RowSchema(
-            config.name,
-            inputs,
-            allow_extra=config.allow_extra_fields,
-            max_rows=self._max_rows,
-            example=config.example,
-            limits=self._limits,
-            dtypes=runtime.input_dtypes(inputs),
-        )
-        runtime.bind_schema(inputs)
-        examples = schema.validate_rows([config.example]) if config.example is not None else []
-        runtime.prepare(examples, schema.columns)
-        started = time.perf_counter()
-        model.self_test = _self_test(runtime, schema, config)
-        model.self_test_seconds = time.perf_counter() - started
-        model.schema = schema
-        model.built = True
-        model.build_seconds = time.perf_counter() - building
-
-
-def _self_test(runtime: Runtime, schema: RowSchema, config: ModelConfig) -> str:
-    """Predict the example row, so 'ready' means 'answers', not just 'deserialised'."""
-    if config.example is None:
-        return "skipped: the config has no example row"
-    rows = schema.validate_rows([config.example])
-    (prediction,) = runtime.predict(rows, schema.columns)
-    expected = config.expected_example_output
-    if expected is not None:
-        got = prediction.get("label", prediction.get("value"))
-        if got != expected:
-            raise SelfTestFailed(
-                f"the example row predicted {got!r}, the config expects {expected!r}"
-            )
-    return "passed"
-
-
-def _add_code_paths(directory: ModelDirectory) -> None:
-    """Make the model's own modules importable, confined to its directory."""
-    root = directory.root.resolve()
-    for path in directory.code_paths:
-        resolved = path.resolve()
-        if not resolved.is_relative_to(root):
-            raise ModelConfigError(f"{path}: code path escapes the model directory {root}")
-        if not resolved.exists():
-            raise ModelConfigError(f"{path}: code path does not exist")
-        entry = str(resolved.parent)
-        if entry not in sys.path:
-            sys.path.insert(0, entry)

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -41,6 +40,14 @@ from fastinfer.serving.heartbeat import (
 )
 from fastinfer.serving.orphans import die_with_parent, mark_owner, remove_stale_directories
 from fastinfer.serving.pages import release_startup_pages
+from fastinfer.serving.processes import (
+    bind_socket,
+    child_signals,
+    exit_before_serving,
+    fork_holding_stop_signals,
+    leave_terminal_group,
+    reuse_port_available,
+)
 from fastinfer.serving.rundir import RUN_DIR_ENV, prepare_run_dir, remove_run_dir
 from fastinfer.serving.server import run_server
 
@@ -64,25 +71,6 @@ def available_cpus() -> int:
     except (OSError, ValueError):
         pass
     return max(1, count)
-
-
-def bind_socket(
-    host: str, port: int, *, reuse_port: bool = False, listen: bool = True
-) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    if listen:
-        sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _reuse_port_available() -> bool:
-    return hasattr(socket, "SO_REUSEPORT")
 
 
 class Supervisor:
@@ -155,7 +143,7 @@ class Supervisor:
         # Each worker listens on its own SO_REUSEPORT socket so the kernel spreads connections
         # evenly (with one shared socket, one busy worker tends to accept nearly all of them).
         # The supervisor's socket only holds the port: bound, never listening.
-        self._reuse_port = _reuse_port_available()
+        self._reuse_port = reuse_port_available()
         self._sock = bind_socket(
             self.settings.host,
             self.settings.port,
@@ -231,7 +219,7 @@ class Supervisor:
         flush_logging()
         self.board.write(index, 0, 0, "starting")
         parent = os.getpid()
-        pid = _fork()
+        pid = fork_holding_stop_signals()
         if pid == 0:  # the child: never returns
             code = 1
             try:
@@ -239,8 +227,8 @@ class Supervisor:
                 # kill this one.
                 # A stop before its server takes the signals over: nothing is in flight, exit 0
                 # (killed by the default action, it counted as a failed exit).
-                _child_signals(interrupt=_exit_before_serving, terminate=_exit_before_serving)
-                _leave_terminal_group()
+                child_signals(interrupt=exit_before_serving, terminate=exit_before_serving)
+                leave_terminal_group()
                 die_with_parent(parent)  # a supervisor killed -9 takes its workers with it
                 if self._health_sock is not None:
                     self._health_sock.close()
@@ -334,8 +322,9 @@ class Supervisor:
 def refuse_without_models(registry: ModelRegistry) -> bool:
     """True (and the reasons logged) when no model was prepared: a server that can only answer
     503 should exit, so that the orchestrator shows it (CrashLoopBackOff), not look alive.
-    Checked after deserialising, before fork; a self-test failing later in every worker still
-    leaves a server answering 503 (its /readyz says why)."""
+    Checked after deserialising, before fork; a model that deserialised but failed its build or
+    self-test (before the fork or in the workers) still leaves a server answering 503 (its
+    /readyz says why)."""
     reasons = {f"{m.name}/{m.version}": m.reason or "failed" for m in registry if not m.prepared}
     if len(reasons) < len(registry):
         return False
@@ -346,48 +335,6 @@ def refuse_without_models(registry: ModelRegistry) -> bool:
         "to serve without them and load them through the admin API",
     )
     return True
-
-
-_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-
-
-def _fork() -> int:
-    """os.fork with SIGTERM and SIGINT held until the child has its own handlers (see
-    `_child_signals`). Otherwise one that arrives as the child starts runs the supervisor's
-    handler in the child, or is lost: pending for a Python handler the child then replaced
-    (a supervisor stopping just after forking its health process waited for it for ever)."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    pid = os.fork()
-    if pid != 0:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-    return pid
-
-
-def _child_signals(
-    *,
-    interrupt: signal.Handlers | Callable[[int, FrameType | None], None],
-    terminate: signal.Handlers | Callable[[int, FrameType | None], None] = signal.SIG_DFL,
-) -> None:
-    """In a child of `_fork`: its own dispositions, then the held signals are delivered."""
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-
-
-def _exit_before_serving(_sig: int, _frame: FrameType | None) -> None:
-    os._exit(0)
-
-
-def _leave_terminal_group() -> None:
-    """In a child just forked: a process group of its own, so a Ctrl-C (SIGINT to the terminal's
-    whole group) reaches only the supervisor, which forwards it once. Received twice, from the
-    terminal and then the supervisor, a worker took the second for "force exit": it skipped the
-    application's shutdown and uvicorn logged a CancelledError traceback. A supervisor killed
-    -9 still takes its children with it (`die_with_parent`)."""
-    with contextlib.suppress(OSError):
-        os.setpgid(0, 0)
 
 
 def serve(settings: Settings, directories: list[ModelDirectory]) -> int:
