@@ -171,7 +171,8 @@ def test_swagger_ui_renders_and_try_it_out_predicts_with_the_titanic_model(
         # tryItOutEnabled: the example body is editable and Execute is there at once.
         tools.wait_for(f"!!document.querySelector('{PREDICT} .btn.execute')", "Execute")
         editor = f"document.querySelector('{PREDICT} textarea.body-param__text')"
-        body = tools.evaluate(f"{editor}.value")
+        # The editor may render a moment after the button (seen once in CI: null.value).
+        body = tools.wait_for(f"({editor} || {{}}).value", "the request body editor")
         assert json.loads(body)["inputs"][0] == spec["example"]
         tools.evaluate(f"document.querySelector('{PREDICT} .btn.execute').click()")
         status = tools.wait_for(
